@@ -1,0 +1,32 @@
+"""Errors that the CLI turns into one clear stderr line and an exit code (no traceback)."""
+
+from __future__ import annotations
+
+
+class AescoreError(Exception):
+    """A known, user-facing failure. ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class UsageError(AescoreError):
+    """Bad options or arguments (exit status 2)."""
+
+    exit_code = 2
+
+
+class WeightsError(AescoreError):
+    """Weights or model card missing, tampered with, or of the wrong architecture."""
+
+
+class DataError(AescoreError):
+    """A dataset folder or file list that cannot be used."""
+
+
+class ImageDecodeError(AescoreError):
+    """One image could not be decoded; carries the path and a short reason."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
