@@ -1,0 +1,164 @@
+"""timm backbones: creation with pinned pretrained weights or a local file, and DenseNet dilation.
+
+The papers fine-tuned from the torchvision ImageNet weights, so ``pretrained=True`` pins timm's
+torchvision-era tags (``resnet18.tv_in1k``, ``densenet121.tv_in1k``); timm's newer default tags
+were trained with other recipes and give other starting points.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+from aescore.errors import UsageError, WeightsError
+
+# Backbone name -> the timm weight tag the papers' torchvision weights live under.
+TORCHVISION_TAGS: dict[str, str] = {
+    "resnet18": "resnet18.tv_in1k",
+    "densenet121": "densenet121.tv_in1k",
+}
+
+# Prefixes that wrappers (DDP, our own models, other toolkits) put in front of backbone keys.
+_WRAPPER_PREFIXES = ("module.", "backbone.", "model.", "encoder.")
+# Old torchvision DenseNet checkpoints name `denselayer1.norm.1.weight` what is now `norm1.weight`.
+_TV_DENSELAYER = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+
+
+def pretrained_tag(name: str) -> str:
+    """The timm weight tag ``pretrained=True`` loads for backbone ``name``.
+
+    ``resnet18`` and ``densenet121`` map to their torchvision-era tags; a name that already carries
+    a tag (``resnet50.a1_in1k``) or any other architecture keeps timm's choice.
+    """
+    return TORCHVISION_TAGS.get(name, name)
+
+
+def create_backbone(
+    name: str,
+    pretrained: bool = False,
+    backbone_weights: str | Path | None = None,
+    **timm_kw: Any,
+) -> nn.Module:
+    """Create the timm model ``name`` (extra ``timm_kw`` go to ``timm.create_model``).
+
+    ``backbone_weights`` (a local ``.safetensors``/``.pth``/``.pt`` file) takes precedence over
+    ``pretrained``; ``pretrained=True`` downloads the pinned hub weights (see :func:`pretrained_tag`)
+    and raises :class:`WeightsError` with a one-line remedy when that fails (e.g. offline).
+    """
+    arch = name.split(".", 1)[0]
+    if not timm.is_model(arch):
+        raise UsageError(f"unknown timm backbone {name!r}")
+    if backbone_weights is not None:
+        model = timm.create_model(name, pretrained=False, **timm_kw)
+        load_backbone_weights(model, backbone_weights)
+        return model
+    if not pretrained:
+        return timm.create_model(name, pretrained=False, **timm_kw)
+    tag = pretrained_tag(name)
+    try:
+        return timm.create_model(tag, pretrained=True, **timm_kw)
+    except TypeError:
+        raise  # a bad keyword argument is a programming error, not a download failure
+    except Exception as err:  # hub/HTTP/cache errors come in many types (OSError, httpx, hf errors)
+        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise WeightsError(
+            f"could not fetch pretrained weights {tag!r} from the Hugging Face Hub ({reason}); "
+            "connect to the internet, or pass backbone_weights=PATH (CLI: --backbone-weights PATH) "
+            "with a local .safetensors/.pth file"
+        ) from err
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a local weights file: ``.safetensors``, or ``.pth``/``.pt``/``.bin`` (never unpickled code).
+
+    A checkpoint dict holding the weights under ``state_dict``/``model`` is unwrapped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"backbone weights file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        elif suffix in (".pth", ".pt", ".bin", ".ckpt"):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            raise WeightsError(f"{path}: unsupported weights format {suffix!r} (use .safetensors, .pth or .pt)")
+    except WeightsError:
+        raise
+    except Exception as err:
+        raise WeightsError(f"{path}: cannot read weights ({type(err).__name__}: {err})") from err
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{path}: not a state dict of tensors")
+    return state
+
+
+def _normalise_keys(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """Map torchvision/timm/wrapped key names onto ``model``'s and drop the ImageNet classifier."""
+    own = model.state_dict()
+    for prefix in _WRAPPER_PREFIXES:
+        if state and all(k.startswith(prefix) for k in state) and not any(k.startswith(prefix) for k in own):
+            state = {k[len(prefix):]: v for k, v in state.items()}
+    state = {_TV_DENSELAYER.sub(r"\1\2", k): v for k, v in state.items()}
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    heads = {"fc", "classifier", "head", "head.fc", str(cfg.get("classifier", "fc"))}
+    return {
+        k: v for k, v in state.items()
+        # keep a classifier only where the model has one of the same shape (num_classes=0: none)
+        if not (k.rsplit(".", 1)[0] in heads and (k not in own or own[k].shape != v.shape))
+    }
+
+
+def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
+    """Load a local state dict into the timm ``model``; strict except for the classifier.
+
+    Raises :class:`WeightsError` naming missing, unexpected or wrongly shaped keys.
+    """
+    state = _normalise_keys(read_state_dict(path), model)
+    own = model.state_dict()
+    # BatchNorm step counters are absent from old torchvision files and carry no weights.
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+              for k, v in own.items() if k in state and state[k].shape != v.shape]
+    problems = []
+    for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
+        if keys:
+            more = f" (+{len(keys) - 8} more)" if len(keys) > 8 else ""
+            problems.append(f"{len(keys)} {label}: {', '.join(keys[:8])}{more}")
+    if problems:
+        raise WeightsError(f"{path}: does not fit backbone {type(model).__name__}: " + "; ".join(problems))
+    model.load_state_dict(state, strict=False)
+
+
+def dilate_densenet_(model: nn.Module) -> nn.Module:
+    """RGNet's FCN surgery (Sec. 3.1) on a timm DenseNet, in place: output stride 32 -> 8.
+
+    The average pools of transitions 2 and 3 become identities and the 3x3 convolutions of dense
+    blocks 3 and 4 get dilation 2 and 4 (padding = dilation, so sizes are kept). No parameter
+    changes shape, so ImageNet weights still load. For DenseNet-121 a 300x300 input gives 37x37
+    (stem: 300 -> 150 -> 75, transition 1: 75 -> 37).
+    """
+    feats = getattr(model, "features", None)
+    if feats is None or not all(hasattr(feats, n) for n in ("transition2", "transition3", "denseblock3", "denseblock4")):
+        raise ValueError("dilate_densenet_ expects a timm DenseNet with four dense blocks")
+    for name in ("transition2", "transition3"):
+        trans = getattr(feats, name)
+        if not isinstance(trans.pool, nn.AvgPool2d):
+            raise ValueError(f"{name}.pool is {type(trans.pool).__name__}, expected AvgPool2d (anti-aliased DenseNets unsupported)")
+        trans.pool = nn.Identity()
+    for name, rate in (("denseblock3", 2), ("denseblock4", 4)):
+        for layer in getattr(feats, name).values():
+            layer.conv2.dilation = (rate, rate)
+            layer.conv2.padding = (rate, rate)
+    return model

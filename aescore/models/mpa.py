@@ -1,0 +1,69 @@
+"""MPA (Sheng et al., ACM MM 2018): a timm backbone, global average pooling, a 2-way classifier.
+
+The multi-patch objectives (MP_avg / MP_min / MP_ada) live in :mod:`aescore.losses`; the network is
+an ordinary patch classifier. It is fully convolutional up to the pooling, so it also runs on whole
+non-square images at inference (``eval`` mode "shorter").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from aescore.models._registry import register_model
+from aescore.models.backbones import create_backbone
+from aescore.models.layers import init_he_
+
+
+class MPANet(nn.Module):
+    """A timm backbone (classifier removed, its global pooling kept) followed by ``nn.Linear(D, num_classes)``."""
+
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        pretrained: bool = False,
+        backbone_weights: str | Path | None = None,
+        num_classes: int = 2,
+    ) -> None:
+        super().__init__()
+        # num_classes=0: timm drops its ImageNet classifier and returns the pooled [B, D] features.
+        self.backbone = create_backbone(backbone, pretrained, backbone_weights, num_classes=0)
+        self.num_features = int(self.backbone.num_features)
+        self.head = init_he_(nn.Linear(self.num_features, num_classes))
+        self.default_preprocess: dict[str, Any] = {
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+            "eval": {"mode": "shorter", "size": 256, "max_aspect": 1.5},
+            "train": {"kind": "mpa", "resize_shorter": 256, "crop": 224},
+        }
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] images -> [B, D] globally pooled backbone features."""
+        return self.backbone(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] images (any H, W) -> [B, num_classes] logits; softmax[:, 1] = P(high aesthetics)."""
+        return self.head(self.embed(x))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Trade compute for memory in the backbone (timm's gradient checkpointing)."""
+        self.backbone.set_grad_checkpointing(enable)
+
+
+@register_model
+def mpa_resnet18(
+    backbone: str = "resnet18",
+    pretrained: bool = False,
+    backbone_weights: str | Path | None = None,
+    num_classes: int = 2,
+) -> MPANet:
+    """MPA's network (Table 1: ResNet-18); any timm model name is accepted as ``backbone``.
+
+    ``pretrained=True`` starts from the torchvision ImageNet weights (``resnet18.tv_in1k``);
+    ``backbone_weights`` loads a local file instead.
+    """
+    return MPANet(backbone, pretrained, backbone_weights, num_classes)

@@ -1,0 +1,150 @@
+"""RGNet (Liu et al., WACV 2020): dilated DenseNet-121 FCN, DenseASPP, region-graph convs, LSE pooling.
+
+Data flow for the full model ("FCN-A-G"), 300 x 300 input:
+
+    image -> dilated DenseNet-121 (stride 8, incl. final BN-ReLU)  [B, 1024, 37, 37]
+          -> DenseASPP (rates 3, 6, 12, 18; 4 x 64)                 [B, 1280, 37, 37]
+          -> 3 x RegionGraphConv (Eqs. 1-3)                         [B, 1280, 37, 37]
+          -> BN, 1x1 conv, softmax over classes: region scores Y    [B, 2, 37, 37]
+          -> LSE pooling (Eq. 4, r = 4): logits y                   [B, 2]
+softmax(y) is Eq. 5. The other variants of Table 1 drop or replace modules (see ``VARIANTS``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from aescore.errors import UsageError
+from aescore.models._registry import register_model
+from aescore.models.backbones import create_backbone, dilate_densenet_
+from aescore.models.layers import DenseASPP, RegionGraphConv, init_he_, lse_pool
+
+# Table 1's ablation variants: A = DenseASPP, G = graph convolutions, C-C = plain convs instead of both.
+VARIANTS = ("FC-CNN", "FCN", "FCN-A", "FCN-G", "FCN-A-G", "FCN-C-C")
+ASPP_RATES = (3, 6, 12, 18)
+ASPP_GROWTH = 64
+
+
+def _plain_convs(in_ch: int, width: int, n: int) -> nn.Sequential:
+    """FCN-C-C's stand-in for DenseASPP + graph blocks: ``n`` plain 3x3 conv-BN-ReLU layers."""
+    layers: list[nn.Module] = []
+    for i in range(n):
+        layers += [nn.Conv2d(in_ch if i == 0 else width, width, 3, padding=1, bias=False),
+                   nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+    return init_he_(nn.Sequential(*layers))
+
+
+class RGNet(nn.Module):
+    """RGNet and its Table 1 ablation variants on a timm DenseNet-121.
+
+    ``forward`` returns the LSE-pooled class scores y^c (Eq. 4) as logits, so ``softmax`` of the
+    output is p(c | I) of Eq. 5. Because y^c pools probabilities, it lies in [0, 1] and the
+    two-class softmax is bounded to [1/(1+e), e/(1+e)] ~ [0.27, 0.73], as in the paper.
+    "FC-CNN" is the plain DenseNet-121 classifier (global pooling + linear layer, 224 x 224 input).
+    """
+
+    def __init__(
+        self,
+        variant: str = "FCN-A-G",
+        lse_r: float = 4.0,
+        graph_blocks: int = 3,
+        num_classes: int = 2,
+        pretrained: bool = False,
+        backbone_weights: str | Path | None = None,
+        cc_width: int = 512,
+    ) -> None:
+        super().__init__()
+        if variant not in VARIANTS:
+            raise UsageError(f"unknown RGNet variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+        if variant != "FC-CNN" and num_classes < 2:
+            raise UsageError("RGNet's per-region softmax needs num_classes >= 2")
+        self.variant = variant
+        self.lse_r = float(lse_r)
+        self.backbone = create_backbone("densenet121", pretrained, backbone_weights, num_classes=0)
+        dim = int(self.backbone.num_features)  # 1024
+        self.context: nn.Module = nn.Identity()
+        self.graph: nn.Module = nn.Identity()
+        if variant == "FC-CNN":
+            self.head: nn.Module = init_he_(nn.Linear(dim, num_classes))
+            self.num_features = dim
+            self.default_preprocess = _preprocess(224)
+            return
+        dilate_densenet_(self.backbone)
+        if variant == "FCN-C-C":
+            # Same number of layers as DenseASPP + graph blocks; width 512 keeps the parameter
+            # count near theirs (~19M vs ~17M), so the comparison is about structure, not size.
+            self.context = _plain_convs(dim, cc_width, len(ASPP_RATES) + graph_blocks)
+            dim = cc_width
+        if "-A" in variant:
+            self.context = DenseASPP(dim, ASPP_RATES, ASPP_GROWTH)
+            dim = self.context.out_channels  # d' = 1280
+        if variant.endswith("G"):
+            self.graph = nn.Sequential(*[RegionGraphConv(dim) for _ in range(graph_blocks)])
+        # BN before the 1x1 classifier: "batch normalization is used before each weight layer" (Sec. 3.3).
+        self.head = init_he_(nn.Sequential(nn.BatchNorm2d(dim), nn.Conv2d(dim, num_classes, 1)))
+        self.num_features = dim
+        self.default_preprocess = _preprocess(300)
+
+    @property
+    def is_fcn(self) -> bool:
+        """True for every variant that predicts per-region scores (all but FC-CNN)."""
+        return self.variant != "FC-CNN"
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] -> [B, d', H/8, W/8]: the region features the classifier head sees."""
+        if not self.is_fcn:
+            raise UsageError("the FC-CNN variant has no region feature map")
+        return self.graph(self.context(self.backbone.forward_features(x)))
+
+    def region_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-region class probabilities Y^c_ij: [B, 3, H, W] -> [B, num_classes, H/8, W/8] (softmax over classes)."""
+        return torch.softmax(self.head(self.feature_map(x)), dim=1)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] -> [B, d'] globally averaged features (the head's input)."""
+        if not self.is_fcn:
+            return self.backbone(x)
+        return self.feature_map(x).mean((2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] -> [B, num_classes] logits: y^c = LSE_r(Y^c) (Eq. 4); softmax gives Eq. 5."""
+        if not self.is_fcn:
+            return self.head(self.backbone(x))
+        return lse_pool(self.region_scores(x), self.lse_r)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Trade compute for memory in the DenseNet (timm's per-dense-layer checkpointing)."""
+        self.backbone.set_grad_checkpointing(enable)
+
+
+def _preprocess(size: int) -> dict[str, Any]:
+    """RGNet's recipe: whole image resized to size x size; training rescales 1.05-1.25x and crops (Sec. 3.3)."""
+    return {
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "eval": {"mode": "square", "size": size},
+        "train": {"kind": "rgnet", "size": size, "scale": [1.05, 1.25]},
+    }
+
+
+@register_model
+def rgnet_densenet121(
+    pretrained: bool = False,
+    backbone_weights: str | Path | None = None,
+    variant: str = "FCN-A-G",
+    lse_r: float = 4.0,
+    graph_blocks: int = 3,
+    num_classes: int = 2,
+    cc_width: int = 512,
+) -> RGNet:
+    """RGNet on DenseNet-121 (the paper's model is the default ``variant="FCN-A-G"``, r = 4, 3 graph blocks).
+
+    ``pretrained=True`` starts the backbone from torchvision's ImageNet weights (``densenet121.tv_in1k``);
+    ``backbone_weights`` loads a local file instead. ``cc_width`` only affects ``variant="FCN-C-C"``.
+    """
+    return RGNet(variant, lse_r, graph_blocks, num_classes, pretrained, backbone_weights, cc_width)
