@@ -1,0 +1,352 @@
+"""Write star ratings and scores into XMP sidecars without losing anything already there.
+
+An existing sidecar is parsed with defusedxml's minidom (DTDs, entities and external references
+refused) and edited in place: only ``xmp:Rating`` (when absent, or with ``overwrite_rating``) and our
+own ``aescore:*`` properties change. minidom rather than ElementTree because it keeps what
+ElementTree drops or rewrites on a round trip — the original namespace prefixes in their scopes,
+comments, whitespace, the ``<?xpacket?>`` wrapper and the order of attributes (namespace
+declarations move first) — without touching ElementTree's process-global prefix registry. The photo itself is never opened.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+from xml.dom import minidom
+
+from aescore import __version__
+from aescore.errors import AescoreError, UsageError
+
+__all__ = [
+    "AESCORE_NS",
+    "XMP_NS",
+    "RDF_NS",
+    "SidecarChange",
+    "SidecarError",
+    "XmpStyle",
+    "sidecar_path",
+    "write_rating_sidecar",
+]
+
+XmpStyle = Literal["lightroom", "darktable"]
+SidecarAction = Literal["create", "update", "unchanged", "kept-existing-rating"]
+
+AESCORE_NS = "https://aescore.dev/ns/1.0/"
+XMP_NS = "http://ns.adobe.com/xap/1.0/"
+RDF_NS = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+X_NS = "adobe:ns:meta/"
+XMLNS_NS = "http://www.w3.org/2000/xmlns/"
+
+# The standard packet wrapper; the id is the fixed value the XMP specification prescribes.
+_NEW_PACKET = f"""<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
+<x:xmpmeta xmlns:x="{X_NS}" x:xmptk="aescore {__version__}">
+ <rdf:RDF xmlns:rdf="{RDF_NS}">
+  <rdf:Description rdf:about="" xmlns:xmp="{XMP_NS}" xmlns:aescore="{AESCORE_NS}"/>
+ </rdf:RDF>
+</x:xmpmeta>
+<?xpacket end="w"?>
+"""
+
+
+class SidecarError(AescoreError):
+    """An existing sidecar that aescore refuses to modify (unsafe or not an XMP packet).
+
+    The file is left untouched; a batch caller should report the message and go on.
+    """
+
+
+@dataclass(frozen=True)
+class SidecarChange:
+    """What :func:`write_rating_sidecar` did (or, with ``dry_run``, would do).
+
+    ``action``: ``create`` (new sidecar), ``update`` (rating and/or score changed),
+    ``unchanged`` (already up to date; nothing written), ``kept-existing-rating`` (the sidecar had
+    a different rating and ``overwrite_rating`` was off; our score is still updated when it
+    differs). ``new_rating`` is the rating the sidecar carries afterwards; ``changed`` tells
+    whether the file's content changes (is or would be written).
+    """
+
+    path: Path
+    action: SidecarAction
+    old_rating: int | None
+    new_rating: int | None
+    changed: bool
+
+
+def sidecar_path(photo: str | os.PathLike[str], style: XmpStyle = "lightroom") -> Path:
+    """Sidecar file for ``photo``: Lightroom ``IMG_1.xmp`` (stem + .xmp) or darktable ``IMG_1.JPG.xmp``.
+
+    If the conventional lower-case name does not exist but an upper-case ``.XMP`` does (cameras
+    and some Windows tools write those), that existing file is returned so it is merged, not
+    shadowed. Note that Lightroom-style names are shared by ``IMG_1.JPG`` and ``IMG_1.CR2`` in one
+    folder — that is Lightroom's convention, not something to fix here.
+    """
+    photo = Path(photo)
+    if style == "lightroom":
+        base = photo.with_suffix("") if photo.suffix else photo
+        candidates = [base.with_name(base.name + ".xmp"), base.with_name(base.name + ".XMP")]
+    elif style == "darktable":
+        candidates = [photo.with_name(photo.name + ".xmp"), photo.with_name(photo.name + ".XMP")]
+    else:
+        raise UsageError(f"unknown XMP sidecar style {style!r} (use 'lightroom' or 'darktable')")
+    for cand in candidates:
+        if cand.exists():
+            return cand
+    return candidates[0]
+
+
+# --------------------------------------------------------------------------- DOM helpers
+
+
+def _prefix_in_scope(elem: minidom.Element, uri: str) -> str | None:
+    """A prefix bound to ``uri`` on ``elem`` or an ancestor (the nearest binding wins), else None."""
+    node: object = elem
+    shadowed: set[str] = set()
+    while isinstance(node, minidom.Element):
+        for attr in node.attributes.values():
+            if attr.namespaceURI == XMLNS_NS and attr.prefix == "xmlns":
+                if attr.localName not in shadowed and attr.value == uri:
+                    return attr.localName
+                shadowed.add(attr.localName)
+        node = node.parentNode
+    return None
+
+
+def _prefix_taken(elem: minidom.Element, prefix: str) -> bool:
+    """Whether ``prefix`` is already bound on ``elem`` or an ancestor (to any URI)."""
+    node: object = elem
+    while isinstance(node, minidom.Element):
+        if node.hasAttributeNS(XMLNS_NS, prefix):
+            return True
+        node = node.parentNode
+    return False
+
+
+def _ensure_prefix(elem: minidom.Element, uri: str, preferred: str) -> str:
+    """Return a prefix for ``uri`` usable on ``elem``, declaring one on ``elem`` when needed."""
+    found = _prefix_in_scope(elem, uri)
+    if found:
+        return found
+    prefix, k = preferred, 0
+    while _prefix_taken(elem, prefix):
+        k += 1
+        prefix = f"{preferred}{k}"
+    elem.setAttributeNS(XMLNS_NS, f"xmlns:{prefix}", uri)
+    return prefix
+
+
+def _descriptions(rdf: minidom.Element) -> list[minidom.Element]:
+    """The ``rdf:Description`` children of ``rdf:RDF`` (where top-level properties live)."""
+    return [
+        c
+        for c in rdf.childNodes
+        if isinstance(c, minidom.Element) and c.namespaceURI == RDF_NS and c.localName == "Description"
+    ]
+
+
+class _Property:
+    """One simple property, stored as an attribute or as a child element of a Description."""
+
+    def __init__(self, desc: minidom.Element, node: minidom.Attr | minidom.Element) -> None:
+        self.desc = desc
+        self.node = node
+
+    @property
+    def value(self) -> str:
+        if isinstance(self.node, minidom.Attr):
+            return self.node.value
+        return "".join(
+            c.data for c in self.node.childNodes if isinstance(c, (minidom.Text, minidom.CDATASection))
+        ).strip()
+
+    def set(self, value: str) -> None:
+        if isinstance(self.node, minidom.Attr):
+            self.node.value = value
+            return
+        for child in list(self.node.childNodes):
+            self.node.removeChild(child)
+        self.node.appendChild(self.node.ownerDocument.createTextNode(value))
+
+
+def _find_property(descs: list[minidom.Element], uri: str, local: str) -> _Property | None:
+    """The first occurrence of property ``uri``+``local`` as attribute or child element."""
+    for desc in descs:
+        attr = desc.getAttributeNodeNS(uri, local)
+        if attr is not None:
+            return _Property(desc, attr)
+        for child in desc.childNodes:
+            if isinstance(child, minidom.Element) and child.namespaceURI == uri and child.localName == local:
+                return _Property(desc, child)
+    return None
+
+
+def _set_property(
+    descs: list[minidom.Element], target: minidom.Element, uri: str, local: str, preferred: str, value: str
+) -> bool:
+    """Set a property where it already is, else as an attribute of ``target``; True if it changed."""
+    prop = _find_property(descs, uri, local)
+    if prop is not None:
+        if prop.value == value:
+            return False
+        prop.set(value)
+        return True
+    prefix = _ensure_prefix(target, uri, preferred)
+    target.setAttributeNS(uri, f"{prefix}:{local}", value)
+    return True
+
+
+def _parse_rating(text: str) -> int | None:
+    """An ``xmp:Rating`` value as an int (XMP allows reals such as ``3.0``), or None if unusable."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return int(value) if math.isfinite(value) else None
+
+
+def _parse_sidecar(path: Path, data: bytes) -> minidom.Document:
+    """Parse ``data`` safely; SidecarError for DTDs/entities, bad XML or a missing rdf:RDF."""
+    import defusedxml
+    import defusedxml.minidom
+    from xml.parsers.expat import ExpatError
+
+    try:
+        doc = defusedxml.minidom.parseString(
+            data, forbid_dtd=True, forbid_entities=True, forbid_external=True
+        )
+    except defusedxml.DefusedXmlException as err:
+        raise SidecarError(
+            f"{path}: refusing to modify an XMP sidecar that declares a DTD or entities ({type(err).__name__})"
+        ) from err
+    except (ExpatError, ValueError, UnicodeError) as err:
+        raise SidecarError(f"{path}: not a well-formed XMP sidecar ({err}); left unchanged") from err
+    if not doc.getElementsByTagNameNS(RDF_NS, "RDF"):
+        raise SidecarError(f"{path}: no rdf:RDF element, not an XMP packet; left unchanged")
+    return doc
+
+
+def _serialise(doc: minidom.Document, xml_declaration: bool) -> bytes:
+    """The document as UTF-8, keeping the top-level processing instructions and comments."""
+    parts = ['<?xml version="1.0" encoding="UTF-8"?>'] if xml_declaration else []
+    parts.extend(node.toxml() for node in doc.childNodes)
+    return ("\n".join(parts) + "\n").encode("utf-8")
+
+
+def _atomic_write(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp_name, mode)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def write_rating_sidecar(
+    photo: str | os.PathLike[str],
+    stars: int,
+    score: float,
+    style: XmpStyle = "lightroom",
+    overwrite_rating: bool = False,
+    dry_run: bool = False,
+    model: str | None = None,
+) -> SidecarChange:
+    """Record ``stars`` as ``xmp:Rating`` and ``score`` as ``aescore:Score`` in ``photo``'s sidecar.
+
+    Without a sidecar, a minimal XMP packet is created. An existing one is merged: every element,
+    attribute, namespace prefix, comment and the ``<?xpacket?>`` wrapper is kept; ``xmp:Rating`` is
+    set only when absent or when ``overwrite_rating`` is true, and updated in place whether stored
+    as an attribute (``xmp:Rating="3"``) or a child element; ``aescore:Score`` (4 decimals) and,
+    when ``model`` is given (e.g. a weights sha256 prefix), ``aescore:Model`` are always set, in
+    our namespace :data:`AESCORE_NS`. Nothing is written when nothing changes.
+
+    Writes are atomic (temporary file in the same folder, then ``os.replace``); a sidecar that is a
+    symlink is written through to its target. ``dry_run`` writes nothing and reports what would
+    happen. Raises SidecarError (file left untouched) for a sidecar declaring a DTD or entities,
+    malformed XML, or XML without ``rdf:RDF``; ValueError for stars outside -1..5 or a NaN score.
+    """
+    if not (-1 <= int(stars) <= 5) or int(stars) != stars:
+        raise ValueError(f"xmp:Rating must be an integer from -1 to 5, got {stars}")
+    if math.isnan(score):
+        raise ValueError("cannot record a NaN score")
+    path = sidecar_path(photo, style)
+    exists = path.exists()
+    if exists:
+        real = Path(os.path.realpath(path))
+        data = real.read_bytes()
+        doc = _parse_sidecar(path, data)
+        had_declaration = data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<?xml")
+    else:
+        real = path
+        doc = minidom.parseString(_NEW_PACKET.encode("utf-8"))
+        had_declaration = False
+
+    rdf = doc.getElementsByTagNameNS(RDF_NS, "RDF")[0]
+    descs = _descriptions(rdf)
+    rating = _find_property(descs, XMP_NS, "Rating")
+    if rating is not None:
+        target = rating.desc
+    elif descs:
+        target = descs[0]
+    else:
+        # An rdf:RDF without any Description: add one (rdf:about="" = "this resource").
+        target = doc.createElementNS(RDF_NS, f"{rdf.prefix or 'rdf'}:Description")
+        target.setAttributeNS(RDF_NS, f"{rdf.prefix or 'rdf'}:about", "")
+        rdf.appendChild(target)
+        descs = [target]
+
+    old_rating = _parse_rating(rating.value) if rating is not None else None
+    kept = False
+    changed = False
+    if rating is None:
+        changed |= _set_property(descs, target, XMP_NS, "Rating", "xmp", str(int(stars)))
+        new_rating: int | None = int(stars)
+    elif old_rating == stars:
+        new_rating = old_rating  # same rating (maybe written "3.0"): leave the text as it is
+    elif overwrite_rating:
+        rating.set(str(int(stars)))
+        changed = True
+        new_rating = int(stars)
+    else:
+        kept = True
+        new_rating = old_rating
+    changed |= _set_property(descs, target, AESCORE_NS, "Score", "aescore", f"{score:.4f}")
+    if model is not None:
+        changed |= _set_property(descs, target, AESCORE_NS, "Model", "aescore", model)
+
+    action: SidecarAction
+    if not exists:
+        action = "create"
+    elif kept:
+        action = "kept-existing-rating"
+    elif changed:
+        action = "update"
+    else:
+        action = "unchanged"
+
+    if changed and not dry_run:
+        if exists:
+            mode = real.stat().st_mode & 0o7777
+        else:
+            mode = 0o666 & ~_umask()
+        _atomic_write(real, _serialise(doc, had_declaration), mode)
+    return SidecarChange(path=path, action=action, old_rating=old_rating, new_rating=new_rating, changed=changed)
