@@ -1,0 +1,235 @@
+"""Tiny synthetic datasets in the real AVA / AADB / CSV layouts, for offline tests and demos.
+
+The label is learnable: "good" images are bright, high-contrast and sharp (fine texture),
+"bad" ones dark, low-contrast and blurred. Everything is a deterministic function of ``seed``.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+AVA_TEST_LIST = Path("aesthetics_image_lists") / "generic_test.jpgl"
+
+
+def make_image(good: bool, size: tuple[int, int], rng: np.random.Generator, strength: float = 1.0) -> Image.Image:
+    """A textured RGB image; ``good`` = bright & sharp, else dark & blurred. ``strength`` in [0, 1] scales the gap."""
+    w, h = size
+    noise = rng.random((h, w, 1))
+    yy, xx = np.mgrid[0:h, 0:w]
+    period = rng.integers(3, 7)
+    stripes = ((xx + yy * rng.integers(0, 2)) // period % 2)[..., None].astype(np.float64)
+    tint = rng.uniform(0.7, 1.0, size=(1, 1, 3))
+    pattern = 0.5 * noise + 0.5 * stripes
+    if good:
+        base, contrast = 150 + 40 * strength, 60 + 40 * strength
+    else:
+        base, contrast = 110 - 60 * strength, 50 - 25 * strength
+    arr = np.clip(base + contrast * (pattern - 0.5) * 2, 0, 255) * tint
+    img = Image.fromarray(arr.astype(np.uint8), mode="RGB")
+    if not good:
+        img = img.filter(ImageFilter.GaussianBlur(radius=1.0 + 2.0 * strength))
+    return img
+
+
+def _votes_for(mean: float, rng: np.random.Generator, n_votes: int) -> list[int]:
+    # A discretised normal around ``mean`` (sd 1.4) over ratings 1..10, sampled as vote counts.
+    ratings = np.arange(1, 11)
+    p = np.exp(-0.5 * ((ratings - mean) / 1.4) ** 2)
+    return rng.multinomial(n_votes, p / p.sum()).tolist()
+
+
+def _save_jpeg(img: Image.Image, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, format="JPEG", quality=90)
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: max(200, len(data) // 3)])  # header intact, scan data cut short
+
+
+def make_tiny_ava(
+    root: Path,
+    n_train: int = 48,
+    n_test: int = 16,
+    size: tuple[int, int] = (64, 48),
+    seed: int = 0,
+    corrupt: bool = True,
+) -> dict[str, Any]:
+    """Write a tiny AVA-format dataset under ``root`` and describe it.
+
+    Layout: ``AVA.txt`` (15 columns; some rows with votes in the rating-10 column),
+    ``images/<id>.jpg`` and ``aesthetics_image_lists/generic_test.jpgl``. Ids are 6-digit numbers
+    and train/test rows are interleaved. Good images get means around 5.6-7.6, bad ones 3.0-4.5;
+    one extra training row has all its votes at rating 5 (mean exactly 5.0: positive under
+    RGNet's >=, negative under MPA's >).
+
+    With ``corrupt``: one training row's image is missing (``missing_ids``), one training row has
+    zero votes (``no_vote_ids``), one test image is an empty file (``empty_ids``), and one training
+    plus one test image are truncated JPEGs (``truncated_ids``; found only on decode).
+
+    Returns a dict: ``root``, ``train_ids`` / ``test_ids`` (all AVA.txt ids per split, including
+    the broken ones), ``missing_ids``, ``empty_ids``, ``no_vote_ids``, ``truncated_ids``,
+    ``borderline_id``, ``rating10_ids`` (rows with votes at rating 10), ``means`` (id -> mean),
+    ``n_skipped_at_index`` (missing + empty + no-vote rows).
+    """
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    images = root / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    n_rows = n_train + n_test
+    test_slots = set(np.linspace(1, n_rows - 1, n_test, dtype=int).tolist()) if n_test else set()
+    while len(test_slots) < n_test:  # linspace may collide for tiny n; fill deterministically
+        test_slots.add(max(set(range(n_rows)) - test_slots))
+    lines: list[str] = []
+    train_ids: list[str] = []
+    test_ids: list[str] = []
+    means: dict[str, float] = {}
+    rating10: list[str] = []
+    for k in range(n_rows):
+        image_id = str(100000 + 7 * k)
+        split_ids = test_ids if k in test_slots else train_ids
+        good = len(split_ids) % 2 == 0  # alternate within each split: both stay balanced
+        mean = rng.uniform(5.6, 7.6) if good else rng.uniform(3.0, 4.5)
+        votes = _votes_for(mean, rng, int(rng.integers(60, 200)))
+        if good and not rating10:
+            votes[9] += 3  # make sure the rating-10 column is exercised
+        if votes[9] > 0:
+            rating10.append(image_id)
+        split_ids.append(image_id)
+        lines.append(_row(k + 1, image_id, votes, rng))
+        means[image_id] = sum(r * v for r, v in enumerate(votes, 1)) / sum(votes)
+        _save_jpeg(make_image(good, size, rng), images / f"{image_id}.jpg")
+    # Borderline row: mean exactly 5.0.
+    borderline = str(100000 + 7 * n_rows)
+    lines.append(_row(n_rows + 1, borderline, [0, 0, 0, 0, 50, 0, 0, 0, 0, 0], rng))
+    _save_jpeg(make_image(True, size, rng, strength=0.0), images / f"{borderline}.jpg")
+    train_ids.append(borderline)
+    means[borderline] = 5.0
+    info: dict[str, Any] = {"missing_ids": [], "empty_ids": [], "no_vote_ids": [], "truncated_ids": []}
+    if corrupt:
+        if len(train_ids) < 4 or len(test_ids) < 2:
+            raise ValueError("corrupt=True needs n_train >= 3 and n_test >= 2")
+        missing, truncated_train = train_ids[0], train_ids[1]
+        empty, truncated_test = test_ids[0], test_ids[1]
+        (images / f"{missing}.jpg").unlink()
+        (images / f"{empty}.jpg").write_bytes(b"")
+        _truncate(images / f"{truncated_train}.jpg")
+        _truncate(images / f"{truncated_test}.jpg")
+        no_votes = str(100000 + 7 * (n_rows + 1))
+        lines.append(_row(n_rows + 2, no_votes, [0] * 10, rng))
+        _save_jpeg(make_image(True, size, rng), images / f"{no_votes}.jpg")
+        train_ids.append(no_votes)
+        info.update(
+            missing_ids=[missing], empty_ids=[empty], no_vote_ids=[no_votes], truncated_ids=[truncated_train, truncated_test]
+        )
+    (root / "AVA.txt").write_text("".join(lines), encoding="utf-8")
+    (root / AVA_TEST_LIST).parent.mkdir(parents=True, exist_ok=True)
+    (root / AVA_TEST_LIST).write_text("".join(f"{i}\n" for i in test_ids), encoding="utf-8")
+    info.update(
+        root=root,
+        train_ids=train_ids,
+        test_ids=test_ids,
+        borderline_id=borderline,
+        rating10_ids=rating10,
+        means=means,
+        n_skipped_at_index=len(info["missing_ids"]) + len(info["empty_ids"]) + len(info["no_vote_ids"]),
+    )
+    return info
+
+
+def _row(index: int, image_id: str, votes: list[int], rng: np.random.Generator) -> str:
+    tags = rng.integers(0, 60, size=2).tolist()
+    challenge = int(rng.integers(1, 1500))
+    return " ".join(str(x) for x in [index, image_id, *votes, *tags, challenge]) + "\n"
+
+
+def make_tiny_aadb(
+    root: Path,
+    n_train: int = 40,
+    n_val: int = 10,
+    n_test: int = 12,
+    size: tuple[int, int] = (64, 48),
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Write a tiny AADB-format dataset (three score lists + ``datasetImages_originalSize/``).
+
+    Scores in [0, 1] rise with the image's quality strength, so the regression is learnable.
+    Returns ``root``, ``image_dir``, ``scores`` (split -> list of (filename, score)).
+    """
+    from aescore.data.aadb import LISTS
+
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    image_dir = root / "datasetImages_originalSize"
+    scores: dict[str, list[tuple[str, float]]] = {}
+    k = 0
+    for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
+        rows = []
+        for _ in range(n):
+            score = float(rng.uniform(0.0, 1.0))
+            good = score >= 0.5
+            name = f"farm1_{1000 + k}_{int(rng.integers(10**6, 10**7))}.jpg"
+            _save_jpeg(make_image(good, size, rng, strength=abs(score - 0.5) * 2), image_dir / name)
+            rows.append((name, round(score, 6)))
+            k += 1
+        scores[split] = rows
+        (root / LISTS[split]).write_text("".join(f"{n} {s}\n" for n, s in rows), encoding="utf-8")
+    return {"root": root, "image_dir": image_dir, "scores": scores}
+
+
+def make_tiny_csv(
+    root: Path,
+    n: int = 40,
+    size: tuple[int, int] = (64, 48),
+    seed: int = 0,
+    column: str = "score",
+    groups: int = 0,
+    with_test: bool = False,
+) -> dict[str, Any]:
+    """Write photos under ``root/photos/`` and ``root/train.csv`` (plus ``root/test.csv`` if ``with_test``).
+
+    ``column``: "score" (scores in 1..10) or "label" (0/1). ``groups`` > 0 gives every photo a
+    ``group`` column value: consecutive photos share one of ``groups`` groups (copies of one
+    "source"); with ``with_test`` the test.csv takes whole groups (the last fifth of them).
+    Returns ``root``, ``csv`` (train.csv path), ``test_csv`` (or None), ``rows`` (dicts as written).
+    """
+    if column not in ("score", "label"):
+        raise ValueError("column must be 'score' or 'label'")
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, Any]] = []
+    for k in range(n):
+        good = k % 2 == 0
+        rel = f"photos/img_{k:04d}.jpg"
+        _save_jpeg(make_image(good, size, rng), root / rel)
+        value: Any = int(good) if column == "label" else round(float(rng.uniform(6, 9) if good else rng.uniform(1, 4)), 3)
+        row: dict[str, Any] = {"path": rel, column: value}
+        if groups:
+            row["group"] = f"src{k * groups // n}"
+        rows.append(row)
+    if groups:
+        test_groups = {f"src{g}" for g in range(groups - max(1, groups // 5), groups)} if with_test else set()
+        train_rows = [r for r in rows if r["group"] not in test_groups]
+        test_rows = [r for r in rows if r["group"] in test_groups]
+    else:
+        n_test = max(1, n // 5) if with_test else 0
+        train_rows, test_rows = rows[: n - n_test], rows[n - n_test :]
+    fields = ["path", column] + (["group"] if groups else [])
+    _write_csv(root / "train.csv", fields, train_rows)
+    if with_test:
+        _write_csv(root / "test.csv", fields, test_rows)
+    return {"root": root, "csv": root / "train.csv", "test_csv": root / "test.csv" if with_test else None, "rows": rows}
+
+
+def _write_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)

@@ -1,0 +1,201 @@
+"""Training patches and evaluation crops for MPA and RGNet (PIL image -> normalised float tensor).
+
+All randomness of the training transforms comes from torch's global RNG (through
+``torchvision.transforms.v2``), so ``torch.manual_seed`` makes them reproducible; DataLoader
+workers are seeded by the engine. Evaluation crops use a private generator seeded from the
+sample's key, so they are the same for an image on every run and in every worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable, Sequence
+
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_eval_transform
+
+Transform = Callable[..., torch.Tensor]
+
+
+def _normalise(mean: Sequence[float], std: Sequence[float]) -> Callable[[torch.Tensor], torch.Tensor]:
+    # [3, 1, 1] broadcasts over both [3, H, W] and [K, 3, H, W]
+    m = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+
+    def apply(x: torch.Tensor) -> torch.Tensor:
+        # uint8 -> float in [0, 1] -> normalised
+        return x.to(torch.float32).div_(255.0).sub_(m).div_(s)
+
+    return apply
+
+
+def _resize_shorter(img: Image.Image, size: int) -> torch.Tensor:
+    """uint8 tensor [3, H, W] whose shorter edge is ``size``, aspect kept (bilinear, antialiased)."""
+    return F.resize(F.pil_to_tensor(img), [size], interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
+
+
+def mpa_train_transform(
+    resize_shorter: int = 256,
+    crop: int = 224,
+    patches: int = 1,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> Transform:
+    """MPA training patches: PIL -> float tensor [K, 3, crop, crop].
+
+    The shorter edge is resized to ``resize_shorter`` keeping the aspect ratio, then ``patches``
+    (K) independent random ``crop`` x ``crop`` crops are taken, each flipped horizontally with
+    probability 0.5; ImageNet normalisation, no colour jitter (MPA paper, Section 4.1).
+    """
+    if patches < 1:
+        raise ValueError(f"patches must be >= 1, got {patches}")
+    one_patch = v2.Compose([v2.RandomCrop(crop, pad_if_needed=True), v2.RandomHorizontalFlip(0.5)])
+    norm = _normalise(mean, std)
+
+    def transform(img: Image.Image) -> torch.Tensor:
+        base = _resize_shorter(img, resize_shorter)
+        return norm(torch.stack([one_patch(base) for _ in range(patches)]))
+
+    return transform
+
+
+def _key_seed(seed: int, key: object) -> int:
+    digest = hashlib.sha256(f"{seed}\x00{key}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def mpa_eval_crops(
+    n: int,
+    resize_shorter: int = 256,
+    crop: int = 224,
+    seed: int = 0,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> Transform:
+    """MPA test-time crops: ``transform(img, key=0)`` -> float tensor [n, 3, crop, crop].
+
+    The official MPA code averages the predictions of 15 random crops per test image; here the
+    crops (no flips) are drawn from a private generator seeded by ``(seed, key)`` — pass the
+    sample id or index as ``key`` — so evaluation is deterministic and does not consume the
+    global RNG. The returned callable has ``needs_key = True`` (ImageDataset passes the sample id).
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    norm = _normalise(mean, std)
+
+    def transform(img: Image.Image, key: object = 0) -> torch.Tensor:
+        base = _resize_shorter(img, resize_shorter)
+        h, w = base.shape[-2:]
+        if h < crop or w < crop:
+            base = F.pad(base, [0, 0, max(0, crop - w), max(0, crop - h)])
+            h, w = base.shape[-2:]
+        gen = torch.Generator().manual_seed(_key_seed(seed, key))
+        tops = torch.randint(0, h - crop + 1, (n,), generator=gen).tolist()
+        lefts = torch.randint(0, w - crop + 1, (n,), generator=gen).tolist()
+        return norm(torch.stack([base[:, t : t + crop, l : l + crop] for t, l in zip(tops, lefts)]))
+
+    transform.needs_key = True  # type: ignore[attr-defined]
+    return transform
+
+
+def mpa_center_crop(
+    resize_shorter: int = 256,
+    crop: int = 224,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> Transform:
+    """One deterministic view for cheap per-epoch validation: centre crop, tensor [1, 3, crop, crop]."""
+    norm = _normalise(mean, std)
+
+    def transform(img: Image.Image) -> torch.Tensor:
+        return norm(F.center_crop(_resize_shorter(img, resize_shorter), [crop]).unsqueeze(0))
+
+    return transform
+
+
+def rgnet_train_transform(
+    size: int = 300,
+    scale: tuple[float, float] | Sequence[float] = (1.05, 1.25),
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> Transform:
+    """RGNet training input: PIL -> float tensor [3, size, size].
+
+    Resize to ``size`` x ``size`` (aspect not kept, as in the paper), rescale by a random factor
+    drawn uniformly from ``scale``, take a random ``size`` x ``size`` crop, flip with p = 0.5.
+    """
+    lo, hi = float(scale[0]), float(scale[1])
+    if not 1.0 <= lo <= hi:
+        raise ValueError(f"scale must satisfy 1 <= lo <= hi, got {scale}")
+    crop_flip = v2.Compose([v2.RandomCrop(size), v2.RandomHorizontalFlip(0.5)])
+    norm = _normalise(mean, std)
+
+    def transform(img: Image.Image) -> torch.Tensor:
+        x = F.resize(F.pil_to_tensor(img), [size, size], interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
+        factor = lo + (hi - lo) * torch.rand(()).item()
+        big = max(size, round(size * factor))
+        x = F.resize(x, [big, big], interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
+        return norm(crop_flip(x))
+
+    return transform
+
+
+def rgnet_eval_transform(
+    size: int = 300, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> Transform:
+    """RGNet evaluation: the whole image resized to ``size`` x ``size`` -> tensor [3, size, size]."""
+    return build_eval_transform({"mean": list(mean), "std": list(std), "eval": {"mode": "square", "size": size}})
+
+
+def _stats(preprocess: dict[str, Any]) -> tuple[Sequence[float], Sequence[float]]:
+    return preprocess.get("mean", IMAGENET_MEAN), preprocess.get("std", IMAGENET_STD)
+
+
+def _train_cfg(preprocess: dict[str, Any]) -> dict[str, Any]:
+    cfg = preprocess.get("train")
+    if not cfg or cfg.get("kind") not in ("mpa", "rgnet"):
+        raise ValueError(f"preprocess['train']['kind'] must be 'mpa' or 'rgnet', got {cfg!r}")
+    return cfg
+
+
+def build_train_transform(preprocess: dict[str, Any], patches: int = 1) -> Transform:
+    """The training transform a model's ``default_preprocess`` names.
+
+    kind "mpa" -> [patches, 3, crop, crop]; kind "rgnet" -> [3, size, size] (``patches`` unused).
+    """
+    cfg = _train_cfg(preprocess)
+    mean, std = _stats(preprocess)
+    if cfg["kind"] == "mpa":
+        return mpa_train_transform(int(cfg.get("resize_shorter", 256)), int(cfg.get("crop", 224)), patches, mean, std)
+    return rgnet_train_transform(int(cfg.get("size", 300)), tuple(cfg.get("scale", (1.05, 1.25))), mean, std)
+
+
+def build_eval_transform_for_training(preprocess: dict[str, Any], tta_crops: int | None = None, seed: int = 0) -> Transform:
+    """The evaluation transform used by validation and ``evaluate``; always batchable.
+
+    kind "mpa": ``tta_crops`` = n >= 1 -> :func:`mpa_eval_crops` [n, 3, crop, crop] (average the
+    n predictions; the official code used 15); None or 0 -> one centre crop [1, 3, crop, crop].
+    kind "rgnet": the whole image at size x size, [3, size, size] (``tta_crops`` unused).
+    """
+    cfg = _train_cfg(preprocess)
+    mean, std = _stats(preprocess)
+    if cfg["kind"] == "mpa":
+        shorter, crop = int(cfg.get("resize_shorter", 256)), int(cfg.get("crop", 224))
+        if tta_crops:
+            return mpa_eval_crops(int(tta_crops), shorter, crop, seed, mean, std)
+        return mpa_center_crop(shorter, crop, mean, std)
+    return rgnet_eval_transform(int(cfg.get("size", 300)), mean, std)
+
+
+def decode_min_shorter(preprocess: dict[str, Any]) -> int | None:
+    """Smallest shorter edge the transforms need, for JPEG draft decoding (``load_rgb(min_shorter=)``)."""
+    cfg = preprocess.get("train") or {}
+    if cfg.get("kind") == "mpa":
+        return int(cfg.get("resize_shorter", 256))
+    if cfg.get("kind") == "rgnet":
+        return int(cfg.get("size", 300))
+    return None
