@@ -1,0 +1,245 @@
+"""SQLite score cache: re-runs over a big library score only new or changed files.
+
+A row is keyed by the file's resolved absolute path, the weights' sha256 and the scoring recipe
+(e.g. ``"full"`` or ``"tta15"``), and is valid only while the file's size and ``mtime_ns`` match.
+Storing one row per (path, weights, recipe) means a changed file replaces its row instead of
+piling up stale ones.
+
+Safe with several runs at once: WAL journal (readers never block the writer), a busy timeout,
+and short transactions (one ``executemany`` per batch of results). The cache is an accelerator
+only: when it is unusable (corrupt, locked for too long, unwritable folder) the run goes on
+without it after one warning line. A corrupt file is renamed ``<name>.corrupt-<timestamp>`` and
+a fresh cache is built in its place.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS scores (
+    path      TEXT    NOT NULL,
+    weights   TEXT    NOT NULL,
+    recipe    TEXT    NOT NULL,
+    size      INTEGER NOT NULL,
+    mtime_ns  INTEGER NOT NULL,
+    score     REAL    NOT NULL,
+    embedding BLOB,
+    updated   REAL    NOT NULL,
+    PRIMARY KEY (path, weights, recipe)
+) WITHOUT ROWID
+"""
+# Keep each IN (...) list well under SQLite's host-parameter limit (32766 since 3.32, 999 before).
+_CHUNK = 900
+
+
+def default_cache_path() -> Path:
+    """``$XDG_CACHE_HOME/aescore/scores.sqlite``, default ``~/.cache/aescore/scores.sqlite``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "aescore" / "scores.sqlite"
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """Identity of one file version: resolved absolute path, size in bytes, mtime in ns."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class CachedScore:
+    """A cached result: the score and, if it was computed, the embedding as float32 bytes."""
+
+    score: float
+    embedding: bytes | None
+
+
+def _warn(message: str) -> None:
+    print(f"aescore: warning: {message}", file=sys.stderr)
+
+
+class ScoreCache:
+    """The score cache at ``path`` (default :func:`default_cache_path`).
+
+    ``warn`` receives one-line warnings (default: print to stderr as ``aescore: warning: ...``).
+    After a failure the instance is disabled: lookups miss and writes are dropped.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, warn: Callable[[str], None] = _warn) -> None:
+        self.path = Path(path) if path is not None else default_cache_path()
+        self._warn = warn
+        self._conn: sqlite3.Connection | None = None
+        self.enabled = True
+
+    # -- connection -----------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection | None:
+        if self._conn is not None or not self.enabled:
+            return self._conn
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = self._open()
+        except sqlite3.DatabaseError as err:
+            if _is_corruption(err):
+                self._conn = self._rebuild(err)
+            else:
+                self._disable(f"score cache {self.path} unusable ({err}); continuing without it")
+        except OSError as err:
+            self._disable(f"score cache folder {self.path.parent} unusable ({err.strerror}); continuing without it")
+        return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves to keep transactions short.
+        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        try:
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")  # durable enough for a cache; much faster in WAL
+            conn.execute(_SCHEMA)
+            conn.execute("SELECT 1 FROM scores LIMIT 1").fetchall()  # touches the table's pages
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _rebuild(self, err: Exception) -> sqlite3.Connection | None:
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        try:
+            os.replace(self.path, aside)
+            for suffix in ("-wal", "-shm"):  # a stale WAL would be replayed into the new file
+                side = Path(str(self.path) + suffix)
+                if side.exists():
+                    os.replace(side, Path(str(aside) + suffix))
+            conn = self._open()
+        except (OSError, sqlite3.DatabaseError) as err2:
+            self._disable(f"score cache {self.path} is corrupt ({err}) and could not be rebuilt ({err2})")
+            return None
+        self._warn(f"score cache {self.path} was corrupt ({err}); moved it to {aside.name} and started a new one")
+        return conn
+
+    def _disable(self, message: str) -> None:
+        if self.enabled:
+            self._warn(message)
+        self.enabled = False
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def close(self) -> None:
+        """Close the connection (the WAL is checkpointed by SQLite when the last one closes)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> "ScoreCache":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- scores ---------------------------------------------------------------------------------
+    def get_many(self, keys: Sequence[CacheKey], weights: str, recipe: str, need_embedding: bool = False) -> dict[str, CachedScore]:
+        """Cached results for ``keys`` (by path) whose size and mtime_ns still match.
+
+        With ``need_embedding``, rows cached without an embedding count as misses.
+        """
+        conn = self._connect()
+        if conn is None or not keys:
+            return {}
+        wanted = {k.path: k for k in keys}
+        paths = list(wanted)
+        hits: dict[str, CachedScore] = {}
+        try:
+            for start in range(0, len(paths), _CHUNK):
+                chunk = paths[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"SELECT path, size, mtime_ns, score, embedding FROM scores "
+                    f"WHERE weights = ? AND recipe = ? AND path IN ({marks})",
+                    (weights, recipe, *chunk),
+                ).fetchall()
+                for path, size, mtime_ns, score, emb in rows:
+                    key = wanted[path]
+                    if size == key.size and mtime_ns == key.mtime_ns and (emb is not None or not need_embedding):
+                        hits[path] = CachedScore(float(score), emb)
+        except sqlite3.DatabaseError as err:
+            self._disable(f"score cache read failed ({err}); continuing without it")
+            return {}
+        return hits
+
+    def put_many(self, rows: Iterable[tuple[CacheKey, float, bytes | None]], weights: str, recipe: str) -> None:
+        """Store ``(key, score, embedding bytes or None)`` rows in one short transaction."""
+        conn = self._connect()
+        if conn is None:
+            return
+        now = time.time()
+        params = [(k.path, weights, recipe, k.size, k.mtime_ns, float(s), e, now) for k, s, e in rows]
+        if not params:
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO scores (path, weights, recipe, size, mtime_ns, score, embedding, updated) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    params,
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as err:
+            self._disable(f"score cache write failed ({err}); continuing without it")
+
+    # -- management -----------------------------------------------------------------------------
+    def info(self) -> dict[str, object]:
+        """Path, bytes on disk (database + WAL), row count and rows per (weights, recipe)."""
+        files = [self.path, Path(str(self.path) + "-wal")]
+        size = sum(p.stat().st_size for p in files if p.exists())
+        result: dict[str, object] = {"path": str(self.path), "exists": self.path.exists(), "bytes": size, "rows": 0, "by_weights": []}
+        if not self.path.exists():
+            return result
+        conn = self._connect()
+        if conn is None:
+            return result
+        groups = conn.execute(
+            "SELECT weights, recipe, COUNT(*), MAX(updated) FROM scores GROUP BY weights, recipe ORDER BY COUNT(*) DESC"
+        ).fetchall()
+        result["rows"] = sum(g[2] for g in groups)
+        result["by_weights"] = [{"weights": w, "recipe": r, "rows": n, "last_used": t} for w, r, n, t in groups]
+        return result
+
+    def clear(self) -> int:
+        """Delete every row (other runs may hold the file open, so it is emptied, not unlinked).
+
+        Returns the number of rows deleted. A corrupt cache is moved aside by the connect step.
+        """
+        if not self.path.exists():
+            return 0
+        conn = self._connect()
+        if conn is None:
+            return 0
+        conn.execute("BEGIN IMMEDIATE")
+        n = conn.execute("DELETE FROM scores").rowcount
+        conn.execute("COMMIT")
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return int(n)
+
+
+def _is_corruption(err: sqlite3.DatabaseError) -> bool:
+    """True for "not a database" / "malformed" errors (not for locks or permission problems)."""
+    if isinstance(err, sqlite3.OperationalError):
+        text = str(err).lower()
+        return "malformed" in text or "not a database" in text
+    return True

@@ -1,0 +1,329 @@
+"""`aescore score` / `rank` / `models` / `cache` end to end through the CLI, on generated photo folders."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from aescore.cli.main import get_app
+from aescore.errors import AescoreError
+
+_spec = importlib.util.spec_from_file_location("_decode_helpers", Path(__file__).with_name("test_decode.py"))
+helpers = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
+_spec.loader.exec_module(helpers)  # type: ignore[union-attr]
+GOOD, BAD = helpers.GOOD, helpers.BAD
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return helpers.make_tiny_weights(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture()
+def photos(tmp_path: Path) -> dict[str, Path]:
+    return helpers.make_photo_folder(tmp_path / "lib")
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+
+
+class Result:
+    def __init__(self, code: int, out: bytes, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    @property
+    def text(self) -> str:
+        return self.out.decode("utf-8")
+
+    def summary(self) -> dict[str, int]:
+        m = re.search(r"(\d+) scored \((\d+) cached, (\d+) computed\), (\d+) skipped", self.err)
+        assert m, self.err
+        return dict(zip(("scored", "cached", "computed", "skipped"), map(int, m.groups())))
+
+
+def cli(args: list[str], stdin: bytes | None = None) -> Result:
+    """Run the CLI in-process; known AescoreErrors map to their exit code as in ``main()``."""
+    result = CliRunner().invoke(get_app(), [str(a) for a in args], input=stdin)
+    code = result.exit_code
+    if isinstance(result.exception, AescoreError):
+        code = result.exception.exit_code
+    elif result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Result(code, result.stdout_bytes, result.stderr)
+
+
+def base(weights: Path) -> list[Any]:
+    return ["--model", weights, "--workers", "0", "--device", "cpu"]
+
+
+def parse_tsv(text: str) -> list[tuple[float, str]]:
+    unescape = {"\\n": "\n", "\\t": "\t", "\\r": "\r"}
+    rows = []
+    for line in text.splitlines():
+        score, path = line.split("\t")
+        rows.append((float(score), re.sub(r"\\[ntr]", lambda m: unescape[m.group(0)], path)))
+    return rows
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    """sha256 of every photo-like file under ``root`` (sidecars excluded), symlinks not followed."""
+    out = {}
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            p = Path(dirpath) / name
+            if not p.is_symlink() and not name.lower().endswith(".xmp"):
+                out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+# --------------------------------------------------------------------------- inputs, exit codes, formats
+
+
+def test_rank_folder_scores_good_skips_bad_exit_3(photos: dict[str, Path], weights: Path) -> None:
+    r = cli(["rank", photos["jpeg"].parent, *base(weights)])
+    assert r.code == 3
+    rows = parse_tsv(r.text)
+    assert sorted(p for _, p in rows) == sorted(str(photos[n]) for n in GOOD)  # each real file once, loop safe
+    assert [s for s, _ in rows] == sorted((s for s, _ in rows), reverse=True)
+    assert all(0.0 <= s <= 1.0 for s, _ in rows)
+    skipped = [line for line in r.err.splitlines() if line.startswith("aescore: skipped ")]
+    assert len(skipped) == len(BAD)
+    for name in BAD:
+        assert any(str(photos[name]) in line for line in skipped)
+    assert "Traceback" not in r.err and r.summary()["skipped"] == len(BAD)
+
+
+def test_score_keeps_input_order_and_exit_0(photos: dict[str, Path], weights: Path) -> None:
+    names = ["tiff", "jpeg", "newline", "cmyk"]
+    r = cli(["score", *[photos[n] for n in names], *base(weights)])
+    assert r.code == 0, r.err
+    assert [p for _, p in parse_tsv(r.text)] == [str(photos[n]) for n in names]
+
+
+def test_every_output_format_parses_back(photos: dict[str, Path], weights: Path) -> None:
+    good = [photos[n] for n in GOOD]
+    tsv = parse_tsv(cli(["rank", *good, *base(weights)]).text)
+    expected = [(round(s, 4), p) for s, p in tsv]
+
+    js = json.loads(cli(["rank", *good, *base(weights), "--json"]).text)
+    assert [(round(o["score"], 4), o["path"]) for o in js] == expected
+    assert [o["rank"] for o in js] == list(range(1, len(good) + 1))
+    assert all(o["label"] == ("high" if o["score"] >= 0.5 else "low") for o in js)
+
+    jl = [json.loads(line) for line in cli(["rank", *good, *base(weights), "--jsonl"]).text.splitlines()]
+    assert [(round(o["score"], 4), o["path"]) for o in jl] == expected
+
+    rows = list(csv.DictReader(io.StringIO(cli(["rank", *good, *base(weights), "--csv"]).text, newline="")))
+    assert [(float(o["score"]), o["path"]) for o in rows] == expected
+
+    nul = cli(["rank", *good, *base(weights), "-0"]).out
+    assert nul.endswith(b"\0") and nul[:-1].split(b"\0") == [os.fsencode(p) for _, p in expected]
+
+
+def test_rank_filters(photos: dict[str, Path], weights: Path) -> None:
+    good = [photos[n] for n in GOOD]
+    full = parse_tsv(cli(["rank", *good, *base(weights)]).text)
+    assert parse_tsv(cli(["rank", *good, *base(weights), "--top", "3"]).text) == full[:3]
+    assert parse_tsv(cli(["rank", *good, *base(weights), "--bottom", "2"]).text) == full[-2:]
+    cut = full[4][0]
+    assert parse_tsv(cli(["rank", *good, *base(weights), "--min-score", cut]).text) == [r for r in full if r[0] >= cut]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--json", "--csv"], ["--top", "1", "--bottom", "1"], ["--shard", "4/3"], ["--shard", "x"], ["--best-of-group"],
+     ["--dry-run"], ["--no-such-option"], ["--copy-to", "a", "--link-to", "b"], ["--device", "tpu"], ["--xmp-style", "x", "--write-xmp"]],
+)
+def test_usage_errors_exit_2(photos: dict[str, Path], weights: Path, extra: list[str]) -> None:
+    assert cli(["rank", photos["jpeg"], *base(weights), *extra]).code == 2
+
+
+def test_no_inputs_is_a_usage_error() -> None:
+    assert cli(["score"]).code == 2
+
+
+def test_missing_weights_exit_1(photos: dict[str, Path], tmp_path: Path) -> None:
+    r = cli(["score", photos["jpeg"], "--model", tmp_path / "nope.safetensors"])
+    assert r.code == 1
+
+
+def test_missing_named_file_exit_3(photos: dict[str, Path], weights: Path, tmp_path: Path) -> None:
+    r = cli(["score", photos["jpeg"], tmp_path / "gone.jpg", *base(weights)])
+    assert r.code == 3 and f"aescore: skipped {tmp_path / 'gone.jpg'}: " in r.err
+    assert len(parse_tsv(r.text)) == 1
+
+
+def test_files_from_stdin_nul_separated(photos: dict[str, Path], weights: Path) -> None:
+    names = ["newline", "unicode", "spaces"]
+    stdin = b"".join(os.fsencode(photos[n]) + b"\0" for n in names)
+    r = cli(["score", "--files-from", "-", "--from0", *base(weights), "--jsonl"], stdin=stdin)
+    assert r.code == 0, r.err
+    assert [json.loads(line)["path"] for line in r.text.splitlines()] == [str(photos[n]) for n in names]
+
+
+def test_files_from_file_one_per_line(photos: dict[str, Path], weights: Path, tmp_path: Path) -> None:
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{photos['jpeg']}\n{photos['tiff']}\n")
+    r = cli(["score", "--files-from", listing, *base(weights)])
+    assert [p for _, p in parse_tsv(r.text)] == [str(photos["jpeg"]), str(photos["tiff"])]
+
+
+def test_upright_and_exif_rotated_score_the_same(photos: dict[str, Path], weights: Path) -> None:
+    a, b = json.loads(cli(["score", photos["upright"], photos["rotated"], *base(weights), "--json"]).text)
+    assert abs(a["score"] - b["score"]) < 1e-5
+
+
+# --------------------------------------------------------------------------- cache and shards
+
+
+def test_cache_hit_miss_and_invalidation(photos: dict[str, Path], weights: Path) -> None:
+    good = [photos[n] for n in GOOD]
+    first = cli(["rank", *good, *base(weights)])
+    assert first.summary() == {"scored": len(good), "cached": 0, "computed": len(good), "skipped": 0}
+    second = cli(["rank", *good, *base(weights)])
+    assert second.summary()["cached"] == len(good) and second.text == first.text
+    st = photos["tiff"].stat()
+    os.utime(photos["tiff"], ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    third = cli(["rank", *good, *base(weights)])
+    assert third.summary()["cached"] == len(good) - 1 and third.summary()["computed"] == 1
+    assert cli(["rank", *good, *base(weights), "--no-cache"]).summary()["cached"] == 0
+    assert cli(["rank", *good, *base(weights), "--tta-crops", "2"]).summary()["cached"] == 0  # other recipe
+
+
+def test_fully_cached_run_never_imports_torch(photos: dict[str, Path], weights: Path, tmp_path: Path) -> None:
+    good = [str(photos[n]) for n in GOOD]
+    assert cli(["rank", *good, *base(weights)]).code == 0
+    code = (
+        "import sys\n"
+        "from aescore.cli.main import main\n"
+        "try:\n"
+        f"    main(['rank', *{good!r}, '--model', {str(weights)!r}])\n"
+        "except SystemExit as e:\n"
+        "    print('torch' in sys.modules, 'numpy' in sys.modules, e.code, file=sys.stderr)\n"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": os.environ["XDG_CACHE_HOME"]}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, env=env, timeout=60)
+    assert proc.stderr.decode().strip().splitlines()[-1] in ("False False 0", "False False None"), proc.stderr.decode()
+    assert len(proc.stdout.splitlines()) == len(good)  # the name with a newline is escaped in TSV
+
+
+def test_corrupt_cache_is_moved_aside_with_one_warning(photos: dict[str, Path], weights: Path) -> None:
+    cache_file = Path(os.environ["XDG_CACHE_HOME"]) / "aescore" / "scores.sqlite"
+    cache_file.parent.mkdir(parents=True)
+    cache_file.write_bytes(b"garbage" * 1000)
+    r = cli(["score", photos["jpeg"], *base(weights)])
+    assert r.code == 0
+    assert len([line for line in r.err.splitlines() if "warning" in line]) == 1
+    assert list(cache_file.parent.glob("scores.sqlite.corrupt-*"))
+    assert cli(["score", photos["jpeg"], *base(weights)]).summary()["cached"] == 1
+
+
+def test_union_of_shards_is_the_whole(photos: dict[str, Path], weights: Path) -> None:
+    root = photos["jpeg"].parent
+    whole = cli(["score", root, *base(weights), "--jsonl", "--no-cache"]).text.splitlines()
+    parts = [cli(["score", root, *base(weights), "--jsonl", "--shard", f"{i}/3"]).text.splitlines() for i in (1, 2, 3)]
+
+    def key(line: str) -> tuple[str, float]:
+        o = json.loads(line)
+        return o["path"], o["score"]
+
+    assert sorted(key(x) for p in parts for x in p) == sorted(key(x) for x in whole)
+    assert all(parts)
+
+
+def test_cache_commands(photos: dict[str, Path], weights: Path) -> None:
+    cli(["score", photos["jpeg"], photos["tiff"], *base(weights)])
+    info = json.loads(cli(["cache", "info", "--json"]).text)
+    assert info["rows"] == 2 and info["path"].startswith(os.environ["XDG_CACHE_HOME"])
+    assert info["by_weights"][0]["rows"] == 2 and info["by_weights"][0]["recipe"].startswith("full@")
+    assert "rows\t2" in cli(["cache", "info"]).text
+    assert cli(["cache", "clear"]).code == 0
+    assert json.loads(cli(["cache", "info", "--json"]).text)["rows"] == 0
+
+
+def test_models_lists_cards(weights: Path, monkeypatch: pytest.MonkeyPatch, photos: dict[str, Path]) -> None:
+    monkeypatch.setenv("AESCORE_WEIGHTS_DIR", str(weights.parent))
+    entries = json.loads(cli(["models", "--json"]).text)
+    tiny = next(e for e in entries if e["name"] == "tiny")
+    assert tiny["architecture"] == "mpa_resnet18" and tiny["summary"] and tiny["trained_on"] == "none"
+    assert "tiny" in cli(["models"]).text
+    # and a name works as --model
+    assert cli(["score", photos["jpeg"], "--model", "tiny", "--workers", "0"]).code == 0
+
+
+# --------------------------------------------------------------------------- culling and actions
+
+
+def test_bursts_best_of_group_and_similarity(photos: dict[str, Path], weights: Path) -> None:
+    names = ["spaces", "unicode", "tiff", "png16", "cmyk"]  # no EXIF capture time: mtimes decide
+    for t, n in zip([1000, 1001, 1002, 5000, 5001], names):
+        os.utime(photos[n], (t, t))
+    args = ["rank", *[photos[n] for n in names], *base(weights), "--group-bursts", "10", "--jsonl"]
+    rows = [json.loads(x) for x in cli(args).text.splitlines()]
+    groups = {o["path"]: o["group"] for o in rows}
+    assert groups[str(photos["spaces"])] == groups[str(photos["tiff"])] != groups[str(photos["cmyk"])]
+    assert len(set(groups.values())) == 2 and sum(o["best"] for o in rows) == 2
+    best = [json.loads(x) for x in cli([*args, "--best-of-group"]).text.splitlines()]
+    assert len(best) == 2 and all(o["best"] for o in best)
+    # a similarity threshold above any cosine similarity splits every photo into its own group
+    split = [json.loads(x) for x in cli([*args, "--similarity", "1.0"]).text.splitlines()]
+    assert len({o["group"] for o in split}) >= 2
+
+
+def test_stars_and_reject_below(photos: dict[str, Path], weights: Path) -> None:
+    good = [photos[n] for n in GOOD]
+    rows = [json.loads(x) for x in cli(["rank", *good, *base(weights), "--stars", "--jsonl"]).text.splitlines()]
+    assert rows[0]["stars"] == 5 and rows[-1]["stars"] == 1
+    k = len(rows) // 2
+    cut = (rows[k]["score"] + rows[k + 1]["score"]) / 2  # between two photos: JSON rounding cannot matter
+    rows = [json.loads(x) for x in cli(["rank", *good, *base(weights), "--reject-below", cut, "--jsonl"]).text.splitlines()]
+    assert all((o["stars"] == -1) == (o["score"] < cut) for o in rows)
+
+
+def test_photos_byte_identical_after_every_command(photos: dict[str, Path], weights: Path, tmp_path: Path) -> None:
+    root = photos["jpeg"].parent
+    before = tree_hashes(root)
+    good = [photos[n] for n in GOOD]
+    commands = [
+        ["rank", root, "--exif", "--stars"],
+        ["score", root, "--json", "--group-bursts", "5", "--similarity", "0.5"],
+        ["rank", *good, "--write-xmp", "--dry-run"],
+        ["rank", *good, "--write-xmp"],
+        ["rank", *good, "--write-xmp", "--xmp-style", "darktable", "--overwrite-rating"],
+        ["rank", root, "--top", "3", "--copy-to", tmp_path / "best"],
+        ["rank", root, "--top", "3", "--link-to", tmp_path / "links"],
+        ["rank", root, "--copy-to", tmp_path / "dry", "--dry-run"],
+    ]
+    for cmd in commands:
+        r = cli([*cmd, *base(weights)])
+        assert r.code in (0, 3), (cmd, r.err)
+        assert tree_hashes(root) == before, cmd
+    assert not (tmp_path / "dry").exists()
+    copied = sorted((tmp_path / "best").iterdir())
+    assert len(copied) == 3 and all(hashlib.sha256(p.read_bytes()).hexdigest() in before.values() for p in copied)
+    assert all(p.is_symlink() for p in (tmp_path / "links").iterdir())
+
+
+def test_write_xmp_creates_rated_sidecars_and_dry_run_does_not(photos: dict[str, Path], weights: Path) -> None:
+    jpeg = photos["jpeg"]
+    r = cli(["score", jpeg, *base(weights), "--write-xmp", "--dry-run"])
+    assert r.code == 0 and "would create" in r.err and not jpeg.with_suffix(".xmp").exists()
+    assert cli(["score", jpeg, *base(weights), "--write-xmp"]).code == 0
+    text = jpeg.with_suffix(".xmp").read_text()
+    assert "Rating" in text and "aescore" in text
+    assert cli(["score", jpeg, *base(weights), "--write-xmp", "--xmp-style", "darktable"]).code == 0
+    assert Path(str(jpeg) + ".xmp").exists()
