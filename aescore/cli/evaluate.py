@@ -1,5 +1,76 @@
-"""`aescore evaluate` command(s). Placeholder: filled in by its issue."""
+"""``aescore evaluate``: the papers' metrics for a weights file on a dataset's test (or validation) split."""
 
 from __future__ import annotations
 
-from aescore.cli.main import app  # noqa: F401
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from aescore.cli.main import app
+
+
+@app.command()
+def evaluate(
+    dataset: Annotated[str, typer.Option("--dataset", help="ava, aadb or csv.")],
+    root: Annotated[Path, typer.Option("--root", help="Dataset folder (AVA/AADB) or CSV file/folder.")],
+    weights: Annotated[Optional[str], typer.Option("--weights", "--model", help="A .safetensors/.json file or a model name (default: the bundled default).")] = None,
+    split: Annotated[str, typer.Option(help="test, val or train.")] = "test",
+    tta_crops: Annotated[Optional[int], typer.Option(help="MPA: average N random crops per image (official code: 15); default the whole image.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
+    workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 4,
+    seed: Annotated[Optional[int], typer.Option(help="Split seed (default: the one the weights were trained with).")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="Binary label threshold (default: the weights' training threshold).")] = None,
+    threshold_inclusive: Annotated[Optional[bool], typer.Option("--threshold-inclusive/--threshold-exclusive", help="Score == threshold is positive.")] = None,
+    max_items: Annotated[Optional[int], typer.Option(help="Evaluate a seeded subset of at most N images.")] = None,
+    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision on CUDA (default on).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")] = False,
+) -> None:
+    """Accuracy, balanced accuracy, AP, SRCC and LCC of P(high) against the human scores.
+
+    Refuses a split that overlaps the weights' training images.
+    """
+    from aescore.engine.evaluate import evaluate_weights
+
+    def warn(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    report = evaluate_weights(
+        weights, dataset, root, split=split, tta_crops=tta_crops, device=device, batch_size=batch_size,
+        workers=workers, seed=seed, threshold=threshold, threshold_inclusive=threshold_inclusive,
+        max_items=max_items, amp=amp, warn=warn,
+    )
+    if as_json:
+        print(json.dumps(report))
+        return
+    _print_table(report)
+
+
+def _print_table(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    def fmt(value: Any) -> str:
+        if value is None:
+            return "n/a"
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    table = Table(title=f"{report['dataset']} {report['split']} split", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right", overflow="fold")
+    for key in ("accuracy", "balanced_accuracy", "average_precision", "srcc", "lcc", "n_images", "n_skipped"):
+        table.add_row(key, fmt(report.get(key)))
+    cm = report.get("confusion_matrix")
+    if cm:
+        table.add_row(escape("confusion [[tn, fp], [fn, tp]]"), escape(str(cm)))
+    table.add_row("threshold", f"{fmt(report.get('threshold'))} ({'>=' if report.get('threshold_inclusive') else '>'})")
+    table.add_row("tta_crops", fmt(report.get("tta_crops")))
+    table.add_row("split_fingerprint", str(report["split_fingerprint"]))
+    table.add_row("weights", escape(str(report["weights"])))
+    table.add_row("weights_sha256", str(report["weights_sha256"]))
+    table.add_row("train overlap check", str(report["train_overlap_check"]))
+    Console().print(table)

@@ -65,4 +65,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run as `python -m aescore.cli.main` (e.g. `torchrun -m aescore.cli.main train ...`): this file
+    # is then the module `__main__`, while the command modules register on `aescore.cli.main`'s app.
+    from aescore.cli.main import main as _main
+
+    _main()

@@ -1,0 +1,130 @@
+"""Resume state: what ``DIR/last.pt`` holds and how a run is put back exactly as it was.
+
+The checkpoint stores only tensors and plain containers so that
+:func:`aescore.weights.load_checkpoint` can read it with ``torch.load(weights_only=True)``:
+model, optimiser, scheduler and grad-scaler state dicts; ``epoch`` (epochs completed) and ``step``
+(optimiser steps done inside the next epoch, non-zero only after an interruption); the RNG states
+of torch, CUDA, numpy and Python (numpy's and Python's converted to tensors/lists); the best
+validation result so far; the run's config and split fingerprints.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from aescore.errors import UsageError
+
+CHECKPOINT_FORMAT = "aescore.checkpoint/1"
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """Every RNG the training loop draws from, as checkpoint-safe values."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "key": str(np_state[0]),
+            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {"version": int(py_state[0]), "state": list(py_state[1]), "gauss": py_state[2]},
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Undo :func:`capture_rng_state`."""
+    torch.set_rng_state(state["torch"])
+    np_state = state["numpy"]
+    np.random.set_state(
+        (
+            np_state["key"],
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached_gaussian"],
+        )
+    )
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    cuda_states = state.get("cuda") or []
+    if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda_states)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), numpy and Python's ``random``."""
+    seed = int(seed) % (2**63 - 1)
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+    random.seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """The seed of one epoch on one rank: a pure function, so a resumed run draws the same numbers."""
+    return (int(seed) * 1_000_003 + epoch * 1_009 + rank) % (2**31 - 1)
+
+
+def make_checkpoint(
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: Any,
+    epoch: int,
+    step: int,
+    partial: dict[str, float],
+    best: dict[str, Any],
+    config: dict[str, Any],
+    fingerprints: dict[str, Any],
+    failed_indices: list[int],
+) -> dict[str, Any]:
+    """The checkpoint dict (see module docstring). ``model`` is the unwrapped, uncompiled module."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else {},
+        "epoch": int(epoch),
+        "step": int(step),
+        "partial": dict(partial),
+        "best": dict(best),
+        "rng": capture_rng_state(),
+        "config": config,
+        "fingerprints": fingerprints,
+        "failed_indices": sorted(int(i) for i in failed_indices),
+    }
+
+
+def check_resumable(ckpt: dict[str, Any], config: dict[str, Any], fingerprints: dict[str, Any], path: Path) -> None:
+    """Refuse to resume a checkpoint made from other data or with another model.
+
+    Epochs, batch size, lr and the other hyperparameters may change on resume (``--epochs``
+    extends a run); the architecture, dataset splits and patch recipe may not.
+    """
+    if ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise UsageError(f"{path}: not an aescore training checkpoint")
+    old = ckpt.get("config", {})
+    for key in ("model", "backbone", "dataset", "objective", "threshold", "threshold_inclusive", "seed"):
+        if old.get(key) != config.get(key):
+            raise UsageError(
+                f"cannot resume {path}: it was trained with {key}={old.get(key)!r}, this run has "
+                f"{key}={config.get(key)!r}; use another --output folder or the same options"
+            )
+    old_fp = ckpt.get("fingerprints", {})
+    for split in ("train", "val"):
+        if old_fp.get(split) != fingerprints.get(split):
+            raise UsageError(
+                f"cannot resume {path}: the {split} split changed since the checkpoint "
+                f"(fingerprint {str(old_fp.get(split))[:12]} -> {str(fingerprints.get(split))[:12]})"
+            )

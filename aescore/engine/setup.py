@@ -1,0 +1,158 @@
+"""Builders for a training run: device, precision, model, optimiser, scheduler, samplers, loaders."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import random
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data.distributed import DistributedSampler
+
+from aescore.engine.distributed import DistInfo
+from aescore.engine.presets import TrainConfig
+from aescore.errors import UsageError
+
+
+def resolve_device(name: str, info: DistInfo) -> torch.device:
+    """``auto`` -> CUDA when available else CPU; under DDP each process takes its local GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA GPU is available to PyTorch here (use --device cpu)")
+        if name == "cuda":
+            return torch.device("cuda", info.local_rank if info.enabled else torch.cuda.current_device())
+    return torch.device(name)
+
+
+def resolve_amp(amp: bool | None, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: bf16 on CUDA where supported, else fp16; None (full precision) on CPU.
+
+    ``amp=None`` means "on where it helps" (CUDA); ``amp=False`` forces full precision.
+    """
+    if device.type != "cuda" or amp is False:
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def sized_preprocess(preprocess: dict[str, Any], crop_size: int | None, resize_size: int | None) -> dict[str, Any]:
+    """A copy of a model's ``default_preprocess`` with ``--crop-size``/``--resize-size`` applied.
+
+    MPA: ``resize_size`` is the shorter edge (training and evaluation), ``crop_size`` the patch.
+    RGNet: either one sets the square input size (training and evaluation).
+    """
+    pp = copy.deepcopy(preprocess)
+    train = pp.get("train", {})
+    if train.get("kind") == "mpa":
+        if resize_size:
+            train["resize_shorter"] = int(resize_size)
+            pp["eval"]["size"] = int(resize_size)
+        if crop_size:
+            train["crop"] = int(crop_size)
+    elif train.get("kind") == "rgnet" and (crop_size or resize_size):
+        size = int(crop_size or resize_size)  # type: ignore[arg-type]
+        train["size"] = size
+        pp["eval"]["size"] = size
+    return pp
+
+
+def build_model(cfg: TrainConfig) -> nn.Module:
+    """The preset's architecture, optionally with another timm backbone, ImageNet weights or a local file."""
+    from aescore.models import create_model
+
+    kwargs: dict[str, Any] = {"pretrained": bool(cfg.pretrained), "backbone_weights": cfg.backbone_weights}
+    if cfg.backbone:
+        if not cfg.model.startswith("mpa"):
+            raise UsageError(f"--backbone applies to MPA presets only; {cfg.model} is built on DenseNet-121")
+        kwargs["backbone"] = cfg.backbone
+    return create_model(cfg.model, **kwargs)
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Nesterov SGD (MPA) or Adam (RGNet); weight decay on every parameter, as in both papers."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        nesterov = bool(cfg.nesterov and cfg.momentum > 0)
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=nesterov, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
+    """Per-epoch learning-rate schedule.
+
+    ``step``: multiply by ``gamma`` every ``step_size`` epochs (MPA: halve every 20).
+    ``poly``: ``lr0 * (1 - epoch / epochs) ** power`` (RGNet, power 0.9), with ``epochs`` the
+    current total, so extending a run with ``--resume --epochs N`` stretches the decay.
+    """
+    from torch.optim.lr_scheduler import LambdaLR, StepLR
+
+    if cfg.schedule == "step":
+        return StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+    if cfg.schedule == "poly":
+        total, power = cfg.epochs, cfg.poly_power
+        return LambdaLR(optimizer, lambda epoch: max(0.0, 1.0 - epoch / total) ** power)
+    return LambdaLR(optimizer, lambda epoch: 1.0)
+
+
+class EpochSampler(Sampler[int]):
+    """A seeded shuffle per epoch (DistributedSampler: the same order on every machine and rank
+    split), able to skip the batches a resumed, interrupted epoch already trained on."""
+
+    def __init__(self, n: int, info: DistInfo, *, shuffle: bool, seed: int) -> None:
+        self.inner = DistributedSampler(
+            range(n), num_replicas=info.world_size, rank=info.rank, shuffle=shuffle, seed=seed, drop_last=False
+        )
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Select the epoch's order and how many leading indices to skip."""
+        self.inner.set_epoch(epoch)
+        self.skip = skip
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.islice(iter(self.inner), self.skip, None)
+
+    def __len__(self) -> int:
+        return max(0, len(self.inner) - self.skip)
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: numpy and ``random`` follow torch's per-worker seed."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def make_loader(
+    dataset: Dataset,
+    sampler: Sampler[int],
+    *,
+    batch_size: int,
+    workers: int,
+    device: torch.device,
+    generator: torch.Generator | None = None,
+    persistent: bool = False,
+    drop_last: bool = False,
+) -> DataLoader:
+    """A DataLoader that skips undecodable images (``collate_skipping``), pins memory on CUDA and
+    seeds its workers from ``generator``."""
+    from aescore.data.datasets import collate_skipping
+
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate_skipping,
+        pin_memory=device.type == "cuda",
+        persistent_workers=persistent and workers > 0,
+        worker_init_fn=seed_worker if workers > 0 else None,
+        generator=generator,
+        drop_last=drop_last,
+        prefetch_factor=4 if workers > 0 else None,
+    )
