@@ -23,7 +23,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 tests
 
 bench: $(STAMP)
-	for b in benchmarks/bench_*.py; do $(BIN)/python $$b; done
+	mkdir -p bench-results
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b > bench-results/$$(basename $$b .py).json || exit 1; done
+	$(BIN)/python benchmarks/report.py bench-results
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,98 @@
+"""Smoke tests of the benchmark scripts: each ``main(["--quick", ...])`` runs at a trivial size and
+prints one JSON object with the keys docs/performance.md quotes. No timing assertions: these
+machines are shared and noisy; the figures themselves are produced by ``make bench``."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BENCH_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder for every benchmark of this module, so the untrained weights are built once."""
+    return tmp_path_factory.mktemp("bench")
+
+
+def run_bench(name: str, argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    """Import ``benchmarks/<name>.py``, run its ``main(argv)``; return the JSON it printed."""
+    if str(BENCH_DIR) not in sys.path:
+        sys.path.insert(0, str(BENCH_DIR))
+    module = importlib.import_module(name)
+    capsys.readouterr()
+    returned = module.main(argv)
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(json.dumps(returned, default=str))  # stdout carries exactly the result
+    assert printed["quick"] is True
+    for key in ("cpu_model", "usable_cores", "torch", "torch_threads"):
+        assert key in printed["machine"]
+    # docs/performance.md's tables are rendered from these results by benchmarks/report.py
+    report = importlib.import_module("report")
+    table = report.RENDER[printed["benchmark"]](printed)
+    assert "\n|---|" in table
+    return printed
+
+
+def test_bench_rank(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_bench("bench_rank", ["--quick", "--workdir", str(workdir)], capsys)
+    ips = out["images_per_s"]
+    for key in ("a_rank_scorer", "a_rank_cli_end_to_end", "b_naive", "c_decode_all_cores", "d_network_only"):
+        assert ips[key] > 0
+    assert out["bound_images_per_s"] == pytest.approx(1 / (1 / ips["c_decode_all_cores"] + 1 / ips["d_network_only"]), rel=0.01)
+    assert out["efficiency_a_over_bound"] > 0 and out["ratio_a_over_naive"] > 0
+    assert "1/decode_all_cores + 1/network_only" in out["bound_formula"]
+    assert out["setup"]["images"] == 4 and out["setup"]["progressive"] == 1
+
+
+def test_bench_warm_cache(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_bench("bench_warm_cache", ["--quick", "--workdir", str(workdir)], capsys)
+    assert out["setup"]["rows_populated"] == out["setup"]["files"] == 200
+    assert "200 cached, 0 computed" in out["cli_summary"]  # the timed run really was all cache hits
+    assert out["rank_all_cached_s"]["median"] > 0
+    assert out["goal_met"] is None  # the goal is defined for 10,000 files only
+
+
+def test_bench_train_step(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # MPA only: RGNet runs the same code path, but its steps are too slow for a unit test.
+    out = run_bench("bench_train_step", ["--quick", "--models", "mpa", "--workdir", str(workdir)], capsys)
+    mpa = out["mpa"]
+    assert mpa["batch_images"] == 2 and mpa["patches_per_image"] == 2 and mpa["images_per_s"] > 0
+    assert set(mpa["objective_overhead"]["overhead_vs_ce_pct_of_step"]) == {"mp_avg", "mp_min", "mp_ada"}
+    assert 0 <= mpa["data_loader"]["serial_share_of_step"] <= 1
+    assert "rgnet" not in out
+
+
+def test_bench_region_graph(capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_bench("bench_region_graph", ["--quick", "--sizes", "8"], capsys)
+    cases = {c["impl"]: c for c in out["cases"]}
+    assert set(cases) == {"sdpa", "explicit"}
+    for case in cases.values():
+        assert "error" not in case and case["output_finite"] and case["peak_extra_rss_mib"] >= 0 and case["time_s"] > 0
+    assert out["comparison"][0]["regions"] == "8x8"
+
+
+def test_bench_startup(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_bench("bench_startup", ["--quick", "--repeats", "1", "--workdir", str(workdir)], capsys)
+    assert out["help_s"]["median_s"] > 0 and out["first_score_s"]["median_s"] > 0
+    # Not a timing: `aescore --help` must not import torch and friends.
+    assert out["torch_imported_by_cli"] is False
+    assert not any(out["heavy_modules_after_cli_import"].values())
+    assert out["slowest_cli_imports"]
+    assert set(out["first_score_breakdown_s"]) == {"import_torch", "build_and_load_model", "decode_and_resize", "first_forward"}
+
+
+def test_report_updates_marked_blocks(tmp_path: Path) -> None:
+    if str(BENCH_DIR) not in sys.path:
+        sys.path.insert(0, str(BENCH_DIR))
+    report = importlib.import_module("report")
+    doc = tmp_path / "perf.md"
+    doc.write_text("intro\n<!-- bench:startup -->\nold\n<!-- /bench:startup -->\nkept\n", encoding="utf-8")
+    assert report.update_document(doc, {"startup": "| new |", "rank": "unused"}) == ["startup"]
+    assert doc.read_text(encoding="utf-8") == "intro\n<!-- bench:startup -->\n| new |\n<!-- /bench:startup -->\nkept\n"
