@@ -169,3 +169,29 @@ def test_truncated_image_is_a_failure_record_and_collate_skips_it(tiny_ava: dict
     assert batch["target"].dtype == torch.float32 and batch["label"].dtype == torch.int64
     assert truncated not in {samples[i].id for i in batch["index"].tolist()}
     assert collate_skipping([bad[0]]) == (None, failed)
+
+
+def test_default_validation_is_2000_seeded_training_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A full-size index without 22,000 image files: the cheap existence check is stubbed out.
+    import aescore.data.ava as ava
+
+    monkeypatch.setattr(ava, "stat_check", lambda path: None)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "aesthetics_image_lists").mkdir()
+    rows = [f"{i} {100000 + i} 0 0 1 2 3 4 3 2 1 {i % 3} 0 0 {i % 50}\n" for i in range(1, 22001)]
+    (tmp_path / "AVA.txt").write_text("".join(rows))
+    test_ids = [str(100000 + i) for i in range(1, 22001, 11)]  # 2,000 test ids
+    (tmp_path / "aesthetics_image_lists" / "generic_test.jpgl").write_text("\n".join(test_ids) + "\n")
+    sp = load_splits("ava", tmp_path, seed=0)
+    assert (len(sp.train), len(sp.val), len(sp.test)) == (18000, 2000, 2000)
+    assert not {s.id for s in sp.val} & ({s.id for s in sp.train} | set(test_ids))
+    assert load_splits("ava", tmp_path, seed=0).fingerprints == sp.fingerprints  # fixed by the seed
+    assert load_splits("ava", tmp_path, seed=1).fingerprints["val"] != sp.fingerprints["val"]
+    assert len(load_splits("ava", tmp_path, val_size=500).val) == 500
+
+
+def test_skips_are_counted_per_listed_split(tiny_ava: dict) -> None:
+    sp = load_splits("ava", tiny_ava["root"], val_size=5)
+    assert sp.skipped_in("test") == {"empty": 1}  # the empty image is a test id
+    assert sp.skipped_in("train") == {"missing": 1, "no_votes": 1}
+    assert sum(sum(c.values()) for c in sp.n_skipped_by_split.values()) == sp.total_skipped

@@ -15,7 +15,7 @@ from aescore.data.splits import split_fingerprint
 from aescore.data.synthetic import make_tiny_ava
 from aescore.engine.evaluate import check_train_overlap, write_train_ids
 from aescore.engine.metrics import classification_metrics, compute_metrics, correlation_metrics
-from aescore.errors import DataError, WeightsError
+from aescore.errors import DataError, UsageError, WeightsError
 
 
 def test_metrics_match_hand_checked_values() -> None:
@@ -110,9 +110,11 @@ def test_evaluate_json_is_one_object(weights: tuple[dict, Path]) -> None:
     for key in ("accuracy", "balanced_accuracy", "average_precision", "srcc", "lcc", "confusion_matrix",
                 "split_fingerprint", "n_images", "n_skipped", "weights_sha256"):
         assert key in report
-    # 16 test rows: one empty (skipped at indexing) and one truncated (found on decode).
+    # 16 test rows: one empty (skipped at indexing) and one truncated (found on decode); the
+    # training rows' skips (a missing image, a row without votes) are not the test split's.
     assert report["n_images"] == len(data["test_ids"]) - 2
-    assert report["skipped_reasons"].get("undecodable") == 1
+    assert report["skipped_reasons"] == {"empty": 1, "undecodable": 1} and report["n_skipped"] == 2
+    assert report["n_skipped_dataset"] == data["n_skipped_at_index"] + 1
     assert report["tta_crops"] == 3 and report["train_overlap_check"] == "checked"
     from aescore.weights import file_sha256
 
@@ -129,3 +131,18 @@ def test_evaluate_table_and_refusal(weights: tuple[dict, Path]) -> None:
     res = _invoke(["evaluate", "--dataset", "ava", "--root", data["root"], "--weights", path, "--workers", 0,
                    "--split", "val", "--json"])
     assert isinstance(res.exception, DataError) and "training set" in str(res.exception)
+
+
+def test_evaluate_bad_dataset_is_a_usage_error_before_loading_weights(tmp_path: Path) -> None:
+    res = _invoke(["evaluate", "--dataset", "foo", "--root", tmp_path, "--weights", tmp_path / "none.safetensors"])
+    assert isinstance(res.exception, UsageError) and res.exception.exit_code == 2
+    assert "--dataset must be one of ava, aadb, csv" in str(res.exception)
+
+
+def test_label_rule_defaults_to_the_weights_paper() -> None:
+    from aescore.engine.evaluate import _paper_inclusive
+
+    assert _paper_inclusive({"training": {"preset": "rgnet"}}) is True  # RGNet: mean >= 5
+    assert _paper_inclusive({"training": {"preset": "mpa-ada"}}) is False  # MPA: mean > 5
+    assert _paper_inclusive({"architecture": "rgnet_densenet121"}) is True
+    assert _paper_inclusive({"architecture": "mpa_resnet18"}) is False

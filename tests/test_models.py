@@ -132,6 +132,30 @@ def test_rgnet_rejects_unknown_variant_and_trains_graph_weights() -> None:
         assert lin.bias is None and lin.weight.grad is not None and lin.weight.grad.abs().sum() > 0
 
 
+def _he_std(weight: torch.Tensor) -> float:
+    return math.sqrt(2.0 / (weight[0].numel()))  # fan_in = in_channels x kernel area
+
+
+def test_new_layers_get_he_initialisation() -> None:
+    # Sec. 3.3: every layer RGNet adds (and MPA's classifier) starts from He-normal weights, zero
+    # biases and identity BatchNorm; the ImageNet backbone keeps its own initialisation.
+    torch.manual_seed(0)
+    model = create_model("rgnet_densenet121", graph_blocks=1)
+    mpa = create_model("mpa_resnet18", backbone="resnet10t")
+    new_weights = [
+        *(layer[2].weight for layer in model.context.layers),  # DenseASPP 3x3 atrous convs
+        model.graph[0].A.weight, model.graph[0].B.weight, model.graph[0].W.weight,
+        model.head[1].weight,  # 1x1 classifier: only 2 x 1280 values
+        mpa.head.weight,
+    ]
+    for w in new_weights:
+        assert abs(w.std().item() / _he_std(w) - 1) < (0.25 if w.numel() < 5000 else 0.05), tuple(w.shape)
+        assert abs(w.mean().item()) < 4 * _he_std(w) / math.sqrt(w.numel())
+    assert torch.count_nonzero(model.head[1].bias) == 0 and torch.count_nonzero(mpa.head.bias) == 0
+    for bn in (model.head[0], model.graph[0].norm, model.context.layers[0][0]):
+        assert torch.all(bn.weight == 1) and torch.all(bn.bias == 0)
+
+
 # ---------------------------------------------------------------- layers: Eqs. 1-4
 
 

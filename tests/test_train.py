@@ -113,6 +113,8 @@ def test_train_then_evaluate_end_to_end(ava: dict, tmp_path: Path) -> None:
     assert "--preset" in tr["command"]
     assert set(tr["split_fingerprints"]) == {"train", "val", "test"}
     assert tr["train_ids_fingerprint"] == tr["split_fingerprints"]["train"]
+    assert summary["split_fingerprints"] == tr["split_fingerprints"] and summary["n_skipped"] == rows[-1]["n_skipped"]
+    assert tr["split_fingerprints"]["train"][:12] in res.stderr  # printed when the run starts
     best_row = max(rows, key=lambda r: r["val_accuracy"])
     assert card["metrics"]["validation"]["accuracy"] == best_row["val_accuracy"]
     assert tr["epoch"] == next(r["epoch"] for r in rows if r["is_best"] and r["val_accuracy"] == best_row["val_accuracy"])
@@ -143,6 +145,42 @@ def test_train_then_evaluate_end_to_end(ava: dict, tmp_path: Path) -> None:
     assert isinstance(res.exception, UsageError) and "--resume" in str(res.exception)
     res = _invoke(["train", "--output", out, "--resume"])
     assert res.exit_code == 0 and "already trained 3" in res.stderr
+    res = _invoke(["train", "--output", out, "--resume", "--preset", "rgnet"])
+    assert isinstance(res.exception, UsageError) and "preset cannot change" in str(res.exception)
+
+
+def test_precision_and_model_options() -> None:
+    from aescore.engine.setup import build_model, resolve_amp
+
+    cuda = torch.device("cuda")  # only inspected, never used
+    assert resolve_amp(None, torch.device("cpu")) is None and resolve_amp(False, cuda) is None
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+        assert resolve_amp(None, cuda) == torch.bfloat16
+        mp.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+        assert resolve_amp(True, cuda) == torch.float16  # fp16: the loop then enables a GradScaler
+
+    # Table 1 ablations and Fig. 5 sweeps are training options; the card's arch_args record them.
+    cfg = build_config("rgnet", dataset="ava", root="x", pretrained=False, variant="FCN-G", graph_blocks=2, lse_r=8.0)
+    model = build_model(cfg)
+    assert model.variant == "FCN-G" and len(model.graph) == 2 and model.lse_r == 8.0
+    assert model.arch_args == {"variant": "FCN-G", "graph_blocks": 2, "lse_r": 8.0}
+    assert build_model(build_config("mpa-avg", pretrained=False, backbone="resnet10t")).arch_args == {"backbone": "resnet10t"}
+    with pytest.raises(UsageError, match="--variant must be one of"):
+        build_config("rgnet", variant="FCN-X")
+    with pytest.raises(UsageError, match="rgnet preset only"):
+        build_config("mpa-ada", graph_blocks=2)
+
+
+def test_plain_progress_lines_without_a_terminal() -> None:
+    from aescore.engine.train import EpochProgress
+
+    lines: list[str] = []
+    with EpochProgress(100, enabled=True, log=lines.append, plain_every=0.0) as progress:
+        progress.start_epoch(2, 5, 0)
+        progress.update(10, 0.6931, 320)
+    assert len(lines) == 1
+    assert lines[0].startswith("epoch 2/5 step 10/100: loss 0.6931") and "img/s" in lines[0] and "ETA" in lines[0]
 
 
 # ---------------------------------------------------------------------------- resume
@@ -189,6 +227,33 @@ def test_resume_is_bit_exact(ava: dict, tmp_path: Path) -> None:
     fit(resume_config(tmp_path / "ctrl-c"), tmp_path / "ctrl-c", resume=True, command="test")
     assert _same_state(tmp_path / "straight", tmp_path / "ctrl-c")
     assert [r["epoch"] for r in _rows(tmp_path / "ctrl-c")] == [1, 2]
+
+
+def test_ctrl_c_reaching_dataloader_workers_still_saves(ava: dict, tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    # A terminal's Ctrl-C is delivered to the whole process group, DataLoader workers included.
+    # Workers ignore it, so they keep feeding the loop until the main process stops at a step
+    # boundary and saves (a worker that quit would make the next batch fail; a forked worker that
+    # inherited the main process's handler would announce a second stop of its own).
+    import multiprocessing
+    import os
+
+    calls = [0]
+
+    def interrupt(step: int) -> None:
+        calls[0] += 1
+        if calls[0] == 2:
+            workers = multiprocessing.active_children()
+            assert workers
+            for child in workers:
+                os.kill(child.pid, signal.SIGINT)
+        if calls[0] == 8:  # later than the batches already prefetched when the workers got it
+            signal.raise_signal(signal.SIGINT)
+
+    res = fit(_cfg(ava, 1, workers=1), tmp_path / "w", command="test", on_step=interrupt)
+    assert res.interrupted
+    state = load_checkpoint(tmp_path / "w" / "last.pt")
+    assert (state["epoch"], state["step"]) == (0, 8)
+    assert capfd.readouterr().err.count("stop requested") == 1  # the main process's, no worker's
 
 
 def test_resume_refuses_other_data_or_model(ava: dict, tmp_path: Path) -> None:

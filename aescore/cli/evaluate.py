@@ -24,7 +24,7 @@ def evaluate(
     workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 4,
     seed: Annotated[Optional[int], typer.Option(help="Split seed (default: the one the weights were trained with).")] = None,
     threshold: Annotated[Optional[float], typer.Option(help="Binary label threshold (default: the weights' training threshold).")] = None,
-    threshold_inclusive: Annotated[Optional[bool], typer.Option("--threshold-inclusive/--threshold-exclusive", help="Score == threshold is positive.")] = None,
+    threshold_inclusive: Annotated[Optional[bool], typer.Option("--threshold-inclusive/--threshold-exclusive", help="Score == threshold is positive (default: as the weights were trained, else the paper's rule: RGNet >=, MPA >).")] = None,
     max_items: Annotated[Optional[int], typer.Option(help="Evaluate a seeded subset of at most N images.")] = None,
     amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision on CUDA (default on).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")] = False,
@@ -64,6 +64,8 @@ def _print_table(report: dict[str, Any]) -> None:
     table.add_column("value", justify="right", overflow="fold")
     for key in ("accuracy", "balanced_accuracy", "average_precision", "srcc", "lcc", "n_images", "n_skipped"):
         table.add_row(key, fmt(report.get(key)))
+    if report.get("skipped_reasons"):
+        table.add_row("skipped_reasons", escape(", ".join(f"{k} {v}" for k, v in report["skipped_reasons"].items())))
     cm = report.get("confusion_matrix")
     if cm:
         table.add_row(escape("confusion [[tn, fp], [fn, tp]]"), escape(str(cm)))

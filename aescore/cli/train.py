@@ -44,6 +44,9 @@ def train(
     lr_step: Annotated[Optional[int], typer.Option(help="step schedule: epochs between decays.", rich_help_panel=_RECIPE)] = None,
     lr_gamma: Annotated[Optional[float], typer.Option(help="step schedule: decay factor.", rich_help_panel=_RECIPE)] = None,
     backbone: Annotated[Optional[str], typer.Option(help="MPA: another timm backbone (e.g. resnet50).", rich_help_panel=_RECIPE)] = None,
+    variant: Annotated[Optional[str], typer.Option(help="RGNet Table 1 ablation: FCN, FCN-A, FCN-G, FCN-A-G (the paper's, default), FCN-C-C or FC-CNN.", rich_help_panel=_RECIPE)] = None,
+    graph_blocks: Annotated[Optional[int], typer.Option(help="RGNet: region-graph blocks (paper: 3).", rich_help_panel=_RECIPE)] = None,
+    lse_r: Annotated[Optional[float], typer.Option(help="RGNet: LSE pooling r (paper: 4).", rich_help_panel=_RECIPE)] = None,
     pretrained: Annotated[Optional[bool], typer.Option("--pretrained/--no-pretrained", help="Start from ImageNet weights (default: yes, as the papers; needs the internet once).", rich_help_panel=_RECIPE)] = None,
     backbone_weights: Annotated[Optional[Path], typer.Option(help="Local ImageNet backbone weights (.safetensors/.pth) instead of downloading.", rich_help_panel=_RECIPE)] = None,
     crop_size: Annotated[Optional[int], typer.Option(help="MPA patch size (224) / RGNet input size (300).", rich_help_panel=_RECIPE)] = None,
@@ -77,15 +80,17 @@ def train(
         dataset=dataset, root=str(root) if root is not None else None, epochs=epochs, batch_size=batch_size, lr=lr,
         patches=patches, beta=beta, objective=objective, optimizer=optimizer, momentum=momentum,
         weight_decay=weight_decay, schedule=schedule, step_size=lr_step, gamma=lr_gamma, backbone=backbone,
+        variant=variant, graph_blocks=graph_blocks, lse_r=lse_r,
         pretrained=pretrained, backbone_weights=str(backbone_weights) if backbone_weights else None,
         crop_size=crop_size, resize_size=resize_size, threshold=threshold, threshold_inclusive=threshold_inclusive,
         val_size=val_size, max_items=max_items, eval_tta_crops=eval_tta_crops, device=device, workers=workers,
         seed=seed, amp=amp, compile=compile, deterministic=deterministic, max_steps=max_steps,
     )
     if resume:
-        if preset is not None:
-            overrides["preset"] = preset
         cfg = resume_config(output, **overrides)
+        if preset is not None and preset != cfg.preset:
+            raise UsageError(f"--resume: {output} was trained with preset {cfg.preset!r}; "
+                             "a preset cannot change on resume (override single options instead)")
     else:
         if dataset is None or root is None:
             raise UsageError("--dataset and --root are required (except with --resume)")
@@ -101,6 +106,8 @@ def train(
             "best_epoch": result.best_epoch,
             "best_metrics": result.best_metrics,
             "interrupted": result.interrupted,
+            "n_skipped": result.n_skipped,
+            "split_fingerprints": result.fingerprints,
         }
         print(json.dumps(summary))
     if result.interrupted:

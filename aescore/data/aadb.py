@@ -71,12 +71,12 @@ def find_image_dir(root: Path, first_name: str | None) -> Path:
     return root
 
 
-def _drop_overlap(samples: list[Sample], other: list[Sample], reason: str, log: SkipLog) -> list[Sample]:
+def _drop_overlap(samples: list[Sample], other: list[Sample], reason: str, log: SkipLog, split: str) -> list[Sample]:
     other_ids = {s.id for s in other}
     kept = []
     for s in samples:
         if s.id in other_ids:
-            log.add(s.id, reason)
+            log.add(s.id, reason, split)
         else:
             kept.append(s)
     return kept
@@ -112,21 +112,21 @@ def load_aadb(
         seen: set[str] = set()
         for name, score in items:
             if name in seen:
-                log.add(name, "duplicate")
+                log.add(name, "duplicate", split)
                 continue
             seen.add(name)
             path = image_dir / name
             problem = stat_check(path)
             if problem is not None:
-                log.add(name, problem)
+                log.add(name, problem, split)
                 continue
             label = int(score >= thr) if threshold_inclusive else int(score > thr)
             samples.append(Sample(name, path, score, label))
         splits[split] = samples
     # Later lists win: an id in the test list is dropped from train/val, one in val from train.
-    splits["val"] = _drop_overlap(splits["val"], splits["test"], "overlaps_test", log)
-    splits["train"] = _drop_overlap(splits["train"], splits["test"], "overlaps_test", log)
-    splits["train"] = _drop_overlap(splits["train"], splits["val"], "overlaps_val", log)
+    splits["val"] = _drop_overlap(splits["val"], splits["test"], "overlaps_test", log, "val")
+    splits["train"] = _drop_overlap(splits["train"], splits["test"], "overlaps_test", log, "train")
+    splits["train"] = _drop_overlap(splits["train"], splits["val"], "overlaps_val", log, "train")
     if not splits["train"]:
         raise DataError(f"AADB root {root}: no usable training images in {image_dir}")
     return DataSplits(
@@ -137,6 +137,7 @@ def load_aadb(
         threshold=thr,
         n_skipped=dict(log.counts),
         skipped=list(log.items),
+        n_skipped_by_split=log.by_split,
         kind="aadb",
         root=root,
         threshold_inclusive=threshold_inclusive,

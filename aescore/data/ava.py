@@ -155,21 +155,22 @@ def load_ava(
     train_pool: list[Sample] = []
     test: list[Sample] = []
     for row in rows:
+        listed = "test" if row.image_id in test_ids else "train"
         if row.image_id in seen:
-            log.add(row.image_id, "duplicate")
+            log.add(row.image_id, "duplicate", listed)
             continue
         seen.add(row.image_id)
         if row.n_votes == 0:
-            log.add(row.image_id, "no_votes")
+            log.add(row.image_id, "no_votes", listed)
             continue
         path = images / f"{row.image_id}.jpg"
         problem = stat_check(path)
         if problem is not None:
-            log.add(row.image_id, problem)
+            log.add(row.image_id, problem, listed)
             continue
         mean = row.mean
         sample = Sample(row.image_id, path, mean, is_positive(mean, thr, threshold_inclusive), row.votes)
-        (test if row.image_id in test_ids else train_pool).append(sample)
+        (test if listed == "test" else train_pool).append(sample)
     if not train_pool:
         raise DataError(f"AVA root {root}: no usable training images under {images}")
     if val_size is None:
@@ -183,6 +184,7 @@ def load_ava(
         threshold=thr,
         n_skipped=dict(log.counts),
         skipped=list(log.items),
+        n_skipped_by_split=log.by_split,
         kind="ava",
         root=Path(root),
         threshold_inclusive=threshold_inclusive,

@@ -177,12 +177,12 @@ def load_csv(
         seen: set[str] = set()
         for r in rows:
             if r.id in seen:
-                log.add(r.id, "duplicate")
+                log.add(r.id, "duplicate", split)
                 continue
             seen.add(r.id)
             problem = stat_check(r.path)
             if problem is not None:
-                log.add(r.id, problem)
+                log.add(r.id, problem, split)
                 continue
             if r.label is not None and (threshold is None or r.score is None):
                 label = r.label
@@ -219,6 +219,7 @@ def load_csv(
         threshold=thr,
         n_skipped=dict(log.counts),
         skipped=list(log.items),
+        n_skipped_by_split=log.by_split,
         kind="csv",
         root=Path(root),
         threshold_inclusive=inclusive,

@@ -7,6 +7,7 @@ module is an upright 8-bit RGB ``PIL.Image`` or an :class:`~aescore.errors.Image
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 from PIL import Image, ImageOps
@@ -22,6 +23,22 @@ RAW_EXTENSIONS = frozenset({".cr2", ".cr3", ".nef", ".arw", ".dng", ".raf", ".or
 
 _HEIF_MISSING = "HEIF support is not installed: pip install 'aescore[heif]'"
 _RAW_MISSING = "camera RAW support is not installed: pip install 'aescore[raw]'"
+
+
+def missing_extra(path: str | Path) -> str | None:
+    """The skip reason for ``path`` if decoding it needs an extra that is not installed, else None.
+
+    Checks importability only (no import), so a caller can skip such files cheaply — e.g. a
+    fully cached re-run need not load the model just to find that HEIC support is missing.
+    """
+    from importlib.util import find_spec
+
+    ext = Path(path).suffix.lower()
+    if ext in HEIF_EXTENSIONS and find_spec("pillow_heif") is None:
+        return _HEIF_MISSING
+    if ext in RAW_EXTENSIONS and find_spec("rawpy") is None:
+        return _RAW_MISSING
+    return None
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -67,6 +84,17 @@ def _draft(img: Image.Image, min_shorter: int | None) -> None:
 
 
 def _decode_pillow(path: Path, min_shorter: int | None) -> Image.Image:
+    with warnings.catch_warnings():
+        # Pillow warns (two stray stderr lines per photo, without its name) about things it then
+        # handles: corrupt EXIF blocks, palette transparency, and sizes between 1x and 2x
+        # Image.MAX_IMAGE_PIXELS (~90-180 MP, e.g. a 102 MP medium-format camera). Either we
+        # return a correct RGB image or raise; the bomb guard itself stays on (DecompressionBombError
+        # above 2x the limit is an error, not a warning).
+        warnings.filterwarnings("ignore", module=r"PIL\.")
+        return _open_pillow(path, min_shorter)
+
+
+def _open_pillow(path: Path, min_shorter: int | None) -> Image.Image:
     with Image.open(path) as img:
         _draft(img, min_shorter)
         img.seek(0)  # first frame of GIF / multi-page TIFF

@@ -45,8 +45,11 @@ class DataSplits:
     """A dataset's three splits plus what was skipped while indexing it.
 
     ``n_skipped`` maps a reason ("missing", "empty", "no_votes", "duplicate") to its count;
-    ``skipped`` lists ``(id or path, reason)``. ``fingerprints`` maps "train", "val", "test" to
-    :func:`split_fingerprint` of that split's ids (after skipping).
+    ``skipped`` lists ``(id or path, reason)``. ``n_skipped_by_split`` holds the same counts per
+    split the skipped item was listed for ("test" for AVA's ``generic_test.jpgl`` or a
+    ``test.csv``; "train" for the training pool that the validation hold-out is later drawn from).
+    ``fingerprints`` maps "train", "val", "test" to :func:`split_fingerprint` of that split's ids
+    (after skipping).
     """
 
     train: list[Sample]
@@ -60,6 +63,7 @@ class DataSplits:
     kind: str = ""
     root: Path | None = None
     threshold_inclusive: bool = False
+    n_skipped_by_split: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.fingerprints:
@@ -76,6 +80,10 @@ class DataSplits:
         """Number of images skipped at index time (all reasons)."""
         return sum(self.n_skipped.values())
 
+    def skipped_in(self, split: str) -> dict[str, int]:
+        """Index-time skips (reason -> count) of the items listed for ``split``; see the class docstring."""
+        return dict(self.n_skipped_by_split.get(split, {}))
+
 
 class SkipLog:
     """Collects skipped items and per-reason counts while a loader builds its index."""
@@ -83,11 +91,15 @@ class SkipLog:
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
         self.items: list[tuple[str, str]] = []
+        self.by_split: dict[str, dict[str, int]] = {}
 
-    def add(self, item: str, reason: str) -> None:
-        """Record that ``item`` (an id or path) was skipped for ``reason``."""
+    def add(self, item: str, reason: str, split: str | None = None) -> None:
+        """Record that ``item`` (an id or path), listed for ``split`` if known, was skipped for ``reason``."""
         self.counts[reason] = self.counts.get(reason, 0) + 1
         self.items.append((item, reason))
+        if split is not None:
+            per = self.by_split.setdefault(split, {})
+            per[reason] = per.get(reason, 0) + 1
 
 
 def split_fingerprint(ids: Iterable[str]) -> str:

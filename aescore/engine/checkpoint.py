@@ -115,7 +115,9 @@ def check_resumable(ckpt: dict[str, Any], config: dict[str, Any], fingerprints: 
     if ckpt.get("format") != CHECKPOINT_FORMAT:
         raise UsageError(f"{path}: not an aescore training checkpoint")
     old = ckpt.get("config", {})
-    for key in ("model", "backbone", "dataset", "objective", "threshold", "threshold_inclusive", "seed"):
+    keys = ("model", "backbone", "variant", "graph_blocks", "lse_r", "dataset", "objective", "threshold",
+            "threshold_inclusive", "seed")
+    for key in keys:
         if old.get(key) != config.get(key):
             raise UsageError(
                 f"cannot resume {path}: it was trained with {key}={old.get(key)!r}, this run has "

@@ -220,7 +220,10 @@ def evaluate_weights(
     """Everything ``aescore evaluate`` reports, as one JSON-serialisable dict.
 
     Split options left as None follow the weights' own training run when it used the same
-    dataset (so a CSV's seeded test split is the one held out then), else the loaders' defaults.
+    dataset (so a CSV's seeded test split is the one held out then), else the loaders' defaults;
+    the label rule then follows the preset the weights were trained with (RGNet: mean >= 5, MPA:
+    mean > 5). ``n_skipped`` counts the images of the evaluated split that were skipped: listed
+    for it but unusable at indexing, or undecodable (``n_skipped_dataset``: all splits' skips).
     """
     from aescore.data import load_splits
     from aescore.data.train_transforms import build_eval_transform_for_training
@@ -229,6 +232,10 @@ def evaluate_weights(
     from aescore.engine.setup import resolve_amp, resolve_device
     from aescore.weights import load_weights, resolve_model
 
+    from aescore.engine.presets import DATASETS
+
+    if dataset not in DATASETS:
+        raise UsageError(f"--dataset must be one of {', '.join(DATASETS)}")
     if split not in ("test", "val", "train"):
         raise UsageError("--split must be test, val or train")
     if tta_crops is not None and tta_crops < 1:
@@ -238,11 +245,13 @@ def evaluate_weights(
     model, card = load_weights(path, device=dev)
     training = card.get("training") or {}
     hp = (training.get("hyperparameters") or {}) if training.get("dataset") == dataset else {}
+    if threshold_inclusive is None:
+        threshold_inclusive = hp.get("threshold_inclusive", _paper_inclusive(card))
     splits = load_splits(
         dataset,
         Path(root),
         threshold=threshold if threshold is not None else hp.get("threshold"),
-        threshold_inclusive=bool(threshold_inclusive if threshold_inclusive is not None else hp.get("threshold_inclusive", False)),
+        threshold_inclusive=bool(threshold_inclusive),
         val_size=val_size if val_size is not None else hp.get("val_size"),
         seed=seed if seed is not None else int(hp.get("seed", 0)),
         max_items=max_items,
@@ -268,13 +277,17 @@ def evaluate_weights(
     )
     from aescore.weights import file_sha256
 
+    reasons = splits.skipped_in(split)
+    if failed:
+        reasons["undecodable"] = len(failed)
     return {
         **metrics,
         "dataset": dataset,
         "split": split,
         "task": splits.task,
-        "n_skipped": splits.total_skipped + len(failed),
-        "skipped_reasons": {**splits.n_skipped, **({"undecodable": len(failed)} if failed else {})},
+        "n_skipped": sum(reasons.values()),
+        "skipped_reasons": reasons,
+        "n_skipped_dataset": splits.total_skipped + len(failed),
         "split_fingerprint": splits.fingerprints[split],
         "threshold": splits.threshold,
         "threshold_inclusive": splits.threshold_inclusive,
@@ -284,3 +297,13 @@ def evaluate_weights(
         "architecture": card.get("architecture"),
         "train_overlap_check": overlap,
     }
+
+
+def _paper_inclusive(card: dict[str, Any]) -> bool:
+    """The label rule of the paper behind a model card: RGNet counts mean >= 5 as positive, MPA mean > 5."""
+    from aescore.engine.presets import PRESETS
+
+    preset = PRESETS.get(str((card.get("training") or {}).get("preset")))
+    if preset is not None:
+        return preset.threshold_inclusive
+    return str(card.get("architecture", "")).startswith("rgnet")

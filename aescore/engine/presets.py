@@ -34,6 +34,10 @@ class TrainConfig:
     preset: str
     model: str
     backbone: str | None = None
+    # RGNet only (None: the paper's model): Table 1's ablation variant, Fig. 5's sweeps.
+    variant: str | None = None
+    graph_blocks: int | None = None
+    lse_r: float | None = None
     objective: str = "mp_avg"
     beta: float = 0.5
     optimizer: str = "sgd"
@@ -52,8 +56,8 @@ class TrainConfig:
     # whether the threshold itself counts as positive (MPA: no, mean > 5; RGNet: yes, mean >= 5).
     threshold: float | None = None
     threshold_inclusive: bool = False
-    # Validation: None = the model card's whole-image recipe (what `aescore score` uses);
-    # N = average of N random crops (MPA's official code used 15).
+    # MPA validation: None = one centre crop per image (cheap); N = the average of N random
+    # crops (MPA's official code used 15). RGNet always validates on the whole image.
     eval_tta_crops: int | None = None
     crop_size: int | None = None
     resize_size: int | None = None
@@ -100,6 +104,8 @@ class TrainConfig:
             (self.crop_size is None or self.crop_size >= 8, "--crop-size must be at least 8"),
             (self.resize_size is None or self.resize_size >= 8, "--resize-size must be at least 8"),
             (self.max_steps is None or self.max_steps >= 1, "--max-steps must be at least 1"),
+            (self.graph_blocks is None or self.graph_blocks >= 1, "--graph-blocks must be at least 1"),
+            (self.lse_r is None or self.lse_r >= 0, "--lse-r must be >= 0"),
             (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "--device must be auto, cpu or cuda"),
         ]
         for ok, message in checks:
@@ -107,6 +113,14 @@ class TrainConfig:
                 raise UsageError(message)
         if self.crop_size and self.resize_size and self.crop_size > self.resize_size and self.model.startswith("mpa"):
             raise UsageError("--crop-size must not exceed --resize-size")
+        rgnet_only = [name for name in ("variant", "graph_blocks", "lse_r") if getattr(self, name) is not None]
+        if rgnet_only and not self.model.startswith("rgnet"):
+            raise UsageError(f"--{rgnet_only[0].replace('_', '-')} applies to the rgnet preset only")
+        if self.variant is not None:
+            from aescore.models.rgnet import VARIANTS  # imports torch: only when a variant is asked for
+
+            if self.variant not in VARIANTS:
+                raise UsageError(f"--variant must be one of {', '.join(VARIANTS)}")
 
 
 def _mpa(objective: str) -> TrainConfig:

@@ -132,7 +132,8 @@ class TrainingRun:
             failed_train = set(state.get("failed_indices") or [])
         if start_epoch >= cfg.epochs:
             self.log(f"aescore: {out} has already trained {start_epoch} epoch(s); pass a larger --epochs to extend it")
-            return FitResult(out, start_epoch, best.get("epoch"), best.get("metrics"), self._history(start_epoch))
+            return FitResult(out, start_epoch, best.get("epoch"), best.get("metrics"), self._history(start_epoch),
+                             n_skipped=splits.total_skipped + len(failed_train), fingerprints=dict(splits.fingerprints))
 
         train_model: torch.nn.Module = model
         if info.enabled:
@@ -199,7 +200,9 @@ class TrainingRun:
                     self._save(model, optimizer, scheduler, scaler, epoch, stats, best, splits, failed_train)
                     self.log(f"aescore: stopped in epoch {epoch + 1} at step {stats.steps}; checkpoint saved to "
                              f"{out / CHECKPOINT}; continue with --resume")
-                    return FitResult(out, epoch, best.get("epoch"), best.get("metrics"), history, interrupted=True)
+                    return FitResult(out, epoch, best.get("epoch"), best.get("metrics"), history, interrupted=True,
+                                     n_skipped=splits.total_skipped + len(failed_train),
+                                     fingerprints=dict(splits.fingerprints))
                 scheduler.step()
                 row, best = self._end_epoch(model, epoch, lr, stats, splits, val_tf, amp_dtype, channels_last,
                                             failed_train, best, ids_sha, objective)
@@ -208,8 +211,11 @@ class TrainingRun:
                 progress.end_epoch(row)
                 if stop.requested:
                     self.log(f"aescore: stopped after epoch {epoch + 1}; continue with --resume")
-                    return FitResult(out, epoch + 1, best.get("epoch"), best.get("metrics"), history, interrupted=True)
-        return FitResult(out, cfg.epochs, best.get("epoch"), best.get("metrics"), history)
+                    return FitResult(out, epoch + 1, best.get("epoch"), best.get("metrics"), history, interrupted=True,
+                                     n_skipped=history[-1]["n_skipped"], fingerprints=dict(splits.fingerprints))
+        return FitResult(out, cfg.epochs, best.get("epoch"), best.get("metrics"), history,
+                         n_skipped=history[-1]["n_skipped"] if history else splits.total_skipped,
+                         fingerprints=dict(splits.fingerprints))
 
     # ------------------------------------------------------------------ per epoch
 

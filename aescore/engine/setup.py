@@ -62,7 +62,8 @@ def sized_preprocess(preprocess: dict[str, Any], crop_size: int | None, resize_s
 
 
 def build_model(cfg: TrainConfig) -> nn.Module:
-    """The preset's architecture, optionally with another timm backbone, ImageNet weights or a local file."""
+    """The preset's architecture, optionally with another timm backbone, ImageNet weights or a local file;
+    for RGNet, optionally a Table 1 ablation variant, another number of graph blocks or LSE ``r``."""
     from aescore.models import create_model
 
     kwargs: dict[str, Any] = {"pretrained": bool(cfg.pretrained), "backbone_weights": cfg.backbone_weights}
@@ -70,6 +71,9 @@ def build_model(cfg: TrainConfig) -> nn.Module:
         if not cfg.model.startswith("mpa"):
             raise UsageError(f"--backbone applies to MPA presets only; {cfg.model} is built on DenseNet-121")
         kwargs["backbone"] = cfg.backbone
+    # Only the options given: the card's arch_args then list exactly what differs from the paper.
+    kwargs.update({k: v for k, v in (("variant", cfg.variant), ("graph_blocks", cfg.graph_blocks),
+                                     ("lse_r", cfg.lse_r)) if v is not None})
     return create_model(cfg.model, **kwargs)
 
 
@@ -122,7 +126,17 @@ class EpochSampler(Sampler[int]):
 
 
 def seed_worker(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: numpy and ``random`` follow torch's per-worker seed."""
+    """DataLoader ``worker_init_fn``: numpy and ``random`` follow torch's per-worker seed, and
+    the worker ignores SIGINT.
+
+    A terminal's Ctrl-C reaches the whole process group. A worker that quit on it would make the
+    main process fail with "DataLoader worker exited unexpectedly" before it can save its
+    checkpoint; the main process alone decides when to stop and then shuts the workers down.
+    (SIGTERM keeps its default: PyTorch's last-resort cleanup terminates workers with it.)
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)

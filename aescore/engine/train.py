@@ -34,6 +34,7 @@ from aescore.errors import AescoreError, UsageError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 CHECK_EVERY = 10  # steps between host syncs: loss finite?, stop requested on any rank?, progress
+PLAIN_PROGRESS_SECONDS = 60.0  # without a terminal (logs, nohup): one progress line at most this often
 CHECKPOINT = "last.pt"
 METRICS = "metrics.jsonl"
 BEST = "best.safetensors"
@@ -66,6 +67,8 @@ class FitResult:
     best_metrics: dict[str, Any] | None
     history: list[dict[str, Any]]
     interrupted: bool = False
+    n_skipped: int | None = None  # images skipped at indexing plus undecodable ones met so far
+    fingerprints: dict[str, str] | None = None  # the train/val/test split fingerprints
 
 
 def mse_on_p_high(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -256,9 +259,13 @@ def _setup(cfg: TrainConfig) -> tuple[torch.device, DistInfo]:
 
 class EpochProgress:
     """Rich progress on stderr (epoch, step, loss, images/s, ETA) when stderr is a terminal;
-    otherwise, and after every epoch, one plain summary line."""
+    otherwise the same fields as a plain line every ``plain_every`` seconds. After every epoch,
+    one summary line either way."""
 
-    def __init__(self, steps_per_epoch: int, *, enabled: bool, log: Callable[[str], None]) -> None:
+    def __init__(
+        self, steps_per_epoch: int, *, enabled: bool, log: Callable[[str], None],
+        plain_every: float = PLAIN_PROGRESS_SECONDS,
+    ) -> None:
         from rich.console import Console
 
         self.steps = max(1, steps_per_epoch)
@@ -269,6 +276,10 @@ class EpochProgress:
         self._progress: Any = None
         self._task: Any = None
         self._t0 = time.perf_counter()
+        self._plain_every = plain_every
+        self._last_plain = self._t0
+        self._epoch = ""
+        self._step0 = 0
 
     def __enter__(self) -> "EpochProgress":
         if self.live:
@@ -293,7 +304,8 @@ class EpochProgress:
 
     def start_epoch(self, epoch: int, epochs: int, step0: int) -> None:
         """A new epoch (``step0`` > 0 when resuming inside it)."""
-        self._t0 = time.perf_counter()
+        self._t0 = self._last_plain = time.perf_counter()
+        self._epoch, self._step0 = f"{epoch}/{epochs}", step0
         if self._progress is not None:
             if self._task is not None:
                 self._progress.remove_task(self._task)
@@ -303,9 +315,16 @@ class EpochProgress:
 
     def update(self, step: int, loss: float, n_images: int) -> None:
         """Called every few steps with the running mean loss and images done in this process."""
+        now = time.perf_counter()
+        ips = n_images / max(1e-9, now - self._t0)
         if self._progress is not None:
-            ips = n_images / max(1e-9, time.perf_counter() - self._t0)
             self._progress.update(self._task, completed=step, loss=loss, ips=ips)
+        elif self.enabled and now - self._last_plain >= self._plain_every:
+            self._last_plain = now
+            per_step = (now - self._t0) / max(1, step - self._step0)
+            eta = max(0.0, (self.steps - step) * per_step)
+            self._log(f"epoch {self._epoch} step {step}/{self.steps}: loss {loss:.4f}  {ips:.1f} img/s  "
+                      f"ETA {_duration(eta)}")
 
     def end_epoch(self, row: dict[str, Any]) -> None:
         """One summary line per epoch."""
@@ -327,3 +346,11 @@ class EpochProgress:
             self._progress.console.print(line)
         else:
             self._log(line)
+
+
+def _duration(seconds: float) -> str:
+    """``1h02m`` / ``3m05s`` / ``42s``."""
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"

@@ -65,11 +65,13 @@ def create_backbone(
     except TypeError:
         raise  # a bad keyword argument is a programming error, not a download failure
     except Exception as err:  # hub/HTTP/cache errors come in many types (OSError, httpx, hf errors)
-        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if len(reason) > 160:
+            reason = reason[:160].rsplit(" ", 1)[0] + " ..."
         raise WeightsError(
             f"could not fetch pretrained weights {tag!r} from the Hugging Face Hub ({reason}); "
             "connect to the internet, or pass backbone_weights=PATH (CLI: --backbone-weights PATH) "
-            "with a local .safetensors/.pth file"
+            "with a local .safetensors/.pth file (or pretrained=False, CLI --no-pretrained, to start from scratch)"
         ) from err
 
 
