@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import sqlite3
 from pathlib import Path
 
@@ -34,6 +35,28 @@ def test_hit_miss_and_invalidation(tmp_path: Path) -> None:
         cache.put_many([(CacheKey("/p/a.jpg", 10, 124), 0.5, b"\0" * 8)], W, R)  # replaces the stale row
         assert cache.info()["rows"] == 1
         assert cache.get_many([CacheKey("/p/a.jpg", 10, 124)], W, R, need_embedding=True)["/p/a.jpg"].embedding == b"\0" * 8
+
+
+def test_non_utf8_file_names_are_cached(tmp_path: Path) -> None:
+    odd = os.fsdecode(b"/p/bad\xffname.jpg")  # a surrogate-escaped str, as os.scandir gives it
+    lookalike = "/p/bad\udcffname.jpg".encode("utf-8", "surrogateescape").decode("latin-1")
+    with ScoreCache(tmp_path / "c.sqlite") as cache:
+        cache.put_many([(CacheKey(odd, 1, 1), 0.25, None), (CacheKey(lookalike, 1, 1), 0.75, None)], W, R)
+        hits = cache.get_many([CacheKey(odd, 1, 1), CacheKey(lookalike, 1, 1)], W, R)
+        assert hits[odd].score == 0.25 and hits[lookalike].score == 0.75
+
+
+def test_decode_failures_recorded_per_file_version_and_decoder(tmp_path: Path) -> None:
+    with ScoreCache(tmp_path / "c.sqlite") as cache:
+        k = CacheKey("/p/bad.jpg", 10, 123)
+        cache.put_failures([(k, "empty file")], "dec-1")
+        assert cache.get_failures([k], "dec-1") == {"/p/bad.jpg": "empty file"}
+        assert cache.get_failures([CacheKey("/p/bad.jpg", 10, 124)], "dec-1") == {}  # touched
+        assert cache.get_failures([k], "dec-2") == {}  # newer decoder: try again
+        assert cache.get_many([k], W, R) == {}  # not a score
+        assert cache.info()["failures"] == 1
+        cache.clear()
+        assert cache.get_failures([k], "dec-1") == {} and cache.info()["failures"] == 0
 
 
 def test_many_keys_cross_the_parameter_chunks(tmp_path: Path) -> None:

@@ -134,9 +134,47 @@ def test_bomb_guard_stays_on_for_a_real_image(tmp_path: Path, monkeypatch: pytes
         load_rgb(path)
 
 
+def test_big_but_allowed_image_and_corrupt_exif_decode_without_warnings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    big = tmp_path / "big.png"
+    Image.fromarray(_pattern(64, 64, 0)).save(big)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.fromarray(_pattern(60, 50, 1)).save(buf, "JPEG", exif=exif)
+    data = bytearray(buf.getvalue())
+    at = data.find(b"Exif\0\0") + 6 + 8
+    data[at : at + 2] = b"\xff\x7f"  # IFD0 claims 32767 entries: Pillow warns "Corrupt EXIF data"
+    bad_exif = tmp_path / "bad_exif.jpg"
+    bad_exif.write_bytes(bytes(data))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)  # 4096 px: between 1x and 2x the limit
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert load_rgb(big).size == (64, 64)
+        assert load_rgb(bad_exif).mode == "RGB"
+    assert not caught, [str(w.message) for w in caught]
+
+
 def test_sixteen_bit_grey_is_scaled_not_clipped(photos: dict[str, Path]) -> None:
     arr = np.asarray(load_rgb(photos["png16"]))
     assert arr[0, 0, 0] == 0 and arr[-1, -1, 0] == 255 and 100 < arr[24, 32, 0] < 160
+
+
+def test_sixteen_bit_rgb_is_scaled_to_eight_bits(tmp_path: Path) -> None:
+    # Written by hand (Pillow cannot save 16-bit RGB): a 48-bit PNG with a known ramp.
+    w, h = 32, 8
+    values = np.linspace(0, 65535, w * h * 3).round().astype(">u2").reshape(h, w * 3)
+    raw = b"".join(b"\0" + row.tobytes() for row in values)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    path = tmp_path / "rgb48.png"
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    got = np.asarray(load_rgb(path)).astype(int).reshape(h, w * 3)
+    assert np.abs(got - values.astype(int) / 257).max() <= 1
 
 
 def test_transparency_composites_onto_white(tmp_path: Path) -> None:
@@ -246,7 +284,14 @@ def test_optimised_path_matches_naive_on_lossless_inputs(photos: dict[str, Path]
     scorer = Scorer(tiny_weights, device="cpu", batch_size=8, workers=0)
     fast = [r.score for r in scorer.score_paths(paths)]
     assert scorer.forward_calls < len(paths)  # equal shapes really were batched together
-    assert np.allclose(fast, _naive_scores(tiny_weights, paths), atol=1e-4)
+    naive = _naive_scores(tiny_weights, paths)
+    assert np.allclose(fast, naive, atol=1e-4)
+    # Decoding in a worker process overlapping the network, and the same Scorer (model loaded
+    # once, reused) for a second call, give the same scores too.
+    model = scorer.model
+    scorer.batch_size, scorer.workers = 3, 1
+    again = [r.score for r in scorer.score_paths(paths)]
+    assert scorer.model is model and np.allclose(again, naive, atol=1e-4)
 
 
 def test_draft_changes_jpeg_scores_only_slightly(tmp_path: Path, tiny_weights: Path) -> None:
@@ -284,6 +329,15 @@ def test_tta_is_deterministic_and_differs_from_full(photos: dict[str, Path], tin
     two = [r.score for r in Scorer(tiny_weights, device="cpu", workers=0, tta_crops=5).score_paths(paths)]
     full = [r.score for r in Scorer(tiny_weights, device="cpu", workers=0).score_paths(paths)]
     assert one == two and one != full
+
+
+def test_draft_target_covers_the_multi_crop_base() -> None:
+    from aescore.inference.scorer import decode_size, tta_geometry
+
+    square = {"eval": {"mode": "square", "size": 300}, "train": {"kind": "rgnet", "size": 300}}
+    assert decode_size(square) == 300 and decode_size(square, 10) == tta_geometry(square)[1] > 300
+    shorter = {"eval": {"mode": "shorter", "size": 256, "max_aspect": 1.5}, "train": {"crop": 224}}
+    assert decode_size(shorter) == decode_size(shorter, 10) == 256
 
 
 def test_embeddings_come_back_when_asked(photos: dict[str, Path], tiny_weights: Path) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from aescore.cli.main import get_app
@@ -221,6 +222,35 @@ def test_fully_cached_run_never_imports_torch(photos: dict[str, Path], weights: 
     assert len(proc.stdout.splitlines()) == len(good)  # the name with a newline is escaped in TSV
 
 
+def test_known_bad_files_and_missing_extras_need_no_model(photos: dict[str, Path], weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = photos["jpeg"].parent
+    (root / "IMG_1.HEIC").write_bytes(b"\0" * 64)  # pillow-heif is not installed here (or faked away)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pillow_heif" else real_find_spec(name, *a))
+    first = cli(["rank", root, *base(weights)])
+    assert first.code == 3 and first.summary()["skipped"] == len(BAD) + 1
+    assert "IMG_1.HEIC: HEIF support is not installed: pip install 'aescore[heif]'" in first.err
+    code = (
+        "import importlib.util, sys\n"
+        "real = importlib.util.find_spec\n"
+        "importlib.util.find_spec = lambda n, *a: None if n == 'pillow_heif' else real(n, *a)\n"
+        "from aescore.cli.main import main\n"
+        "try:\n"
+        f"    main(['rank', {str(root)!r}, '--model', {str(weights)!r}])\n"
+        "except SystemExit as e:\n"
+        "    print('torch' in sys.modules, e.code, file=sys.stderr)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, env=dict(os.environ), timeout=60)
+    err = proc.stderr.decode()
+    assert err.strip().splitlines()[-1] == "False 3", err
+    assert len([line for line in err.splitlines() if line.startswith("aescore: skipped")]) == len(BAD) + 1
+    assert "0 computed" in err
+    # a bad file that changes is tried again (the new reason shows it was not taken from the cache)
+    photos["empty"].write_bytes(b"still not a photo")
+    again = cli(["rank", root, *base(weights)])
+    assert "empty.jpg: not a recognised image" in again.err and "empty file" not in again.err
+
+
 def test_corrupt_cache_is_moved_aside_with_one_warning(photos: dict[str, Path], weights: Path) -> None:
     cache_file = Path(os.environ["XDG_CACHE_HOME"]) / "aescore" / "scores.sqlite"
     cache_file.parent.mkdir(parents=True)
@@ -250,7 +280,7 @@ def test_cache_commands(photos: dict[str, Path], weights: Path) -> None:
     info = json.loads(cli(["cache", "info", "--json"]).text)
     assert info["rows"] == 2 and info["path"].startswith(os.environ["XDG_CACHE_HOME"])
     assert info["by_weights"][0]["rows"] == 2 and info["by_weights"][0]["recipe"].startswith("full@")
-    assert "rows\t2" in cli(["cache", "info"]).text
+    assert "rows\t2" in cli(["cache", "info"]).text and "failures\t0" in cli(["cache", "info"]).text
     assert cli(["cache", "clear"]).code == 0
     assert json.loads(cli(["cache", "info", "--json"]).text)["rows"] == 0
 
@@ -327,3 +357,30 @@ def test_write_xmp_creates_rated_sidecars_and_dry_run_does_not(photos: dict[str,
     assert "Rating" in text and "aescore" in text
     assert cli(["score", jpeg, *base(weights), "--write-xmp", "--xmp-style", "darktable"]).code == 0
     assert Path(str(jpeg) + ".xmp").exists()
+
+
+def test_odd_names_cached_and_one_stderr_line_per_skip(weights: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    odd = os.fsdecode(os.fsencode(str(folder)) + b"/bad\xffname.png")  # not valid UTF-8
+    Image.fromarray(helpers._pattern(40, 30, 1)).save(odd, format="PNG")
+    (folder / "broken\nname.jpg").write_bytes(b"not a jpeg")
+    first = cli(["rank", folder, *base(weights)])
+    assert first.code == 3 and "Traceback" not in first.err
+    assert first.out == os.fsencode(odd) + b"\n" or first.out.endswith(b"\t" + os.fsencode(odd) + b"\n")
+    skipped = [line for line in first.err.splitlines() if line.startswith("aescore: skipped")]
+    assert skipped == [f"aescore: skipped {folder}/broken\\nname.jpg: not a recognised image"]
+    assert len(first.err.splitlines()) == 2  # the skip line and the summary
+    assert cli(["rank", folder, *base(weights)]).summary()["cached"] == 1
+
+
+def test_bad_destination_fails_before_scoring(photos: dict[str, Path], weights: Path) -> None:
+    r = cli(["rank", photos["jpeg"], *base(weights), "--copy-to", photos["tiff"]])
+    assert r.code == 2 and r.out == b""  # (the message is printed by main(), not by the in-process runner)
+
+
+def test_no_photos_found_warns_and_exits_0(weights: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not a photo")
+    r = cli(["rank", tmp_path / "empty", *base(weights)])
+    assert r.code == 0 and r.out == b"" and "no photos found" in r.err

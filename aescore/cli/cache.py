@@ -29,7 +29,8 @@ def _model_names() -> dict[str, str]:
 
 @cache_app.command("info")
 def info_cmd(as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False) -> None:
-    """Where the cache is, its size, and how many scores it holds per model and recipe."""
+    """Where the cache is, its size, how many scores it holds per model and recipe, and how many
+    files it knows cannot be decoded."""
     from aescore.inference.cache import ScoreCache
 
     with ScoreCache() as cache:
@@ -44,6 +45,7 @@ def info_cmd(as_json: Annotated[bool, typer.Option("--json", help="One JSON obje
     out.write(f"path\t{info['path']}\n")
     out.write(f"bytes\t{info['bytes']}\n")
     out.write(f"rows\t{info['rows']}\n")
+    out.write(f"failures\t{info['failures']}\n")
     for g in info["by_weights"]:  # type: ignore[union-attr]
         name = g["model"] or "?"
         out.write(f"weights\t{g['weights'][:12]}\t{name}\t{g['recipe']}\t{g['rows']}\n")
@@ -51,7 +53,7 @@ def info_cmd(as_json: Annotated[bool, typer.Option("--json", help="One JSON obje
 
 @cache_app.command("clear")
 def clear_cmd() -> None:
-    """Delete every cached score (no confirmation: the cache only holds scores aescore can recompute).
+    """Delete every cached score and decode failure (no confirmation: aescore can recompute them).
 
     The file is emptied rather than deleted, so runs using it at the same time keep working.
     """

@@ -25,21 +25,25 @@ with 4 decimals; "high" marks scores >= 0.5, the model's decision boundary. It i
 judgement of taste or of technical quality: it is comparable between photos scored by the same
 model, and most useful for ranking a set of photos against each other.
 
-Exit status: 0 every input was scored; 3 some were skipped (unreadable or missing file, or a
-sidecar aescore refused to change; one stderr line each) and the rest were printed; 2 usage
-error; 1 other fatal error (e.g. missing weights).
+stdout carries the results only (a table on a terminal, else TSV "score<TAB>path"); progress,
+skipped files, warnings and a summary line go to stderr. Photos are only read, never changed.
+
+Exit status: 0 every input was scored (also when no photos were found: a warning says so);
+3 some were skipped (unreadable or missing file, or a sidecar aescore refused to change; one
+stderr line each) and the rest were printed; 2 usage error; 1 other fatal error (e.g. missing
+weights).
 """
 
 _IN, _MODEL, _OUT, _CULL, _ACT = "Input", "Model", "Output", "Culling", "Actions"
 
-Paths = Annotated[Optional[list[str]], typer.Argument(help="Photos and folders (searched recursively).", show_default=False)]
+Paths = Annotated[Optional[list[str]], typer.Argument(metavar="PATH", help="Photos and folders (searched recursively; files with other extensions are ignored).", show_default=False)]
 FilesFrom = Annotated[Optional[str], typer.Option("--files-from", metavar="FILE", help="Read more paths from FILE ('-' = stdin), one per line.", rich_help_panel=_IN)]
 From0 = Annotated[bool, typer.Option("--from0", help="--files-from entries are NUL-separated (find -print0).", rich_help_panel=_IN)]
 Shard = Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Score only the I-th of N deterministic parts of the input (1-based).", rich_help_panel=_IN)]
 Model = Annotated[Optional[str], typer.Option("--model", "-m", metavar="NAME|FILE", help="Model name (see `aescore models`) or .safetensors/.json file. Default: the shipped default.", rich_help_panel=_MODEL)]
-Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.", rich_help_panel=_MODEL)]
-BatchSize = Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Images per forward pass (default: 16 on CPU, 64 on GPU).", rich_help_panel=_MODEL, show_default=False)]
-Workers = Annotated[Optional[int], typer.Option("--workers", min=0, help="Decoding processes (default: from the core count; 0 = decode in the main process).", rich_help_panel=_MODEL, show_default=False)]
+Device = Annotated[str, typer.Option("--device", metavar="auto|cpu|cuda|mps", help="Where the network runs; auto = CUDA, else MPS, else CPU (GPUs use float16).", rich_help_panel=_MODEL)]
+BatchSize = Annotated[Optional[int], typer.Option("--batch-size", min=1, metavar="N", help="Images per forward pass (default: 16 on CPU, 64 on GPU).", rich_help_panel=_MODEL, show_default=False)]
+Workers = Annotated[Optional[int], typer.Option("--workers", min=0, metavar="N", help="Decoding processes (default: from the core count; 0 = decode in the main process).", rich_help_panel=_MODEL, show_default=False)]
 TtaCrops = Annotated[Optional[int], typer.Option("--tta-crops", min=0, metavar="N", help="Average N random 224 crops (the MPA paper's evaluation) instead of one pass over the whole photo; ~N times slower.", rich_help_panel=_MODEL, show_default=False)]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the score cache.", rich_help_panel=_MODEL)]
 Json = Annotated[bool, typer.Option("--json", help="One JSON array.", rich_help_panel=_OUT)]
@@ -56,11 +60,11 @@ Similarity = Annotated[Optional[float], typer.Option("--similarity", metavar="X"
 Stars = Annotated[bool, typer.Option("--stars", help="1-5 stars by percentile within the run: top 10% 5, next 20% 4, middle 40% 3, next 20% 2, bottom 10% 1.", rich_help_panel=_CULL)]
 RejectBelow = Annotated[Optional[float], typer.Option("--reject-below", metavar="X", help="Stars -1 (rejected) for scores below X (implies --stars).", rich_help_panel=_CULL, show_default=False)]
 WriteXmp = Annotated[bool, typer.Option("--write-xmp", help="Write stars as xmp:Rating and the score as aescore:Score into XMP sidecars of the printed photos (implies --stars).", rich_help_panel=_ACT)]
-XmpStyle = Annotated[str, typer.Option("--xmp-style", help="lightroom (IMG_1.xmp) or darktable (IMG_1.JPG.xmp).", rich_help_panel=_ACT)]
+XmpStyle = Annotated[str, typer.Option("--xmp-style", metavar="lightroom|darktable", help="Sidecar names: lightroom IMG_1.xmp, darktable IMG_1.JPG.xmp.", rich_help_panel=_ACT)]
 OverwriteRating = Annotated[bool, typer.Option("--overwrite-rating", help="Replace a rating already in a sidecar (kept by default).", rich_help_panel=_ACT)]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Show (on stderr) what --write-xmp / --copy-to / --link-to would do; write nothing.", rich_help_panel=_ACT)]
-CopyTo = Annotated[Optional[str], typer.Option("--copy-to", metavar="DIR", help="Copy the printed photos into DIR.", rich_help_panel=_ACT)]
-LinkTo = Annotated[Optional[str], typer.Option("--link-to", metavar="DIR", help="Symlink the printed photos into DIR.", rich_help_panel=_ACT)]
+CopyTo = Annotated[Optional[str], typer.Option("--copy-to", metavar="DIR", help="Copy the printed photos into DIR (created if needed; existing files are never overwritten).", rich_help_panel=_ACT)]
+LinkTo = Annotated[Optional[str], typer.Option("--link-to", metavar="DIR", help="Symlink the printed photos into DIR (created if needed; existing files are never overwritten).", rich_help_panel=_ACT)]
 Debug = Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")]
 
 
@@ -107,6 +111,10 @@ def _validate(o: Options) -> None:
         raise UsageError("--top and --bottom exclude each other")
     if o.copy_to and o.link_to:
         raise UsageError("--copy-to and --link-to exclude each other")
+    for flag, dest in (("--copy-to", o.copy_to), ("--link-to", o.link_to)):
+        # Checked before scoring so a long run does not end in this error with results half printed.
+        if dest and os.path.exists(dest) and not os.path.isdir(dest):
+            raise UsageError(f"{flag} {dest}: exists and is not a folder")
     if (o.best_of_group or o.similarity is not None) and o.group_bursts is None:
         raise UsageError("--best-of-group and --similarity need --group-bursts SECONDS")
     if o.group_bursts is not None and o.group_bursts < 0:
@@ -155,6 +163,12 @@ class _Stderr:
             return lambda n: self.progress.advance(task, n)
 
         return start
+
+    def skipped(self, path: str, reason: str) -> None:
+        """The one line for a skipped input (control characters and odd bytes escaped)."""
+        from aescore.inference.output import display_path
+
+        self.line(f"aescore: skipped {display_path(path)}: {display_path(reason)}")
 
     def stop(self) -> None:
         if self.progress is not None:
@@ -209,8 +223,22 @@ def _cull(o: Options, rows: list[Any], embeddings: list[bytes | None]) -> None:
             row.stars = s
 
 
+def _describe_sidecar_change(change: Any, score: float, shown: str) -> str:
+    """One dry-run line for a :class:`~aescore.inference.xmp.SidecarChange`."""
+    if change.action == "create":
+        return f"would create {shown} (rating {change.new_rating}, score {score:.4f})"
+    if change.action == "kept-existing-rating":
+        what = f"would update {shown} (score {score:.4f})" if change.changed else f"would leave {shown} as it is"
+        return f"{what}, keeping its rating {change.old_rating} (--overwrite-rating replaces it)"
+    if change.changed:
+        return f"would update {shown} (rating {change.old_rating} -> {change.new_rating}, score {score:.4f})"
+    return f"would leave {shown} as it is (already up to date)"
+
+
 def _act(o: Options, chosen: list[Any], err: _Stderr, model_tag: str) -> int:
     """Write sidecars and copy/link the printed photos; returns the number of sidecars refused."""
+    from aescore.inference.output import display_path
+
     refused = 0
     if o.write_xmp:
         from aescore.inference.xmp import SidecarError, write_rating_sidecar
@@ -224,13 +252,11 @@ def _act(o: Options, chosen: list[Any], err: _Stderr, model_tag: str) -> int:
                 )
             except (SidecarError, OSError) as exc:
                 refused += 1
-                err.line(f"aescore: skipped sidecar for {row.path}: {exc}")
+                err.skipped(f"sidecar for {row.path}", str(exc))
                 continue
             written += change.changed
-            if o.dry_run and change.changed:
-                err.line(f"aescore: would {change.action} {change.path} (rating {change.old_rating} -> {change.new_rating}, score {row.score:.4f})")
-            elif o.dry_run:
-                err.line(f"aescore: would leave {change.path} as it is ({change.action})")
+            if o.dry_run:
+                err.line(f"aescore: {_describe_sidecar_change(change, row.score, display_path(str(change.path)))}")
         if not o.dry_run:
             err.line(f"aescore: {written} sidecar(s) written, {len(chosen) - written - refused} already up to date")
     dest, mode = (o.copy_to, "copy") if o.copy_to else (o.link_to, "link")
@@ -239,7 +265,7 @@ def _act(o: Options, chosen: list[Any], err: _Stderr, model_tag: str) -> int:
 
         pairs = materialise([r.path for r in chosen], dest, mode, dry_run=o.dry_run)  # type: ignore[arg-type]
         for src, dst in pairs if o.dry_run else []:
-            err.line(f"aescore: would {mode} {src} -> {dst}")
+            err.line(f"aescore: would {mode} {display_path(str(src))} -> {display_path(str(dst))}")
         if not o.dry_run:
             err.line(f"aescore: {len(pairs)} photo(s) {'copied' if mode == 'copy' else 'linked'} into {dest}")
     return refused
@@ -296,7 +322,7 @@ def run(o: Options, ranked: bool) -> int:
     inputs = _read_inputs(o)
     found = discover(inputs)
     for path, reason in found.problems:
-        err.line(f"aescore: skipped {path}: {reason}")
+        err.skipped(path, reason)
     files = shard(found.files, *shard_spec) if shard_spec else found.files
     if not found.files and not found.problems:
         err.line("aescore: warning: no photos found (supported: JPEG, PNG, WebP, TIFF, BMP, GIF, HEIC, camera RAW)")
@@ -309,7 +335,7 @@ def run(o: Options, ranked: bool) -> int:
             files, weights_path, card, cache,
             scorer_options={"device": o.device, "batch_size": o.batch_size, "workers": o.workers, "tta_crops": o.tta_crops},
             with_embeddings=o.similarity is not None,
-            on_skip=lambda p, r: err.line(f"aescore: skipped {p}: {r}"),
+            on_skip=err.skipped,
             progress=err.progress_factory(),
         )
     finally:
@@ -329,7 +355,9 @@ def run(o: Options, ranked: bool) -> int:
     elapsed = time.perf_counter() - start
     err.line(
         f"aescore: {len(rows)} scored ({outcome.from_cache} cached, {outcome.computed} computed), "
-        f"{skipped} skipped, {len(chosen)} printed in {elapsed:.1f}s"
+        f"{skipped} skipped, {len(chosen)} printed"
+        + (f", {refused} sidecar(s) refused" if refused else "")
+        + f" in {elapsed:.1f}s"
     )
     return 3 if (skipped or refused) else 0
 

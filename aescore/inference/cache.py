@@ -3,7 +3,8 @@
 A row is keyed by the file's resolved absolute path, the weights' sha256 and the scoring recipe
 (e.g. ``"full"`` or ``"tta15"``), and is valid only while the file's size and ``mtime_ns`` match.
 Storing one row per (path, weights, recipe) means a changed file replaces its row instead of
-piling up stale ones.
+piling up stale ones. Files that could not be decoded are recorded too (table ``failures``), so
+a re-run skips them without loading the model.
 
 Safe with several runs at once: WAL journal (readers never block the writer), a busy timeout,
 and short transactions (one ``executemany`` per batch of results). The cache is an accelerator
@@ -35,6 +36,19 @@ CREATE TABLE IF NOT EXISTS scores (
     PRIMARY KEY (path, weights, recipe)
 ) WITHOUT ROWID
 """
+# Files that could not be decoded, so a re-run does not load the model just to fail on them
+# again. Valid while size and mtime_ns match and for the same ``decoder`` (aescore and Pillow
+# versions: an upgrade may read a file the old one could not).
+_FAILURES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS failures (
+    path      TEXT    NOT NULL PRIMARY KEY,
+    size      INTEGER NOT NULL,
+    mtime_ns  INTEGER NOT NULL,
+    decoder   TEXT    NOT NULL,
+    reason    TEXT    NOT NULL,
+    updated   REAL    NOT NULL
+) WITHOUT ROWID
+"""
 # Keep each IN (...) list well under SQLite's host-parameter limit (32766 since 3.32, 999 before).
 _CHUNK = 900
 
@@ -60,6 +74,20 @@ class CachedScore:
 
     score: float
     embedding: bytes | None
+
+
+def _db_path(path: str) -> str | bytes:
+    """The ``path`` column value: the text itself, or its raw bytes when it is not valid Unicode.
+
+    A file name that is not valid UTF-8 reaches Python as a str with surrogate escapes, which
+    SQLite's TEXT cannot hold; its exact bytes go into the column as a BLOB instead (a BLOB never
+    equals a TEXT, so the two kinds of key cannot collide).
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
 
 
 def _warn(message: str) -> None:
@@ -103,6 +131,7 @@ class ScoreCache:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")  # durable enough for a cache; much faster in WAL
             conn.execute(_SCHEMA)
+            conn.execute(_FAILURES_SCHEMA)
             conn.execute("SELECT 1 FROM scores LIMIT 1").fetchall()  # touches the table's pages
         except BaseException:
             conn.close()
@@ -156,7 +185,7 @@ class ScoreCache:
         conn = self._connect()
         if conn is None or not keys:
             return {}
-        wanted = {k.path: k for k in keys}
+        wanted = {_db_path(k.path): k for k in keys}
         paths = list(wanted)
         hits: dict[str, CachedScore] = {}
         try:
@@ -171,7 +200,7 @@ class ScoreCache:
                 for path, size, mtime_ns, score, emb in rows:
                     key = wanted[path]
                     if size == key.size and mtime_ns == key.mtime_ns and (emb is not None or not need_embedding):
-                        hits[path] = CachedScore(float(score), emb)
+                        hits[key.path] = CachedScore(float(score), emb)
         except sqlite3.DatabaseError as err:
             self._disable(f"score cache read failed ({err}); continuing without it")
             return {}
@@ -183,7 +212,7 @@ class ScoreCache:
         if conn is None:
             return
         now = time.time()
-        params = [(k.path, weights, recipe, k.size, k.mtime_ns, float(s), e, now) for k, s, e in rows]
+        params = [(_db_path(k.path), weights, recipe, k.size, k.mtime_ns, float(s), e, now) for k, s, e in rows]
         if not params:
             return
         try:
@@ -201,12 +230,64 @@ class ScoreCache:
         except sqlite3.DatabaseError as err:
             self._disable(f"score cache write failed ({err}); continuing without it")
 
+    # -- files that could not be decoded ------------------------------------------------------
+    def get_failures(self, keys: Sequence[CacheKey], decoder: str) -> dict[str, str]:
+        """Recorded decode failures for ``keys`` (path -> reason) whose size and mtime_ns still match."""
+        conn = self._connect()
+        if conn is None or not keys:
+            return {}
+        wanted = {_db_path(k.path): k for k in keys}
+        paths = list(wanted)
+        found: dict[str, str] = {}
+        try:
+            for start in range(0, len(paths), _CHUNK):
+                chunk = paths[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"SELECT path, size, mtime_ns, reason FROM failures WHERE decoder = ? AND path IN ({marks})",
+                    (decoder, *chunk),
+                ).fetchall()
+                for path, size, mtime_ns, reason in rows:
+                    key = wanted[path]
+                    if size == key.size and mtime_ns == key.mtime_ns:
+                        found[key.path] = str(reason)
+        except sqlite3.DatabaseError as err:
+            self._disable(f"score cache read failed ({err}); continuing without it")
+            return {}
+        return found
+
+    def put_failures(self, rows: Iterable[tuple[CacheKey, str]], decoder: str) -> None:
+        """Record ``(key, reason)`` decode failures in one short transaction."""
+        conn = self._connect()
+        if conn is None:
+            return
+        now = time.time()
+        params = [(_db_path(k.path), k.size, k.mtime_ns, decoder, reason, now) for k, reason in rows]
+        if not params:
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO failures (path, size, mtime_ns, decoder, reason, updated) VALUES (?, ?, ?, ?, ?, ?)",
+                    params,
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as err:
+            self._disable(f"score cache write failed ({err}); continuing without it")
+
     # -- management -----------------------------------------------------------------------------
     def info(self) -> dict[str, object]:
-        """Path, bytes on disk (database + WAL), row count and rows per (weights, recipe)."""
+        """Path, bytes on disk (database + WAL), row count, rows per (weights, recipe) and the
+        number of files recorded as undecodable."""
         files = [self.path, Path(str(self.path) + "-wal")]
         size = sum(p.stat().st_size for p in files if p.exists())
-        result: dict[str, object] = {"path": str(self.path), "exists": self.path.exists(), "bytes": size, "rows": 0, "by_weights": []}
+        result: dict[str, object] = {
+            "path": str(self.path), "exists": self.path.exists(), "bytes": size, "rows": 0, "by_weights": [], "failures": 0,
+        }
         if not self.path.exists():
             return result
         conn = self._connect()
@@ -217,12 +298,14 @@ class ScoreCache:
         ).fetchall()
         result["rows"] = sum(g[2] for g in groups)
         result["by_weights"] = [{"weights": w, "recipe": r, "rows": n, "last_used": t} for w, r, n, t in groups]
+        result["failures"] = conn.execute("SELECT COUNT(*) FROM failures").fetchone()[0]
         return result
 
     def clear(self) -> int:
         """Delete every row (other runs may hold the file open, so it is emptied, not unlinked).
 
-        Returns the number of rows deleted. A corrupt cache is moved aside by the connect step.
+        Returns the number of scores deleted (recorded decode failures are deleted too). A
+        corrupt cache is moved aside by the connect step.
         """
         if not self.path.exists():
             return 0
@@ -231,6 +314,7 @@ class ScoreCache:
             return 0
         conn.execute("BEGIN IMMEDIATE")
         n = conn.execute("DELETE FROM scores").rowcount
+        conn.execute("DELETE FROM failures")
         conn.execute("COMMIT")
         conn.execute("VACUUM")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

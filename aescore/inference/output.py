@@ -48,6 +48,16 @@ def escape_path(path: str) -> str:
     return "".join(_ESCAPES.get(c, c) for c in path)
 
 
+def display_path(path: str) -> str:
+    """``path`` for a terminal line: :func:`escape_path`, plus bytes that are not valid UTF-8
+    (surrogate escapes) shown as ``\\xff``, so every name prints on one line and none looks
+    like another."""
+    text = escape_path(path)
+    if not any("\udc80" <= c <= "\udcff" for c in text):
+        return text
+    return "".join(f"\\x{ord(c) - 0xDC00:02x}" if "\udc80" <= c <= "\udcff" else c for c in text)
+
+
 def rank_key(row: Row) -> tuple[float, str]:
     """Sort key: best score first, ties broken by path (deterministic)."""
     return (-row.score if not math.isnan(row.score) else math.inf, row.path)
@@ -197,6 +207,6 @@ def build_table(rows: Sequence[Row], title: str | None = None) -> Any:
             elif col in EXIF_FIELDS:
                 cells.append(Text((row.exif or {}).get(col) or ""))
             else:
-                cells.append(Text(escape_path(row.path)))  # Text: brackets in names are not markup
+                cells.append(Text(display_path(row.path)))  # Text: brackets in names are not markup
         table.add_row(*cells)
     return table

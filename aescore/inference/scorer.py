@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import random
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
@@ -50,8 +51,14 @@ def recipe_name(tta_crops: int | None) -> str:
     return f"tta{tta_crops}" if tta_crops else "full"
 
 
-def decode_size(preprocess: dict[str, Any]) -> int:
-    """Smallest shorter edge the recipe needs from the decoder (the draft-mode target)."""
+def decode_size(preprocess: dict[str, Any], tta_crops: int | None = None) -> int:
+    """Smallest shorter edge the recipe needs from the decoder (the draft-mode target).
+
+    The multi-crop recipe of square-input models resizes to a larger base than the eval size
+    (see :func:`tta_geometry`); decoding below it would upsample.
+    """
+    if tta_crops:
+        return tta_geometry(preprocess)[1]
     return int(preprocess["eval"]["size"])
 
 
@@ -107,7 +114,7 @@ class _DecodeDataset:
         self.paths = list(paths)
         self.preprocess = preprocess
         self.tta_crops = tta_crops
-        self.min_shorter = decode_size(preprocess) if draft else None
+        self.min_shorter = decode_size(preprocess, tta_crops) if draft else None
         self._transform: Callable[[Any], Any] | None = None
 
     def __len__(self) -> int:
@@ -270,17 +277,22 @@ class Scorer:
         batch_size = self.batch_size or default_batch_size(self.device)
         workers = self.workers if self.workers is not None else default_workers(self.device, len(paths), batch_size)
         dataset = _DecodeDataset(paths, self.card["preprocess"], self.tta_crops, self.draft)
-        loader = DataLoader(
-            dataset,  # type: ignore[arg-type]
-            batch_size=batch_size,
-            shuffle=False,
-            num_workers=workers,
-            collate_fn=_collate,
-            pin_memory=self.device.startswith("cuda"),
-            prefetch_factor=2 if workers > 0 else None,
-        )
+        with warnings.catch_warnings():
+            # An explicit --workers above the core count is the user's choice; PyTorch's
+            # multi-line warning about it would only clutter stderr.
+            warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
+            loader = DataLoader(
+                dataset,  # type: ignore[arg-type]
+                batch_size=batch_size,
+                shuffle=False,
+                num_workers=workers,
+                collate_fn=_collate,
+                pin_memory=self.device.startswith("cuda"),
+                prefetch_factor=2 if workers > 0 else None,
+            )
+            batches = iter(loader)
         with torch.inference_mode():
-            for batch in loader:
+            for batch in batches:
                 results: dict[int, Scored] = {}
                 by_shape: dict[tuple[int, ...], list[tuple[int, Any]]] = {}
                 for index, x, reason in batch:
@@ -309,6 +321,24 @@ class Scorer:
                     progress(len(batch))
 
 
+def decoder_tag() -> str:
+    """The versions a decode failure depends on (an upgrade may read a file an older one could not)."""
+    import PIL
+
+    from aescore import __version__
+
+    return f"aescore-{__version__}/pillow-{PIL.__version__}"
+
+
+def _lasting_failure(reason: str) -> bool:
+    """Whether a decode failure will recur until the file changes, so it is worth recording.
+
+    Not: a file that vanished, and operating-system errors (``[Errno 13] Permission denied``, I/O
+    errors), which can go away without the file's size or mtime changing.
+    """
+    return reason not in ("file not found", "is a directory") and "[Errno" not in reason
+
+
 class CachedRun(NamedTuple):
     """Outcome of :func:`score_with_cache`: per input index ``(score, embedding bytes or None)``."""
 
@@ -331,12 +361,15 @@ def score_with_cache(
     """Score ``files`` (:class:`~aescore.inference.discover.FoundFile`), using ``cache`` when given.
 
     Hits are looked up with nothing but SQLite and the stat values already collected, so a fully
-    cached run never imports torch or loads the model. Misses are scored by a :class:`Scorer`
-    (``scorer_options``: device, batch_size, workers, tta_crops) and written back one batch at a
-    time, so an interrupted run keeps what it finished. ``on_skip(path, reason)`` is called for
-    each undecodable file as it happens; ``progress(total_misses, already_done)`` may return a
-    callable advanced by the number of files finished.
+    cached run never imports torch or loads the model. Files that failed to decode before (same
+    size, mtime and decoder versions) and files needing a missing extra (HEIC, RAW) are skipped
+    without the model too. Misses are scored by a :class:`Scorer` (``scorer_options``: device,
+    batch_size, workers, tta_crops) and written back one batch at a time, so an interrupted run
+    keeps what it finished. ``on_skip(path, reason)`` is called for each undecodable file;
+    ``progress(total_misses, already_done)`` may return a callable advanced by the number of
+    files finished.
     """
+    from aescore.data.images import missing_extra
     from aescore.inference.cache import CacheKey
 
     opts = dict(scorer_options or {})
@@ -352,25 +385,46 @@ def score_with_cache(
             misses.append(i)
         else:
             scores[i] = (hit.score, hit.embedding)
+    from_cache = len(scores)
     skipped: list[tuple[str, str]] = []
-    if misses:
+
+    def skip(path: str, reason: str) -> None:
+        skipped.append((path, reason))
+        if on_skip is not None:
+            on_skip(path, reason)
+
+    decoder = decoder_tag()
+    known = cache.get_failures([keys[i] for i in misses], decoder) if cache is not None and misses else {}
+    to_score: list[int] = []
+    for i in misses:
+        reason = known.get(keys[i].path) or missing_extra(files[i].path)
+        if reason:
+            skip(files[i].path, reason)
+        else:
+            to_score.append(i)
+    computed = 0
+    if to_score:
         scorer = Scorer(weights_path, **opts)
-        advance = progress(len(misses), len(files) - len(misses)) if progress is not None else None
+        advance = progress(len(to_score), len(files) - len(to_score)) if progress is not None else None
         pending: list[tuple[Any, float, bytes | None]] = []
-        by_path = {files[i].path: i for i in misses}
-        for result in scorer.score_paths([files[i].path for i in misses], progress=advance, with_embeddings=with_embeddings):
+        failed: list[tuple[Any, str]] = []
+        by_path = {files[i].path: i for i in to_score}
+        for result in scorer.score_paths([files[i].path for i in to_score], progress=advance, with_embeddings=with_embeddings):
             i = by_path[result.path]
             if result.score is None:
-                skipped.append((result.path, result.reason or "cannot decode"))
-                if on_skip is not None:
-                    on_skip(result.path, result.reason or "cannot decode")
+                reason = result.reason or "cannot decode"
+                skip(result.path, reason)
+                if _lasting_failure(reason):
+                    failed.append((keys[i], reason))
                 continue
             emb = result.embedding.astype("float32").tobytes() if result.embedding is not None else None
             scores[i] = (result.score, emb)
+            computed += 1
             pending.append((keys[i], result.score, emb))
             if cache is not None and len(pending) >= 64:
                 cache.put_many(pending, sha, recipe)
                 pending = []
-        if cache is not None and pending:
+        if cache is not None:
             cache.put_many(pending, sha, recipe)
-    return CachedRun(scores, skipped, len(files) - len(misses), len(misses) - len(skipped))
+            cache.put_failures(failed, decoder)
+    return CachedRun(scores, skipped, from_cache, computed)
