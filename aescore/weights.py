@@ -63,9 +63,10 @@ def _atomic_path(path: Path) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        # mkstemp makes the file private (0600); give the result the usual umask-based mode.
-        os.chmod(tmp, 0o666 & ~_umask())
         yield tmp
+        # mkstemp makes the file private (0600), and writers such as safetensors may recreate the
+        # file: give the result the usual umask-based mode once it is written.
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -50,10 +50,10 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; a known AescoreError becomes one stderr line and its exit code."""
     from aescore.errors import AescoreError
 
-    get_app()
+    application = get_app()
     debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or os.environ.get("AESCORE_DEBUG") == "1"
     try:
-        app(args=argv, standalone_mode=True)
+        application(args=argv, standalone_mode=True)
     except AescoreError as err:
         if debug:
             raise
@@ -62,6 +62,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("aescore: interrupted", file=sys.stderr)
         sys.exit(130)
+    except Exception as err:  # an unexpected bug: one line for users, the traceback with --debug
+        if debug:
+            raise
+        print(f"aescore: internal error: {type(err).__name__}: {err} (run with --debug for the traceback)", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
