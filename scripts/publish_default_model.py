@@ -49,10 +49,15 @@ def main() -> None:
     ap.add_argument("--train-command", required=True)
     ap.add_argument("--degrade-command", required=True)
     ap.add_argument("--pairwise-command", required=True)
+    ap.add_argument(
+        "--weights",
+        type=Path,
+        help="publish this weights file (e.g. exported from last.pt) instead of RUN_DIR/best.safetensors",
+    )
     args = ap.parse_args()
 
-    card = read_card(args.run_dir / "best.json")
-    src = args.run_dir / "best.safetensors"
+    src = args.weights or args.run_dir / "best.safetensors"
+    card = read_card(src)
     if file_sha256(src) != card["sha256"]:
         raise SystemExit(f"{src}: sha256 does not match its card")
     pairwise = json.loads(args.pairwise_json.read_text())
