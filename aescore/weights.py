@@ -16,16 +16,14 @@ checkout.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
-import tempfile
-from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from aescore.errors import AescoreError, WeightsError
+from aescore.fsutil import atomic_path, atomic_write_text, file_sha256
 
 CARD_FORMAT = "aescore.model-card/1"
 WEIGHTS_ENV = "AESCORE_WEIGHTS_DIR"
@@ -49,45 +47,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- file helpers
-
-
-@contextmanager
-def _atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path in ``path``'s folder; on success it replaces ``path`` atomically.
-
-    Same folder so that ``os.replace`` is a rename on one file system: readers see either the old
-    file or the complete new one, never a half-written file.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        # mkstemp makes the file private (0600), and writers such as safetensors may recreate the
-        # file: give the result the usual umask-based mode once it is written.
-        os.chmod(tmp, 0o666 & ~_umask())
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's bytes (read in 1 MiB chunks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _pair(path: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -196,7 +155,8 @@ def save_weights(model: Any, path: str | os.PathLike[str], card: dict[str, Any] 
     except (TypeError, ValueError) as exc:
         raise WeightsError(f"cannot save weights: the model card is not JSON-serialisable ({exc})") from None
 
-    with _atomic_path(weights_path) as tmp:
+    weights_path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(weights_path) as tmp:
         save_file(_state_tensors(model), str(tmp), metadata={"format": "pt", "aescore_architecture": arch})
         sha = file_sha256(tmp)
     out.update(
@@ -204,8 +164,7 @@ def save_weights(model: Any, path: str | os.PathLike[str], card: dict[str, Any] 
         aescore_version=aescore.__version__,
         date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
-    with _atomic_path(card_path) as tmp:
-        tmp.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    atomic_write_text(card_path, json.dumps(out, indent=2, ensure_ascii=False) + "\n")
     return out
 
 
@@ -264,7 +223,9 @@ def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """
     import torch
 
-    with _atomic_path(Path(path).expanduser()) as tmp:
+    target = Path(path).expanduser()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
         torch.save(obj, tmp)
 
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from aescore.data import load_splits
 from aescore.data.aadb import LISTS
-from aescore.data.splits import Sample, seeded_holdout
+from aescore.data.splits import Sample, SkipLog, capped_splits, seeded_holdout
 from aescore.data.synthetic import make_tiny_aadb, make_tiny_csv
 from aescore.data.train_transforms import (
     build_eval_transform_for_training,
@@ -130,6 +130,24 @@ def test_csv_errors_and_skips(tmp_path: Path) -> None:
     csv.write_text("path,score\n" + "".join(f"ok{i}.jpg,{i / 5}\n" for i in range(5)) + "e.jpg,1\ngone.jpg,0\nok0.jpg,0.3\n")
     sp = load_splits("csv", csv)
     assert sp.n_skipped == {"empty": 1, "missing": 1, "duplicate": 1} and sp.threshold == 0.5
+
+
+def test_skip_rule_shared_by_the_loaders(tmp_path: Path) -> None:
+    """First listing wins; a repeat is a duplicate even when the first was skipped for a problem."""
+    log, seen = SkipLog(), set()
+    assert log.admit("a", "train", seen, None)
+    assert not log.admit("a", "test", seen, None)  # repeat of an admitted id
+    assert not log.admit("b", "train", seen, "no_votes")
+    assert not log.admit("b", "train", seen, None)  # repeat of a skipped id: still a duplicate
+    assert log.items == [("a", "duplicate"), ("b", "no_votes"), ("b", "duplicate")]
+    assert log.by_split == {"test": {"duplicate": 1}, "train": {"no_votes": 1, "duplicate": 1}}
+    items = [Sample(f"{i}", tmp_path, 0.0, 0) for i in range(10)]
+    sp = capped_splits(
+        items, items[:2], items[2:5], log, max_items=3, seed=1, task="regression", threshold=0.5,
+        kind="csv", root=tmp_path, threshold_inclusive=True,
+    )
+    assert (len(sp.train), len(sp.val), len(sp.test)) == (3, 2, 3)
+    assert sp.n_skipped == {"duplicate": 2, "no_votes": 1} and sp.skipped_in("train") == {"no_votes": 1, "duplicate": 1}
 
 
 # --- transforms ---------------------------------------------------------------------------------

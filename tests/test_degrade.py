@@ -247,6 +247,7 @@ def test_cli_pairwise_with_a_stub_model(tmp_path: Path, monkeypatch: pytest.Monk
     card = {"name": "stub", "preprocess": {"mean": [0.5] * 3, "std": [0.25] * 3, "eval": {"mode": "shorter", "size": 64, "max_aspect": 1.5}}}
     stub = types.ModuleType("aescore.weights")
     stub.resolve_model = lambda spec: Path(str(spec))  # type: ignore[attr-defined]
+    stub.read_card = lambda path: card  # type: ignore[attr-defined]
     stub.load_weights = lambda path, device="cpu": (Sharpness().eval(), card)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "aescore.weights", stub)
     import aescore

@@ -362,7 +362,12 @@ def run(o: Options, ranked: bool) -> int:
     return 3 if (skipped or refused) else 0
 
 
-def _finish(code: int) -> None:
+def _invoke(params: dict[str, Any], ranked: bool) -> None:
+    """Run ``score``/``rank`` from the command's parameters (its ``locals()`` on entry) and exit with run's code."""
+    if params.pop("debug"):
+        os.environ["AESCORE_DEBUG"] = "1"
+    params["paths"] = params["paths"] or []
+    code = run(Options(**params), ranked=ranked)
     if code:
         raise typer.Exit(code)
 
@@ -379,11 +384,7 @@ def score_cmd(
     dry_run: DryRun = False, copy_to: CopyTo = None, link_to: LinkTo = None, debug: Debug = False,
 ) -> None:
     """Score photos, printing them in input order."""
-    opts = dict(locals())  # before any other local exists: exactly the options
-    opts.pop("debug")
-    opts["paths"] = paths or []
-    _set_debug(debug)
-    _finish(run(Options(**opts), ranked=False))
+    _invoke(dict(locals()), ranked=False)  # first statement: locals() is exactly the options
 
 
 @app.command("rank", help="Rank photos, best first (ties by path).\n\n" + _SCORE_MEANING)
@@ -399,13 +400,4 @@ def rank_cmd(
     dry_run: DryRun = False, copy_to: CopyTo = None, link_to: LinkTo = None, debug: Debug = False,
 ) -> None:
     """Rank photos, best first."""
-    opts = dict(locals())  # before any other local exists: exactly the options
-    opts.pop("debug")
-    opts["paths"] = paths or []
-    _set_debug(debug)
-    _finish(run(Options(**opts), ranked=True))
-
-
-def _set_debug(debug: bool) -> None:
-    if debug:
-        os.environ["AESCORE_DEBUG"] = "1"
+    _invoke(dict(locals()), ranked=True)  # first statement: locals() is exactly the options

@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from aescore.data.ava import stat_check
-from aescore.data.splits import DataSplits, Sample, SkipLog, cap_items
+from aescore.data.ava import is_positive, stat_check
+from aescore.data.splits import DataSplits, Sample, SkipLog, capped_splits
 from aescore.errors import DataError
 
 LISTS = {
@@ -111,17 +111,9 @@ def load_aadb(
         samples: list[Sample] = []
         seen: set[str] = set()
         for name, score in items:
-            if name in seen:
-                log.add(name, "duplicate", split)
-                continue
-            seen.add(name)
             path = image_dir / name
-            problem = stat_check(path)
-            if problem is not None:
-                log.add(name, problem, split)
-                continue
-            label = int(score >= thr) if threshold_inclusive else int(score > thr)
-            samples.append(Sample(name, path, score, label))
+            if log.admit(name, split, seen, stat_check(path)):
+                samples.append(Sample(name, path, score, is_positive(score, thr, threshold_inclusive)))
         splits[split] = samples
     # Later lists win: an id in the test list is dropped from train/val, one in val from train.
     splits["val"] = _drop_overlap(splits["val"], splits["test"], "overlaps_test", log, "val")
@@ -129,16 +121,7 @@ def load_aadb(
     splits["train"] = _drop_overlap(splits["train"], splits["val"], "overlaps_val", log, "train")
     if not splits["train"]:
         raise DataError(f"AADB root {root}: no usable training images in {image_dir}")
-    return DataSplits(
-        train=cap_items(splits["train"], max_items, seed),
-        val=cap_items(splits["val"], max_items, seed),
-        test=cap_items(splits["test"], max_items, seed),
-        task="regression",
-        threshold=thr,
-        n_skipped=dict(log.counts),
-        skipped=list(log.items),
-        n_skipped_by_split=log.by_split,
-        kind="aadb",
-        root=root,
-        threshold_inclusive=threshold_inclusive,
+    return capped_splits(
+        splits["train"], splits["val"], splits["test"], log, max_items=max_items, seed=seed, task="regression",
+        threshold=thr, kind="aadb", root=root, threshold_inclusive=threshold_inclusive,
     )

@@ -20,7 +20,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from aescore.data.splits import DataSplits, Sample, SkipLog, cap_items, seeded_holdout
+from aescore.data.splits import DataSplits, Sample, SkipLog, capped_splits, seeded_holdout
 from aescore.errors import DataError
 
 AVA_LAYOUT = "expected AVA.txt, images/<id>.jpg and aesthetics_image_lists/generic_test.jpgl"
@@ -156,17 +156,9 @@ def load_ava(
     test: list[Sample] = []
     for row in rows:
         listed = "test" if row.image_id in test_ids else "train"
-        if row.image_id in seen:
-            log.add(row.image_id, "duplicate", listed)
-            continue
-        seen.add(row.image_id)
-        if row.n_votes == 0:
-            log.add(row.image_id, "no_votes", listed)
-            continue
         path = images / f"{row.image_id}.jpg"
-        problem = stat_check(path)
-        if problem is not None:
-            log.add(row.image_id, problem, listed)
+        problem = "no_votes" if row.n_votes == 0 else stat_check(path)
+        if not log.admit(row.image_id, listed, seen, problem):
             continue
         mean = row.mean
         sample = Sample(row.image_id, path, mean, is_positive(mean, thr, threshold_inclusive), row.votes)
@@ -176,16 +168,7 @@ def load_ava(
     if val_size is None:
         val_size = DEFAULT_VAL_SIZE if len(train_pool) >= 20000 else max(1, round(0.1 * len(train_pool)))
     train, val = seeded_holdout(train_pool, val_size, seed)
-    return DataSplits(
-        train=cap_items(train, max_items, seed),
-        val=cap_items(val, max_items, seed),
-        test=cap_items(test, max_items, seed),
-        task="classification",
-        threshold=thr,
-        n_skipped=dict(log.counts),
-        skipped=list(log.items),
-        n_skipped_by_split=log.by_split,
-        kind="ava",
-        root=Path(root),
-        threshold_inclusive=threshold_inclusive,
+    return capped_splits(
+        train, val, test, log, max_items=max_items, seed=seed, task="classification", threshold=thr,
+        kind="ava", root=Path(root), threshold_inclusive=threshold_inclusive,
     )

@@ -27,13 +27,13 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from aescore.data.ava import stat_check
+from aescore.data.ava import is_positive, stat_check
 from aescore.data.splits import (
     DataSplits,
     Sample,
     SkipLog,
     Task,
-    cap_items,
+    capped_splits,
     check_disjoint,
     check_groups_disjoint,
     seeded_holdout,
@@ -176,19 +176,13 @@ def load_csv(
         out: list[Sample] = []
         seen: set[str] = set()
         for r in rows:
-            if r.id in seen:
-                log.add(r.id, "duplicate", split)
-                continue
-            seen.add(r.id)
-            problem = stat_check(r.path)
-            if problem is not None:
-                log.add(r.id, problem, split)
+            if not log.admit(r.id, split, seen, stat_check(r.path)):
                 continue
             if r.label is not None and (threshold is None or r.score is None):
                 label = r.label
             else:
                 assert r.score is not None and thr is not None  # guaranteed by the column checks
-                label = int(r.score >= thr) if inclusive else int(r.score > thr)
+                label = is_positive(r.score, thr, inclusive)
             target = r.score if r.score is not None else float(label)
             out.append(Sample(r.id, r.path, target, label, group=r.group))
         samples[split] = out
@@ -211,18 +205,9 @@ def load_csv(
     check_groups_disjoint(named)
     if not named["train"]:
         raise DataError(f"{files['train']}: no usable training photos")
-    return DataSplits(
-        train=cap_items(named["train"], max_items, seed),
-        val=cap_items(named["val"], max_items, seed),
-        test=cap_items(named["test"], max_items, seed),
-        task=task,
-        threshold=thr,
-        n_skipped=dict(log.counts),
-        skipped=list(log.items),
-        n_skipped_by_split=log.by_split,
-        kind="csv",
-        root=Path(root),
-        threshold_inclusive=inclusive,
+    return capped_splits(
+        named["train"], named["val"], named["test"], log, max_items=max_items, seed=seed, task=task,
+        threshold=thr, kind="csv", root=Path(root), threshold_inclusive=inclusive,
     )
 
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +25,7 @@ from PIL import Image, ImageFilter
 
 from aescore.data.images import PILLOW_EXTENSIONS, load_rgb
 from aescore.errors import DataError, ImageDecodeError, UsageError
+from aescore.fsutil import atomic_path, atomic_write_text
 
 FaultFn = Callable[[Image.Image, int, np.random.Generator], Image.Image]
 REF_SHORTER = 375.0  # the shorter side the pixel-sized strengths below were tuned on
@@ -274,41 +273,10 @@ class _Result:
     error: str | None = None
 
 
-_MODE: list[int] = []
-
-
-def _file_mode() -> int:
-    """Permissions of a normally created file (mkstemp's temp files are 0600)."""
-    if not _MODE:
-        umask = os.umask(0)
-        os.umask(umask)
-        _MODE.append(0o666 & ~umask)
-    return _MODE[0]
-
-
 def _save_jpeg(img: Image.Image, path: Path, quality: int = 95) -> None:
-    """Write a JPEG atomically (temp file in the same folder, then os.replace)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".jpg")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            img.save(fh, format="JPEG", quality=quality)
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write a JPEG atomically; no fsync, since a lost file is simply generated again."""
+    with atomic_path(path, fsync=False) as tmp:
+        img.save(tmp, format="JPEG", quality=quality)
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -316,7 +284,7 @@ def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]])
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
-    _write_text(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue(), fsync=False)
 
 
 def _process(job: _Job) -> _Result:
@@ -521,5 +489,5 @@ def build_degraded_dataset(
         "counts": {k: v for k, v in summary.items() if k not in ("out_dir", "skipped")},
         "skipped": skipped,
     }
-    _write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return summary

@@ -101,6 +101,22 @@ class SkipLog:
             per = self.by_split.setdefault(split, {})
             per[reason] = per.get(reason, 0) + 1
 
+    def admit(self, item: str, split: str, seen: set[str], problem: str | None) -> bool:
+        """Whether ``item``, listed for ``split``, enters the index; if not, the reason is recorded.
+
+        The loaders' common rule: a repeat of an id already in ``seen`` is a "duplicate" (the first
+        listing wins); otherwise the id joins ``seen`` and is skipped for ``problem`` if the loader
+        found one ("missing", "empty", AVA's "no_votes", ...).
+        """
+        if item in seen:
+            self.add(item, "duplicate", split)
+            return False
+        seen.add(item)
+        if problem is not None:
+            self.add(item, problem, split)
+            return False
+        return True
+
 
 def split_fingerprint(ids: Iterable[str]) -> str:
     """SHA-256 hex digest identifying a set of sample ids, independent of their order.
@@ -178,6 +194,36 @@ def cap_items(items: Sequence[T], max_items: int | None, seed: int, *, key: Call
         return sorted(items, key=key)
     chosen = sorted(items, key=lambda it: (_rank(seed, "cap:" + key(it)), key(it)))[:max_items]
     return sorted(chosen, key=key)
+
+
+def capped_splits(
+    train: Sequence[Sample],
+    val: Sequence[Sample],
+    test: Sequence[Sample],
+    log: SkipLog,
+    *,
+    max_items: int | None,
+    seed: int,
+    task: Task,
+    threshold: float | None,
+    kind: str,
+    root: Path,
+    threshold_inclusive: bool,
+) -> DataSplits:
+    """A loader's result: each split passed through :func:`cap_items`, plus ``log``'s skip records."""
+    return DataSplits(
+        train=cap_items(train, max_items, seed),
+        val=cap_items(val, max_items, seed),
+        test=cap_items(test, max_items, seed),
+        task=task,
+        threshold=threshold,
+        n_skipped=dict(log.counts),
+        skipped=list(log.items),
+        n_skipped_by_split=log.by_split,
+        kind=kind,
+        root=root,
+        threshold_inclusive=threshold_inclusive,
+    )
 
 
 def check_disjoint(splits: dict[str, Sequence[Sample]]) -> None:

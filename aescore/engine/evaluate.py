@@ -133,28 +133,11 @@ def evaluate_samples(
 # --------------------------------------------------------------------------- train/test overlap
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the file from other users
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def write_train_ids(path: Path, ids: Sequence[str]) -> str:
     """Write the sorted training ids, one per line, atomically; returns the file's sha256."""
-    from aescore.weights import file_sha256
+    from aescore.fsutil import atomic_write_text, file_sha256
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, "".join(f"{i}\n" for i in sorted(str(i) for i in ids)))
     return file_sha256(path)
 

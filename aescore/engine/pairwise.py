@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from PIL import Image
 
-from aescore.errors import DataError
+from aescore.errors import DataError, ImageDecodeError
 
 LAPLACIAN_SHORTER = 512  # resize target for the baseline, so differently sized photos compare fairly
 
@@ -136,38 +136,32 @@ def model_scores(
     batch_size: int = 32,
     device: str = "cpu",
     on_progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Score ``paths`` with a model (name, card or weights path; None = the default model).
 
-    Returns ``({path: P(high quality)}, card)``. Images are batched by transformed shape, since the
-    evaluation recipe may keep each photo's aspect ratio.
+    Returns ``({path: P(high quality)}, card)``: the one-pass recipe of ``aescore score`` (a
+    :class:`~aescore.inference.scorer.Scorer`, no cache), decoding every image at full resolution.
+    ``on_progress(done, total)`` follows each batch; ``workers`` decode processes (None: automatic).
+    Raises :class:`ImageDecodeError` for an image that cannot be decoded: every pair must count.
     """
-    import torch
+    from aescore.inference.scorer import Scorer
 
-    from aescore.data.images import load_rgb
-    from aescore.data.transforms import build_eval_transform
-    from aescore.weights import load_weights, resolve_model
-
-    model, card = load_weights(resolve_model(model_spec), device=device)
-    transform = build_eval_transform(card["preprocess"])
+    # draft=False: judge every photo at full resolution, as this metric always has; JPEG draft
+    # scaling of a large photo would soften the very blur and noise being compared.
+    scorer = Scorer(model_spec, device=device, batch_size=batch_size, workers=workers, draft=False)
+    scorer.load()  # verify the weights even when there is nothing to score
     scores: dict[str, float] = {}
-    buckets: dict[tuple[int, ...], list[tuple[str, Any]]] = {}
+    done = 0
 
-    def flush(key: tuple[int, ...]) -> None:
-        items = buckets.pop(key)
-        x = torch.stack([t for _, t in items]).to(device)
-        probs = torch.softmax(model(x).float(), dim=1)[:, 1].cpu().tolist()
-        scores.update((p, float(s)) for (p, _), s in zip(items, probs))
-        if on_progress:
-            on_progress(len(scores), len(paths))
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if on_progress is not None:
+            on_progress(done, len(paths))
 
-    with torch.inference_mode():
-        for path in paths:
-            t = transform(load_rgb(path))
-            key = tuple(t.shape)
-            buckets.setdefault(key, []).append((path, t))
-            if len(buckets[key]) >= batch_size:
-                flush(key)
-        for key in list(buckets):
-            flush(key)
-    return scores, card
+    for result in scorer.score_paths(paths, progress=advance):
+        if result.score is None:
+            raise ImageDecodeError(result.path, result.reason or "cannot decode")
+        scores[result.path] = result.score
+    return scores, scorer.card

@@ -328,7 +328,7 @@ class TrainingRun:
         rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
         kept = [r for r in rows if int(r.get("epoch", 0)) <= epochs_done]
         if len(kept) != len(rows) and self.info.is_main:
-            from aescore.engine.evaluate import atomic_write_text
+            from aescore.fsutil import atomic_write_text
 
             atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
         return kept

@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS scores (
@@ -182,96 +182,81 @@ class ScoreCache:
 
         With ``need_embedding``, rows cached without an embedding count as misses.
         """
-        conn = self._connect()
-        if conn is None or not keys:
-            return {}
-        wanted = {_db_path(k.path): k for k in keys}
-        paths = list(wanted)
-        hits: dict[str, CachedScore] = {}
-        try:
-            for start in range(0, len(paths), _CHUNK):
-                chunk = paths[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                rows = conn.execute(
-                    f"SELECT path, size, mtime_ns, score, embedding FROM scores "
-                    f"WHERE weights = ? AND recipe = ? AND path IN ({marks})",
-                    (weights, recipe, *chunk),
-                ).fetchall()
-                for path, size, mtime_ns, score, emb in rows:
-                    key = wanted[path]
-                    if size == key.size and mtime_ns == key.mtime_ns and (emb is not None or not need_embedding):
-                        hits[key.path] = CachedScore(float(score), emb)
-        except sqlite3.DatabaseError as err:
-            self._disable(f"score cache read failed ({err}); continuing without it")
-            return {}
-        return hits
+        rows = self._valid_rows(
+            keys,
+            "SELECT path, size, mtime_ns, score, embedding FROM scores WHERE weights = ? AND recipe = ? AND path IN ({marks})",
+            (weights, recipe),
+        )
+        return {
+            key.path: CachedScore(float(score), emb)
+            for key, (score, emb) in rows
+            if emb is not None or not need_embedding
+        }
 
     def put_many(self, rows: Iterable[tuple[CacheKey, float, bytes | None]], weights: str, recipe: str) -> None:
         """Store ``(key, score, embedding bytes or None)`` rows in one short transaction."""
-        conn = self._connect()
-        if conn is None:
-            return
         now = time.time()
-        params = [(_db_path(k.path), weights, recipe, k.size, k.mtime_ns, float(s), e, now) for k, s, e in rows]
-        if not params:
-            return
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO scores (path, weights, recipe, size, mtime_ns, score, embedding, updated) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    params,
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.DatabaseError as err:
-            self._disable(f"score cache write failed ({err}); continuing without it")
+        self._insert_many(
+            "INSERT OR REPLACE INTO scores (path, weights, recipe, size, mtime_ns, score, embedding, updated) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            ((_db_path(k.path), weights, recipe, k.size, k.mtime_ns, float(s), e, now) for k, s, e in rows),
+        )
 
     # -- files that could not be decoded ------------------------------------------------------
     def get_failures(self, keys: Sequence[CacheKey], decoder: str) -> dict[str, str]:
         """Recorded decode failures for ``keys`` (path -> reason) whose size and mtime_ns still match."""
-        conn = self._connect()
-        if conn is None or not keys:
-            return {}
-        wanted = {_db_path(k.path): k for k in keys}
-        paths = list(wanted)
-        found: dict[str, str] = {}
-        try:
-            for start in range(0, len(paths), _CHUNK):
-                chunk = paths[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                rows = conn.execute(
-                    f"SELECT path, size, mtime_ns, reason FROM failures WHERE decoder = ? AND path IN ({marks})",
-                    (decoder, *chunk),
-                ).fetchall()
-                for path, size, mtime_ns, reason in rows:
-                    key = wanted[path]
-                    if size == key.size and mtime_ns == key.mtime_ns:
-                        found[key.path] = str(reason)
-        except sqlite3.DatabaseError as err:
-            self._disable(f"score cache read failed ({err}); continuing without it")
-            return {}
-        return found
+        rows = self._valid_rows(
+            keys, "SELECT path, size, mtime_ns, reason FROM failures WHERE decoder = ? AND path IN ({marks})", (decoder,)
+        )
+        return {key.path: str(reason) for key, (reason,) in rows}
 
     def put_failures(self, rows: Iterable[tuple[CacheKey, str]], decoder: str) -> None:
         """Record ``(key, reason)`` decode failures in one short transaction."""
+        now = time.time()
+        self._insert_many(
+            "INSERT OR REPLACE INTO failures (path, size, mtime_ns, decoder, reason, updated) VALUES (?, ?, ?, ?, ?, ?)",
+            ((_db_path(k.path), k.size, k.mtime_ns, decoder, reason, now) for k, reason in rows),
+        )
+
+    # -- shared by the two tables ---------------------------------------------------------------
+    def _valid_rows(self, keys: Sequence[CacheKey], select: str, args: tuple[object, ...]) -> list[tuple[CacheKey, list[Any]]]:
+        """``(key, remaining columns)`` for each row of ``select`` whose file still has the key's size and mtime_ns.
+
+        ``select`` returns ``path, size, mtime_ns, ...`` and ends in ``path IN ({marks})``; it runs with
+        ``args`` and one chunk of the keys' paths at a time. Empty when the cache is off or unreadable
+        (it is then disabled, with one warning).
+        """
+        conn = self._connect()
+        if conn is None or not keys:
+            return []
+        wanted = {_db_path(k.path): k for k in keys}
+        paths = list(wanted)
+        found: list[tuple[CacheKey, list[Any]]] = []
+        try:
+            for start in range(0, len(paths), _CHUNK):
+                chunk = paths[start : start + _CHUNK]
+                sql = select.format(marks=",".join("?" * len(chunk)))
+                for path, size, mtime_ns, *rest in conn.execute(sql, (*args, *chunk)).fetchall():
+                    key = wanted[path]
+                    if size == key.size and mtime_ns == key.mtime_ns:
+                        found.append((key, rest))
+        except sqlite3.DatabaseError as err:
+            self._disable(f"score cache read failed ({err}); continuing without it")
+            return []
+        return found
+
+    def _insert_many(self, sql: str, params: Iterable[tuple[object, ...]]) -> None:
+        """Run ``sql`` for every parameter tuple in one short transaction (nothing when there are none)."""
         conn = self._connect()
         if conn is None:
             return
-        now = time.time()
-        params = [(_db_path(k.path), k.size, k.mtime_ns, decoder, reason, now) for k, reason in rows]
-        if not params:
+        batch = list(params)
+        if not batch:
             return
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(
-                    "INSERT OR REPLACE INTO failures (path, size, mtime_ns, decoder, reason, updated) VALUES (?, ?, ?, ?, ?, ?)",
-                    params,
-                )
+                conn.executemany(sql, batch)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")

@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import tempfile
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
 from aescore.errors import UsageError
+from aescore.fsutil import atomic_path, file_sha256
 
 __all__ = ["MaterialiseMode", "materialise"]
 
 MaterialiseMode = Literal["copy", "link"]
-
-
-def _sha256(path: Path) -> str:
-    """Hex sha256 of a file's contents, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _same_content(src: Path, dst: Path) -> bool:
@@ -32,7 +23,7 @@ def _same_content(src: Path, dst: Path) -> bool:
         return False
     if dst.stat().st_size != src.stat().st_size:
         return False
-    return _sha256(dst) == _sha256(src)
+    return file_sha256(dst) == file_sha256(src)
 
 
 def _links_to(dst: Path, target: Path) -> bool:
@@ -56,16 +47,11 @@ def _copy_atomic(src: Path, dst: Path) -> None:
     Readers never see a half-copied photo; the final rename is refused if ``dst`` appeared
     meanwhile (checked just before), so an existing file is not overwritten.
     """
-    fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copy2(src, tmp_name)
-        if os.path.lexists(dst):
-            raise FileExistsError(f"{dst} appeared while copying; not overwriting it")
-        os.replace(tmp_name, dst)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    # copy2 gives the copy the photo's mode; passing it on keeps atomic_path from resetting it.
+    # No fsync: like cp, leave flushing many photos to the OS.
+    mode = stat.S_IMODE(src.stat().st_mode)
+    with atomic_path(dst, mode, fsync=False, overwrite=False) as tmp:
+        shutil.copy2(src, tmp)
 
 
 def materialise(

@@ -249,7 +249,8 @@ class Scorer:
         import torch
 
         self.forward_calls += 1
-        dtype = next(self.model.parameters()).dtype
+        weight = next(self.model.parameters(), None)  # None: a parameter-free model (test stubs)
+        dtype = weight.dtype if weight is not None else torch.float32
         x = x.to(self.device, dtype=dtype, non_blocking=True).contiguous(memory_format=torch.channels_last)
         probs = torch.softmax(self.model(x).float(), dim=1)[:, 1]
         emb = self.model.embed(x).float() if with_embeddings else None

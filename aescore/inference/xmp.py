@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,6 +19,7 @@ from xml.dom import minidom
 
 from aescore import __version__
 from aescore.errors import AescoreError, UsageError
+from aescore.fsutil import atomic_write_bytes
 
 __all__ = [
     "AESCORE_NS",
@@ -236,28 +236,6 @@ def _serialise(doc: minidom.Document, xml_declaration: bool) -> bytes:
     return ("\n".join(parts) + "\n").encode("utf-8")
 
 
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp_name, mode)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 # --------------------------------------------------------------------------- public API
 
 
@@ -344,9 +322,6 @@ def write_rating_sidecar(
         action = "unchanged"
 
     if changed and not dry_run:
-        if exists:
-            mode = real.stat().st_mode & 0o7777
-        else:
-            mode = 0o666 & ~_umask()
-        _atomic_write(real, _serialise(doc, had_declaration), mode)
+        mode = real.stat().st_mode & 0o7777 if exists else None  # an existing sidecar keeps its mode
+        atomic_write_bytes(real, _serialise(doc, had_declaration), mode)
     return SidecarChange(path=path, action=action, old_rating=old_rating, new_rating=new_rating, changed=changed)
