@@ -145,11 +145,38 @@ def cross_entropy_patches(logits: torch.Tensor, target: torch.Tensor) -> torch.T
     return F.cross_entropy(logits.reshape(b * k, c), labels)
 
 
+def pair_rank(logits: torch.Tensor, target: torch.Tensor, beta: float = 0.5) -> torch.Tensor:
+    """Paired objective for degradation data (ours, not from the papers): rank + MP_ada.
+
+    ``logits`` is ``[B, 2K, 2]``: each row holds the K patches of a good photo followed by the K
+    patches of a degraded copy of *the same* photo (:class:`aescore.data.pairs.PairedDataset`);
+    ``target`` is ignored (the layout fixes the labels). The loss is
+
+        softplus(s_bad - s_good) + (mp_ada(good patches, 1) + mp_ada(bad patches, 0)) / 2
+
+    where s is an image's mean patch log-odds log p(high) - log p(low). The first term is
+    RankNet's pairwise logistic loss (Burges et al., ICML 2005): comparing a photo with its own
+    degraded copy removes the content from the comparison, which a per-image label cannot do.
+    The MP_ada term (Eq. 7) keeps the scores interpretable as P(high).
+    """
+    del target
+    if logits.dim() != 3 or logits.shape[1] % 2 or logits.shape[-1] != 2:
+        raise ValueError(f"pair_rank needs logits [B, 2K, 2]; got {tuple(logits.shape)}")
+    logits = logits.float()
+    k = logits.shape[1] // 2
+    log_odds = logits[..., 1] - logits[..., 0]
+    rank = F.softplus(log_odds[:, k:].mean(1) - log_odds[:, :k].mean(1)).mean()
+    ones = torch.ones(logits.shape[0], dtype=torch.long, device=logits.device)
+    cls = (mp_ada(logits[:, :k], ones, beta) + mp_ada(logits[:, k:], ones * 0, beta)) / 2
+    return rank + cls
+
+
 _OBJECTIVES: dict[str, Callable[..., torch.Tensor]] = {
     "mp_avg": mp_avg,
     "mp_min": mp_min,
     "mp_ada": mp_ada,
     "ce": cross_entropy_patches,
+    "pair_rank": pair_rank,
 }
 
 

@@ -317,3 +317,14 @@ def test_backbone_weights_errors(tmp_path) -> None:
     save_file({k: v.contiguous() for k, v in timm.create_model("resnet18", num_classes=0).state_dict().items()}, str(other))
     with pytest.raises(WeightsError, match="does not fit"):
         create_backbone("resnet10t", backbone_weights=other, num_classes=0)
+
+
+def test_backbone_weights_from_an_aescore_mpa_file(tmp_path: Path) -> None:
+    """An aescore MPA weights file initialises a new model's backbone (its head is not copied)."""
+    from aescore.weights import save_weights
+
+    src = create_model("mpa_resnet18", backbone="resnet10t")
+    save_weights(src, tmp_path / "m.safetensors", {})
+    dst = create_model("mpa_resnet18", backbone="resnet10t", backbone_weights=str(tmp_path / "m.safetensors"))
+    for k, v in src.backbone.state_dict().items():
+        assert torch.equal(v, dst.backbone.state_dict()[k]), k

@@ -36,7 +36,7 @@ def train(
     lr: Annotated[Optional[float], typer.Option(help="Initial learning rate.", rich_help_panel=_RECIPE)] = None,
     patches: Annotated[Optional[int], typer.Option(help="MPA: random crops per image per step (K).", rich_help_panel=_RECIPE)] = None,
     beta: Annotated[Optional[float], typer.Option(help="MP_ada's beta (paper: 0.5).", rich_help_panel=_RECIPE)] = None,
-    objective: Annotated[Optional[str], typer.Option(help="mp_avg, mp_min, mp_ada or ce (regression data always uses mse).", rich_help_panel=_RECIPE)] = None,
+    objective: Annotated[Optional[str], typer.Option(help="mp_avg, mp_min, mp_ada, ce, or pair_rank (degradation CSVs: a photo vs its own degraded copy); regression data always uses mse.", rich_help_panel=_RECIPE)] = None,
     optimizer: Annotated[Optional[str], typer.Option(help="sgd (Nesterov) or adam.", rich_help_panel=_RECIPE)] = None,
     momentum: Annotated[Optional[float], typer.Option(help="SGD momentum.", rich_help_panel=_RECIPE)] = None,
     weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay.", rich_help_panel=_RECIPE)] = None,

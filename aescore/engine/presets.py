@@ -21,7 +21,7 @@ from typing import Any
 
 from aescore.errors import UsageError
 
-OBJECTIVES = ("mp_avg", "mp_min", "mp_ada", "ce", "mse")
+OBJECTIVES = ("mp_avg", "mp_min", "mp_ada", "ce", "mse", "pair_rank")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("step", "poly", "constant")
 DATASETS = ("ava", "aadb", "csv")

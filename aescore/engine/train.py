@@ -86,7 +86,7 @@ def make_loss(objective: str, beta: float) -> LossFn:
         return mse_on_p_high
     from aescore.losses import get_objective
 
-    return get_objective(objective, beta=beta) if objective == "mp_ada" else get_objective(objective)
+    return get_objective(objective, beta=beta) if objective in ("mp_ada", "pair_rank") else get_objective(objective)
 
 
 class StopRequest:

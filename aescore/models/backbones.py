@@ -108,6 +108,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 def _normalise_keys(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """Map torchvision/timm/wrapped key names onto ``model``'s and drop the ImageNet classifier."""
     own = model.state_dict()
+    if any(k.startswith("backbone.") for k in state) and all(k.startswith(("backbone.", "head.")) for k in state):
+        # an aescore MPA weights file: its backbone initialises this one (its 2-way head is ours to train)
+        state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     for prefix in _WRAPPER_PREFIXES:
         if state and all(k.startswith(prefix) for k in state) and not any(k.startswith(prefix) for k in own):
             state = {k[len(prefix):]: v for k, v in state.items()}
