@@ -18,20 +18,11 @@ from aescore.cli.main import app
 from aescore.errors import UsageError
 
 _SCORE_MEANING = """
-The score is the model's probability, in [0, 1], that the photo belongs to the "high aesthetics"
-class as learned from its training data (AVA for the shipped models: photos that many
-photographers' votes rated above average; see the model card, `aescore models`). It is printed
-with 4 decimals; "high" marks scores >= 0.5, the model's decision boundary. It is not an absolute
-judgement of taste or of technical quality: it is comparable between photos scored by the same
-model, and most useful for ranking a set of photos against each other.
+The score is the model's probability, in [0, 1], that the photo belongs to its "high" class as learned from its training data; see the model card (`aescore models`). The bundled default model learned "high" as "free of technical faults" (blur, noise, bad exposure, haze, JPEG artefacts, colour casts) from synthetic degradations, not from human ratings: it does not judge composition or taste. A model trained on AVA learns what photographers' votes rated above average. It is printed with 4 decimals; "high" marks scores >= 0.5. It is not an absolute grade: compare photos scored by the same model, e.g. to decide which shots to look at first.
 
-stdout carries the results only (a table on a terminal, else TSV "score<TAB>path"); progress,
-skipped files, warnings and a summary line go to stderr. Photos are only read, never changed.
+stdout carries the results only (a table on a terminal, else TSV "score<TAB>path"); progress, skipped files, warnings and a summary line go to stderr. Photos are only read, never changed.
 
-Exit status: 0 every input was scored (also when no photos were found: a warning says so);
-3 some were skipped (unreadable or missing file, or a sidecar aescore refused to change; one
-stderr line each) and the rest were printed; 2 usage error; 1 other fatal error (e.g. missing
-weights).
+Exit status: 0 every input was scored (also when no photos were found: a warning says so); 3 some were skipped (unreadable or missing file, or a sidecar aescore refused to change; one stderr line each) and the rest were printed; 2 usage error; 1 other fatal error (e.g. missing weights).
 """
 
 _IN, _MODEL, _OUT, _CULL, _ACT = "Input", "Model", "Output", "Culling", "Actions"
