@@ -170,14 +170,18 @@ def default_batch_size(device: str) -> int:
 
 
 def default_workers(device: str, n_items: int, batch_size: int) -> int:
-    """Decode processes: on CPU the network needs most cores, so about a third of them decode
-    (1 on a 2-core laptop); on a GPU, decoding is the bottleneck, so up to 8. None for a run
-    that fits in one batch, where starting processes costs more than it saves."""
+    """Decode processes: one per core on CPU (at most 8), up to 8 beside a GPU; none for a run
+    that fits in one batch, where starting processes costs more than it saves.
+
+    Why so many on CPU: decoding a camera JPEG costs about as much CPU as the network pass, and a
+    worker whose prefetch queue is full sleeps, so workers and the network's threads share the
+    cores well. Measured with benchmarks/bench_rank.py on 2 cores: 2 workers 9.2 images/s,
+    1 worker 6.0 images/s (see docs/performance.md)."""
     if n_items <= batch_size:
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if device == "cpu":
-        return max(1, min(4, cores // 3))
+        return max(1, min(8, cores))
     return max(1, min(8, cores - 1))
 
 
