@@ -21,7 +21,7 @@ def evaluate(
     tta_crops: Annotated[Optional[int], typer.Option(help="MPA: average N random crops per image (official code: 15); default the whole image.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
-    workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 4,
+    workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes (default: 4, at most the CPU cores).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Split seed (default: the one the weights were trained with).")] = None,
     threshold: Annotated[Optional[float], typer.Option(help="Binary label threshold (default: the weights' training threshold).")] = None,
     threshold_inclusive: Annotated[Optional[bool], typer.Option("--threshold-inclusive/--threshold-exclusive", help="Score == threshold is positive (default: as the weights were trained, else the paper's rule: RGNet >=, MPA >).")] = None,
@@ -34,13 +34,15 @@ def evaluate(
     Refuses a split that overlaps the weights' training images.
     """
     from aescore.engine.evaluate import evaluate_weights
+    from aescore.engine.presets import default_loader_workers
 
     def warn(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
     report = evaluate_weights(
         weights, dataset, root, split=split, tta_crops=tta_crops, device=device, batch_size=batch_size,
-        workers=workers, seed=seed, threshold=threshold, threshold_inclusive=threshold_inclusive,
+        workers=workers if workers is not None else default_loader_workers(), seed=seed, threshold=threshold,
+        threshold_inclusive=threshold_inclusive,
         max_items=max_items, amp=amp, warn=warn,
     )
     if as_json:

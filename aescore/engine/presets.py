@@ -16,6 +16,7 @@ the model's P(high) = softmax(logits)[1] and the [0, 1] score (RGNet's AADB sett
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,13 @@ OBJECTIVES = ("mp_avg", "mp_min", "mp_ada", "ce", "mse", "pair_rank")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("step", "poly", "constant")
 DATASETS = ("ava", "aadb", "csv")
+
+
+def default_loader_workers() -> int:
+    """DataLoader workers by default: 4, but no more than the usable CPU cores (more only
+    oversubscribes a small machine, and PyTorch warns about it)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores))
 
 
 @dataclass
@@ -72,7 +80,7 @@ class TrainConfig:
     amp: bool | None = None
     compile: bool = False
     deterministic: bool = False
-    workers: int = 4
+    workers: int = dataclasses.field(default_factory=lambda: default_loader_workers())
     device: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
