@@ -22,6 +22,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as `python benchmarks/bench_x.py` from a source checkout
     sys.path.insert(0, str(REPO))
 
+from aescore.sysinfo import usable_cores  # noqa: E402  (used here and by the bench scripts)
+
 
 def log(message: str) -> None:
     """Progress line on stderr (stdout carries the JSON result only)."""
@@ -53,13 +55,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (CPU affinity, which containers restrict), else os.cpu_count()."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _mem_total_gib() -> float | None:
@@ -255,7 +250,8 @@ def write_jpeg(
     exif[0x010F], exif[0x0110], exif[0x0112] = camera[0], camera[1], int(orientation)
     exif.get_ifd(0x8769)[0x9003] = when  # DateTimeOriginal lives in the Exif sub-IFD
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    img.save(tmp, "JPEG", quality=quality, progressive=progressive, optimize=progressive, exif=exif.tobytes(), subsampling="4:2:0")
-    os.replace(tmp, path)
+    from aescore.fsutil import atomic_path
+
+    with atomic_path(path, fsync=False) as tmp:  # generated inputs: regenerated if lost
+        img.save(tmp, "JPEG", quality=quality, progressive=progressive, optimize=progressive, exif=exif.tobytes(), subsampling="4:2:0")
     return path

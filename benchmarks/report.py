@@ -215,9 +215,9 @@ def update_document(doc: Path, blocks: dict[str, str]) -> list[str]:
         text, n = pattern.subn(lambda m: m.group(1) + body + m.group(2), text)
         if n:
             done.append(name)
-    tmp = doc.with_name(doc.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(doc)
+    from aescore.fsutil import atomic_write_text
+
+    atomic_write_text(doc, text)
     return done
 
 

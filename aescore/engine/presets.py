@@ -16,7 +16,6 @@ the model's P(high) = softmax(logits)[1] and the [0, 1] score (RGNet's AADB sett
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +30,9 @@ DATASETS = ("ava", "aadb", "csv")
 def default_loader_workers() -> int:
     """DataLoader workers by default: 4, but no more than the usable CPU cores (more only
     oversubscribes a small machine, and PyTorch warns about it)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from aescore.sysinfo import usable_cores
+
+    cores = usable_cores()
     return max(1, min(4, cores))
 
 

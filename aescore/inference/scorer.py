@@ -179,7 +179,9 @@ def default_workers(device: str, n_items: int, batch_size: int) -> int:
     1 worker 6.0 images/s (see docs/performance.md)."""
     if n_items <= batch_size:
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from aescore.sysinfo import usable_cores
+
+    cores = usable_cores()
     if device == "cpu":
         return max(1, min(8, cores))
     return max(1, min(8, cores - 1))
