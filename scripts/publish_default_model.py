@@ -16,6 +16,7 @@ import json
 import shutil
 from pathlib import Path
 
+from aescore.fsutil import atomic_write_text
 from aescore.weights import file_sha256, read_card
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,10 +107,8 @@ def main() -> None:
             "laplacian_variance_baseline": pairwise["laplacian"],
         },
     }
-    tmp = out_dir / f".{args.name}.json.tmp"
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    tmp.replace(out_dir / f"{args.name}.json")
-    (out_dir / "DEFAULT").write_text(args.name + "\n")
+    atomic_write_text(out_dir / f"{args.name}.json", json.dumps(card, indent=2) + "\n")
+    atomic_write_text(out_dir / "DEFAULT", args.name + "\n")
     print(f"published {dst} ({dst.stat().st_size / 1e6:.1f} MB) as the default model")
 
 
