@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -43,6 +44,27 @@ def test_items_pair_a_photo_with_its_own_copy(tmp_path: Path) -> None:
             assert good == base and bad in (base + 1, base + 2)
             seen.add(bad)
     assert seen == {11, 12, 101, 102}  # every copy gets drawn
+
+
+def test_original_and_copy_get_the_same_patches(tmp_path: Path) -> None:
+    from aescore.data.train_transforms import mpa_train_transform
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    good = Image.fromarray(pixels)
+    good.save(tmp_path / "g.png")
+    Image.fromarray(255 - pixels).save(tmp_path / "b.png")  # a "copy" whose pixels all differ
+    samples = [Sample("g", tmp_path / "g.png", 1.0, 1, group="x"), Sample("b", tmp_path / "b.png", 0.0, 0, group="x")]
+    tf = mpa_train_transform(resize_shorter=60, crop=16, patches=3, mean=(0, 0, 0), std=(1, 1, 1))
+    torch.manual_seed(0)
+    item = PairedDataset(samples, tf)[0]["image"]
+    good_p, bad_p = item[:3], item[3:]
+    # Same crop positions and flips: the copy's patches are exactly the inverted original's.
+    assert torch.allclose(bad_p, 1.0 - good_p, atol=1e-6)
+    assert not torch.allclose(good_p[0], good_p[1])  # the K patches themselves still differ
+    # ...and the next item draws new positions (the RNG moves on).
+    nxt = PairedDataset(samples, tf)[0]["image"]
+    assert not torch.allclose(nxt[:3], good_p)
 
 
 def test_missing_group_column_is_a_clear_error(tmp_path: Path) -> None:

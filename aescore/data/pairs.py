@@ -23,7 +23,12 @@ class PairedDataset(Dataset):
 
     The transform must return ``[K, 3, H, W]`` patches (the MPA training transform), so an item is
     ``[2K, 3, H, W]``: the good photo's K patches, then those of one of its degraded copies, drawn
-    with torch's RNG (seeded per epoch by the engine, so runs and resumes repeat exactly). Groups
+    with torch's RNG (seeded per epoch by the engine, so runs and resumes repeat exactly).
+
+    Both images get the *same* random patches (crop positions and flips): the transform runs on
+    the copy from the RNG state it started from on the original. A copy has its original's size,
+    so patch k of each shows the same part of the scene, and the ranking loss sees the fault, not
+    a difference of content between two random crops (which swamps subtle faults). Groups
     without both a positive and a negative sample are left out. A decode failure returns the same
     failure record as :class:`aescore.data.datasets.ImageDataset`.
     """
@@ -50,7 +55,10 @@ class PairedDataset(Dataset):
         good, bads = self.pairs[i]
         bad = bads[int(torch.randint(len(bads), ()))]
         try:
-            patches = [self.transform(load_rgb(s.path, self.min_shorter)) for s in (good, bad)]
+            good_img, bad_img = load_rgb(good.path, self.min_shorter), load_rgb(bad.path, self.min_shorter)
         except ImageDecodeError as err:
             return {"failed": True, "index": i, "reason": err.reason}
-        return {"image": torch.cat(patches), "label": 1, "target": 1.0, "index": i}
+        state = torch.get_rng_state()
+        good_patches = self.transform(good_img)
+        torch.set_rng_state(state)  # the copy's patches from the very same draws
+        return {"image": torch.cat([good_patches, self.transform(bad_img)]), "label": 1, "target": 1.0, "index": i}
