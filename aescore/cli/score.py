@@ -35,7 +35,7 @@ Model = Annotated[Optional[str], typer.Option("--model", "-m", metavar="NAME|FIL
 Device = Annotated[str, typer.Option("--device", metavar="auto|cpu|cuda|mps", help="Where the network runs; auto = CUDA, else MPS, else CPU (GPUs use float16).", rich_help_panel=_MODEL)]
 BatchSize = Annotated[Optional[int], typer.Option("--batch-size", min=1, metavar="N", help="Images per forward pass (default: 16 on CPU, 64 on GPU).", rich_help_panel=_MODEL, show_default=False)]
 Workers = Annotated[Optional[int], typer.Option("--workers", min=0, metavar="N", help="Decoding processes (default: from the core count; 0 = decode in the main process).", rich_help_panel=_MODEL, show_default=False)]
-TtaCrops = Annotated[Optional[int], typer.Option("--tta-crops", min=0, metavar="N", help="Average N random 224 crops (the MPA paper's evaluation) instead of one pass over the whole photo; ~N times slower.", rich_help_panel=_MODEL, show_default=False)]
+TtaCrops = Annotated[Optional[int], typer.Option("--tta-crops", min=0, metavar="N", help="Average N random crops of the model's training crop size (the MPA paper's evaluation: 224) instead of one pass over the whole photo; ~N times slower.", rich_help_panel=_MODEL, show_default=False)]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the score cache.", rich_help_panel=_MODEL)]
 Json = Annotated[bool, typer.Option("--json", help="One JSON array.", rich_help_panel=_OUT)]
 Jsonl = Annotated[bool, typer.Option("--jsonl", help="One JSON object per line.", rich_help_panel=_OUT)]
