@@ -229,11 +229,15 @@ def test_resume_is_bit_exact(ava: dict, tmp_path: Path) -> None:
     assert [r["epoch"] for r in _rows(tmp_path / "ctrl-c")] == [1, 2]
 
 
-def test_ctrl_c_reaching_dataloader_workers_still_saves(ava: dict, tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
-    # A terminal's Ctrl-C is delivered to the whole process group, DataLoader workers included.
-    # Workers ignore it, so they keep feeding the loop until the main process stops at a step
-    # boundary and saves (a worker that quit would make the next batch fail; a forked worker that
-    # inherited the main process's handler would announce a second stop of its own).
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_stop_signal_reaching_dataloader_workers_still_saves(
+    ava: dict, tmp_path: Path, capfd: pytest.CaptureFixture, sig: int
+) -> None:
+    # A terminal's Ctrl-C is delivered to the whole process group, and a scheduler's pre-emption
+    # SIGTERM to every process of the job, DataLoader workers included. Workers ignore both, so
+    # they keep feeding the loop until the main process stops at a step boundary and saves (a
+    # worker that quit would make the next batch fail; a forked worker that inherited the main
+    # process's handler would announce a second stop of its own).
     import multiprocessing
     import os
 
@@ -245,9 +249,9 @@ def test_ctrl_c_reaching_dataloader_workers_still_saves(ava: dict, tmp_path: Pat
             workers = multiprocessing.active_children()
             assert workers
             for child in workers:
-                os.kill(child.pid, signal.SIGINT)
+                os.kill(child.pid, sig)
         if calls[0] == 8:  # later than the batches already prefetched when the workers got it
-            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(sig)
 
     res = fit(_cfg(ava, 1, workers=1), tmp_path / "w", command="test", on_step=interrupt)
     assert res.interrupted

@@ -127,16 +127,19 @@ class EpochSampler(Sampler[int]):
 
 def seed_worker(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: numpy and ``random`` follow torch's per-worker seed, and
-    the worker ignores SIGINT.
+    the worker ignores SIGINT and SIGTERM.
 
-    A terminal's Ctrl-C reaches the whole process group. A worker that quit on it would make the
-    main process fail with "DataLoader worker exited unexpectedly" before it can save its
-    checkpoint; the main process alone decides when to stop and then shuts the workers down.
-    (SIGTERM keeps its default: PyTorch's last-resort cleanup terminates workers with it.)
+    A terminal's Ctrl-C reaches the whole process group, and a batch scheduler's pre-emption
+    (Slurm, Kubernetes) sends SIGTERM to every process of the job. A worker that quit on either
+    would make the main process fail with "DataLoader worker exited unexpectedly" before it can
+    save its checkpoint; the main process alone decides when to stop and then shuts the workers
+    down through their queues. (A worker that hangs and ignores PyTorch's last-resort SIGTERM
+    still exits once its watchdog sees the main process gone.)
     """
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
