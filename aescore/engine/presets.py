@@ -81,7 +81,7 @@ class TrainConfig:
     amp: bool | None = None
     compile: bool = False
     deterministic: bool = False
-    workers: int = dataclasses.field(default_factory=lambda: default_loader_workers())
+    workers: int = dataclasses.field(default_factory=default_loader_workers)
     device: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:

@@ -144,12 +144,11 @@ class TrainingRun:
             train_model = torch.compile(train_model)  # type: ignore[assignment]
 
         min_shorter = decode_min_shorter(preprocess)
-        if objective == "pair_rank":  # a good photo and a degraded copy of it per item
-            from aescore.data.pairs import PairedDataset
+        from aescore.data.pairs import PairedDataset
 
-            train_ds = PairedDataset(splits.train, build_train_transform(preprocess, cfg.patches), min_shorter)
-        else:
-            train_ds = ImageDataset(splits.train, build_train_transform(preprocess, cfg.patches), min_shorter)
+        # pair_rank: one item = a good photo and a degraded copy of it
+        dataset_cls = PairedDataset if objective == "pair_rank" else ImageDataset
+        train_ds = dataset_cls(splits.train, build_train_transform(preprocess, cfg.patches), min_shorter)
         val_tf = build_eval_transform_for_training(preprocess, cfg.eval_tta_crops, seed=cfg.seed)
         sampler = EpochSampler(len(train_ds), info, shuffle=True, seed=cfg.seed)
         per_rank = len(sampler.inner)

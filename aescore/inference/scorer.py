@@ -175,8 +175,8 @@ def default_workers(device: str, n_items: int, batch_size: int) -> int:
 
     Why so many on CPU: decoding a camera JPEG costs about as much CPU as the network pass, and a
     worker whose prefetch queue is full sleeps, so workers and the network's threads share the
-    cores well. Measured with benchmarks/bench_rank.py on 2 cores: 2 workers 9.2 images/s,
-    1 worker 6.0 images/s (see docs/performance.md)."""
+    cores well. Measured with benchmarks/bench_rank.py on 2 cores with the earlier 256-px default
+    model: 2 workers 9.2 images/s, 1 worker 6.0 images/s (see docs/performance.md)."""
     if n_items <= batch_size:
         return 0
     from aescore.sysinfo import usable_cores
