@@ -10,3 +10,16 @@ def usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def prefer_passive_openmp() -> None:
+    """Let idle OpenMP threads sleep instead of spin (``OMP_WAIT_POLICY=PASSIVE``), unless the user chose.
+
+    Why: while scoring on a CPU, decode worker processes and the network's OpenMP threads share
+    the cores. Spin-waiting threads (the default) burn the CPU time the decoders need, between
+    layers and while the network waits for the next batch. Measured with benchmarks/bench_rank.py
+    on 2 cores: rank 11.4 against 8.4 images/s at batch 1 (docs/performance.md). The OpenMP
+    runtime reads the variable once, when torch loads, so this must run before ``import torch``;
+    afterwards it changes nothing in this process (child processes still inherit it).
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

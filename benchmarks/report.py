@@ -58,7 +58,7 @@ def render_rank(d: dict[str, Any]) -> str:
     """Benchmark 1 table."""
     s, ips = d["setup"], d["images_per_s"]
     rows = [
-        ("(a) `aescore rank` defaults: Scorer in-process", ips["a_rank_scorer"]),
+        ("(a) `aescore rank` defaults: Scorer, model loaded (fresh process per round)", ips["a_rank_scorer"]),
         ("(a') `aescore rank` CLI, end to end (start-up + model load included)", ips["a_rank_cli_end_to_end"]),
         ("(a'') `aescore rank` CLI, its own reported run time", ips["a_rank_cli_reported_run"]),
         ("(b) naive: full decode, exif_transpose, resize 256, crop 224, batch 1", ips["b_naive"]),
@@ -77,7 +77,8 @@ def render_rank(d: dict[str, Any]) -> str:
              f"{s['bytes_total'] / 2**20:.0f} MiB; {s['architecture']} ({s['weights']} weights), recipe `{s['recipe']}`, "
              f"network inputs {', '.join(s['network_input_shapes'])}; scorer batch {s['scorer_batch_size']}, "
              f"{s['scorer_workers']} decode worker(s) ({s['scorer_settings']}); decode pool {s['decode_pool_processes']} processes; "
-             f"median of {s['rounds']} rounds.")
+             f"median of {s['rounds']} rounds; OMP_WAIT_POLICY {s.get('omp_wait_policy_a') or 'unset'} for (a) "
+             f"(as `aescore rank` sets it), {s.get('omp_wait_policy_b_to_d') or 'unset'} for (b)-(d).")
     return f"{setup}\n\n{t1}\n\n{t2}{_load_note(d)}"
 
 

@@ -274,7 +274,7 @@ def _naive_scores(weights: Path, paths: list[Path]) -> list[float]:
 
 
 def test_optimised_path_matches_naive_on_lossless_inputs(photos: dict[str, Path], tiny_weights: Path) -> None:
-    """Draft decode, shape batching and channels_last must not change scores (> 1e-4).
+    """Draft decode, shape batching, BatchNorm folding and channels_last must not change scores (> 1e-4).
 
     Non-JPEG inputs only: on JPEGs, draft mode legitimately changes pixels (DCT-domain scaling)."""
     from aescore.inference.scorer import Scorer
@@ -284,6 +284,7 @@ def test_optimised_path_matches_naive_on_lossless_inputs(photos: dict[str, Path]
     scorer = Scorer(tiny_weights, device="cpu", batch_size=8, workers=0)
     fast = [r.score for r in scorer.score_paths(paths)]
     assert scorer.forward_calls < len(paths)  # equal shapes really were batched together
+    assert not any(type(m).__name__ == "BatchNorm2d" for m in scorer.model.modules())  # really folded
     naive = _naive_scores(tiny_weights, paths)
     assert np.allclose(fast, naive, atol=1e-4)
     # Decoding in a worker process overlapping the network, and the same Scorer (model loaded

@@ -108,6 +108,20 @@ def test_rank_folder_scores_good_skips_bad_exit_3(photos: dict[str, Path], weigh
     assert "Traceback" not in r.err and r.summary()["skipped"] == len(BAD)
 
 
+@pytest.mark.parametrize("user_value", [None, "ACTIVE"])
+def test_score_asks_openmp_to_wait_passively_unless_the_user_chose(
+    photos: dict[str, Path], weights: Path, monkeypatch: pytest.MonkeyPatch, user_value: str | None
+) -> None:
+    # Set before torch loads in a real `aescore` process (here torch is already imported, so only
+    # the variable itself can be checked); a policy the user set is kept.
+    if user_value is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", user_value)
+    assert cli(["score", photos["jpeg"], *base(weights)]).code == 0
+    assert os.environ["OMP_WAIT_POLICY"] == (user_value or "PASSIVE")
+
+
 def test_score_keeps_input_order_and_exit_0(photos: dict[str, Path], weights: Path) -> None:
     names = ["tiff", "jpeg", "newline", "cmyk"]
     r = cli(["score", *[photos[n] for n in names], *base(weights)])

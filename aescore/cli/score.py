@@ -33,7 +33,7 @@ From0 = Annotated[bool, typer.Option("--from0", help="--files-from entries are N
 Shard = Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Score only the I-th of N deterministic parts of the input (1-based).", rich_help_panel=_IN)]
 Model = Annotated[Optional[str], typer.Option("--model", "-m", metavar="NAME|FILE", help="Model name (see `aescore models`) or .safetensors/.json file. Default: the shipped default.", rich_help_panel=_MODEL)]
 Device = Annotated[str, typer.Option("--device", metavar="auto|cpu|cuda|mps", help="Where the network runs; auto = CUDA, else MPS, else CPU (GPUs use float16).", rich_help_panel=_MODEL)]
-BatchSize = Annotated[Optional[int], typer.Option("--batch-size", min=1, metavar="N", help="Images per forward pass (default: 16 on CPU, 64 on GPU).", rich_help_panel=_MODEL, show_default=False)]
+BatchSize = Annotated[Optional[int], typer.Option("--batch-size", min=1, metavar="N", help="Images per forward pass (default: 4 on CPU, 64 on GPU).", rich_help_panel=_MODEL, show_default=False)]
 Workers = Annotated[Optional[int], typer.Option("--workers", min=0, metavar="N", help="Decoding processes (default: from the core count; 0 = decode in the main process).", rich_help_panel=_MODEL, show_default=False)]
 TtaCrops = Annotated[Optional[int], typer.Option("--tta-crops", min=0, metavar="N", help="Average N random crops of the model's training crop size (the MPA paper's evaluation: 224) instead of one pass over the whole photo; ~N times slower.", rich_help_panel=_MODEL, show_default=False)]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the score cache.", rich_help_panel=_MODEL)]
@@ -299,8 +299,10 @@ def run(o: Options, ranked: bool) -> int:
     from aescore.inference.discover import discover, parse_shard, shard
     from aescore.inference.output import Row, assign_ranks, select
     from aescore.inference.scorer import score_with_cache
+    from aescore.sysinfo import prefer_passive_openmp
     from aescore.weights import read_card, resolve_model
 
+    prefer_passive_openmp()  # before anything imports torch (decode workers share the cores)
     start = time.perf_counter()
     _validate(o)
     shard_spec = None

@@ -15,7 +15,8 @@ Recipes (the ``recipe`` string is part of the score-cache key):
 Speed: JPEGs are decoded with Pillow's draft mode straight to the size the recipe needs;
 decoding runs in worker processes overlapping inference; items of equal tensor shape are stacked
 into one forward pass (a batch of mixed landscape/portrait photos becomes one pass per shape);
-``torch.inference_mode``, channels_last, and float16 weights on CUDA/MPS.
+``torch.inference_mode``, BatchNorm folded into the convolutions (:mod:`aescore.inference.fold`),
+channels_last, and float16 weights on CUDA/MPS.
 """
 
 from __future__ import annotations
@@ -165,8 +166,12 @@ def resolve_device(spec: str = "auto") -> str:
 
 
 def default_batch_size(device: str) -> int:
-    """Images per batch: small on CPU (latency, memory; batching gains little there), larger on GPU."""
-    return 16 if device == "cpu" else 64
+    """Images per batch: small on CPU, larger on GPU.
+
+    On CPU a batch of full photos (375 x 562 at the default recipe) overflows the caches: the
+    network alone ran no faster at 16 than at 1, and rank ran fastest at 4 (12.3 images/s
+    against 10.9 at 16 on 2 cores, benchmarks/bench_rank.py; docs/performance.md)."""
+    return 4 if device == "cpu" else 64
 
 
 def default_workers(device: str, n_items: int, batch_size: int) -> int:
@@ -241,11 +246,13 @@ class Scorer:
             return
         import torch
 
+        from aescore.inference.fold import fold_batchnorm_
         from aescore.weights import load_weights
 
         self.device = resolve_device(self.device_spec)
         model, card = load_weights(self.weights_path, device="cpu")
         self.card = card
+        fold_batchnorm_(model.eval())
         model = model.to(self.device, memory_format=torch.channels_last)
         if self.device != "cpu":
             model = model.half()  # float16 on GPU: ~2x throughput; scores move by ~1e-3

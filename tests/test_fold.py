@@ -1,0 +1,76 @@
+"""BatchNorm folding (aescore.inference.fold): same outputs, and only where folding is exact."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from aescore.inference.fold import fold_batchnorm_
+from aescore.models import create_model
+
+
+def _randomise_bn(model: nn.Module) -> None:
+    # Fresh BatchNorms are near-identities; real statistics make a wrong fold visible.
+    g = torch.Generator().manual_seed(0)
+    for mod in model.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            n = mod.num_features
+            mod.running_mean.copy_(torch.rand(n, generator=g) * 2 - 1)
+            mod.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+            mod.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            mod.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
+
+
+def test_folded_resnet_gives_the_same_scores_and_embeddings() -> None:
+    torch.manual_seed(0)
+    model = create_model("mpa_resnet18", backbone="resnet10t").eval()
+    _randomise_bn(model)
+    n_bn = sum(type(m) is nn.BatchNorm2d for m in model.modules())
+    x = torch.randn(3, 3, 80, 112)
+    with torch.inference_mode():
+        ref_p, ref_e = torch.softmax(model(x), 1), model.embed(x)
+    assert fold_batchnorm_(model) == n_bn > 0
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    with torch.inference_mode():
+        p, e = torch.softmax(model(x), 1), model.embed(x)
+    torch.testing.assert_close(p, ref_p, atol=1e-4, rtol=0)
+    torch.testing.assert_close(e, ref_e, atol=1e-4 * float(ref_e.abs().max()), rtol=1e-4)
+
+
+class _Residual(nn.Module):
+    """conv -> bn, with the conv's output also added back: folding it would change the sum."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.conv2 = nn.Conv2d(4, 4, 1)
+        self.bn2 = nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return self.bn2(self.conv2(self.bn(y) + y))
+
+
+def test_conv_with_a_second_consumer_is_left_alone() -> None:
+    model = nn.Sequential(_Residual()).eval()
+    _randomise_bn(model)
+    x = torch.randn(2, 4, 9, 9)
+    with torch.no_grad():
+        ref = model(x)
+        assert fold_batchnorm_(model) == 1  # conv2 -> bn2 only
+        assert isinstance(model[0].bn, nn.BatchNorm2d) and isinstance(model[0].bn2, nn.Identity)
+        torch.testing.assert_close(model(x), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_batchnorm_with_activation_is_not_folded() -> None:
+    from timm.layers import BatchNormAct2d
+
+    model = nn.Sequential(nn.Sequential(nn.Conv2d(3, 4, 3), BatchNormAct2d(4))).eval()
+    assert fold_batchnorm_(model) == 0
+
+
+def test_folding_refuses_a_training_model() -> None:
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batchnorm_(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))
