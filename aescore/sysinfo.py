@@ -18,7 +18,7 @@ def prefer_passive_openmp() -> None:
     Why: while scoring on a CPU, decode worker processes and the network's OpenMP threads share
     the cores. Spin-waiting threads (the default) burn the CPU time the decoders need, between
     layers and while the network waits for the next batch. Measured with benchmarks/bench_rank.py
-    on 2 cores: rank 11.4 against 8.4 images/s at batch 1 (docs/performance.md). The OpenMP
+    on 2 cores: rank 11.6 images/s passive against 5.2 spinning (docs/performance.md). The OpenMP
     runtime reads the variable once, when torch loads, so this must run before ``import torch``;
     afterwards it changes nothing in this process (child processes still inherit it).
     """

@@ -14,7 +14,8 @@
 (c) decoding alone with all cores: the scorer's own draft-mode decode + resize + normalise
     (its ``_DecodeDataset``) in a process pool of ``usable_cores()`` workers.
 (d) the network alone on the pre-decoded tensors of (c), at the scorer's default batch size, same
-    grouping by shape, channels_last, inference_mode.
+    grouping by shape, BatchNorm folding, channels_last, inference_mode; and, for reference, the
+    same without BatchNorm folding (what :mod:`aescore.inference.fold` buys).
 
 Bound: decoding and the network compete for the same cores on a CPU-only machine, so the best
 possible pipeline rate is the harmonic combination ``bound = 1 / (1/c + 1/d)`` (time per image =
@@ -42,7 +43,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -139,8 +140,8 @@ def decode_all_cores(pool: Any, n: int) -> float:
 
 
 # -- (d) network alone -----------------------------------------------------------------------------
-def network_only(scorer: Any, tensors: Sequence[Any], batch_size: int) -> float:
-    """Seconds for the scorer's forward passes over pre-decoded tensors, batched as score_paths does."""
+def network_only(forward: Callable[[Any], Any], tensors: Sequence[Any], batch_size: int) -> float:
+    """Seconds for ``forward`` (batch -> probabilities) over pre-decoded tensors, batched as score_paths does."""
     import torch
 
     start = time.perf_counter()
@@ -150,9 +151,18 @@ def network_only(scorer: Any, tensors: Sequence[Any], batch_size: int) -> float:
             for x in tensors[b0 : b0 + batch_size]:
                 groups.setdefault(tuple(x.shape), []).append(x)
             for group in groups.values():
-                probs, _ = scorer._forward(torch.stack(group), False)
-                probs.tolist()
+                forward(torch.stack(group)).tolist()
     return time.perf_counter() - start
+
+
+def unfolded_forward(model: Any) -> Callable[[Any], Any]:
+    """The scorer's forward without BatchNorm folding (channels_last, float32): what folding buys."""
+    import copy
+
+    import torch
+
+    model = copy.deepcopy(model).to(memory_format=torch.channels_last).eval()
+    return lambda x: torch.softmax(model(x.contiguous(memory_format=torch.channels_last)), dim=1)[:, 1]
 
 
 def scorer_child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -247,12 +257,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                   "workers": args.workers, "shapes": [list(sh) for sh in shapes]}
     child: dict[str, Any] = {}
 
-    times: dict[str, list[float]] = {"scorer": [], "naive": [], "decode": [], "network": [], "cli_wall": [], "cli_run": []}
+    def folded(x: Any) -> Any:
+        return scorer._forward(x, False)[0]
+
+    plain = unfolded_forward(naive_model)
+    times: dict[str, list[float]] = {"scorer": [], "naive": [], "decode": [], "network": [], "network_unfolded": [],
+                                     "cli_wall": [], "cli_run": []}
     try:
         # warm-up: page cache, pool processes, allocator, oneDNN kernels for every input shape
         # ((a)'s child process warms its own kernels up)
         decode_all_cores(pool, n)
-        network_only(scorer, tensors, batch_size)
+        network_only(folded, tensors, batch_size)
+        network_only(plain, tensors, batch_size)
         naive_scores(naive_model, paths[: min(2, n)])
         for r in range(rounds):
             log(f"round {r + 1}/{rounds}")
@@ -262,7 +278,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             naive_scores(naive_model, paths)
             times["naive"].append(time.perf_counter() - start)
             times["decode"].append(decode_all_cores(pool, n))
-            times["network"].append(network_only(scorer, tensors, batch_size))
+            times["network"].append(network_only(folded, tensors, batch_size))
+            times["network_unfolded"].append(network_only(plain, tensors, batch_size))
             if not args.no_cli:
                 wall, run_s = cli_rank(weights, file_list, env, cli_extra)
                 times["cli_wall"].append(wall)
@@ -306,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "b_naive": b,
             "c_decode_all_cores": c,
             "d_network_only": d,
+            "d_network_only_without_bn_folding": ips("network_unfolded"),
         },
         "bound_images_per_s": bound,
         "bound_formula": BOUND_FORMULA,

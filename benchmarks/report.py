@@ -64,6 +64,7 @@ def render_rank(d: dict[str, Any]) -> str:
         ("(b) naive: full decode, exif_transpose, resize 256, crop 224, batch 1", ips["b_naive"]),
         ("(c) decode + resize alone, all cores", ips["c_decode_all_cores"]),
         ("(d) network alone, pre-decoded tensors", ips["d_network_only"]),
+        ("(d, reference) network alone without BatchNorm folding", ips.get("d_network_only_without_bn_folding")),
         ("bound = 1 / (1/c + 1/d)", d["bound_images_per_s"]),
     ]
     t1 = _table(["pipeline", "images/s"], rows)

@@ -169,8 +169,8 @@ def default_batch_size(device: str) -> int:
     """Images per batch: small on CPU, larger on GPU.
 
     On CPU a batch of full photos (375 x 562 at the default recipe) overflows the caches: the
-    network alone ran no faster at 16 than at 1, and rank ran fastest at 4 (12.3 images/s
-    against 10.9 at 16 on 2 cores, benchmarks/bench_rank.py; docs/performance.md)."""
+    network alone ran no faster at 16 than at 4, and rank ran fastest at 4 (11.6 images/s
+    against 8.7 at 16 on 2 cores, benchmarks/bench_rank.py; docs/performance.md)."""
     return 4 if device == "cpu" else 64
 
 
