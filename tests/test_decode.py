@@ -344,5 +344,8 @@ def test_draft_target_covers_the_multi_crop_base() -> None:
 def test_embeddings_come_back_when_asked(photos: dict[str, Path], tiny_weights: Path) -> None:
     from aescore.inference.scorer import Scorer
 
-    (r,) = Scorer(tiny_weights, device="cpu", workers=0).score_paths([photos["jpeg"]], with_embeddings=True)
+    scorer = Scorer(tiny_weights, device="cpu", workers=0)
+    (r,) = scorer.score_paths([photos["jpeg"]], with_embeddings=True)
     assert r.embedding is not None and r.embedding.ndim == 1 and r.embedding.size > 8
+    (plain,) = scorer.score_paths([photos["jpeg"]])
+    assert plain.embedding is None and abs(plain.score - r.score) < 1e-6  # same score either way

@@ -63,8 +63,12 @@ def test_mpa_logits_for_square_and_non_square_input(shape: tuple[int, ...]) -> N
 def test_mpa_accepts_any_timm_backbone() -> None:
     model = create_model("mpa_resnet18", backbone="resnet10t").eval()
     assert model.arch_args == {"backbone": "resnet10t"}
+    x = torch.randn(2, 3, 48, 80)
     with torch.no_grad():
-        assert model(torch.randn(1, 3, 48, 80)).shape == (1, 2)
+        assert model(x).shape == (2, 2)
+        logits, emb = model.forward_with_embedding(x)  # one backbone pass for both
+        torch.testing.assert_close(logits, model(x))
+        torch.testing.assert_close(emb, model.embed(x))
     with pytest.raises(UsageError):
         create_model("mpa_resnet18", backbone="not_a_timm_model")
 
@@ -105,10 +109,14 @@ def test_rgnet_region_scores_and_embed(rgnet: torch.nn.Module) -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_variants_build_and_run(variant: str) -> None:
     model = create_model("rgnet_densenet121", variant=variant).eval()
+    x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        out = model(torch.randn(2, 3, 64, 64))
-        emb = model.embed(torch.randn(1, 3, 64, 64))
+        out = model(x)
+        emb = model.embed(x[:1])
+        both = model.forward_with_embedding(x)  # the scorer's one-pass path for --similarity
     assert out.shape == (2, 2) and torch.isfinite(out).all()
+    torch.testing.assert_close(both[0], out)
+    torch.testing.assert_close(both[1][:1], emb)
     graph_blocks = [m for m in model.modules() if isinstance(m, RegionGraphConv)]
     assert len(graph_blocks) == (3 if variant.endswith("G") else 0)
     assert any(isinstance(m, DenseASPP) for m in model.modules()) == ("-A" in variant)

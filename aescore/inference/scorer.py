@@ -265,9 +265,15 @@ class Scorer:
         weight = next(self.model.parameters(), None)  # None: a parameter-free model (test stubs)
         dtype = weight.dtype if weight is not None else torch.float32
         x = x.to(self.device, dtype=dtype, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        probs = torch.softmax(self.model(x).float(), dim=1)[:, 1]
-        emb = self.model.embed(x).float() if with_embeddings else None
-        return probs, emb
+        emb = None
+        if not with_embeddings:
+            logits = self.model(x)
+        elif hasattr(self.model, "forward_with_embedding"):
+            logits, emb = self.model.forward_with_embedding(x)  # one pass, not two
+        else:
+            logits, emb = self.model(x), self.model.embed(x)
+        probs = torch.softmax(logits.float(), dim=1)[:, 1]
+        return probs, emb.float() if emb is not None else None
 
     def score_paths(
         self,

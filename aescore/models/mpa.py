@@ -49,6 +49,11 @@ class MPANet(nn.Module):
         """[B, 3, H, W] images (any H, W) -> [B, num_classes] logits; softmax[:, 1] = P(high aesthetics)."""
         return self.head(self.embed(x))
 
+    def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(forward(x), embed(x))`` from one pass through the backbone."""
+        emb = self.embed(x)
+        return self.head(emb), emb
+
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Trade compute for memory in the backbone (timm's gradient checkpointing)."""
         self.backbone.set_grad_checkpointing(enable)

@@ -117,6 +117,14 @@ class RGNet(nn.Module):
             return self.head(self.backbone(x))
         return lse_pool(self.region_scores(x), self.lse_r)
 
+    def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(forward(x), embed(x))`` from one pass through the network."""
+        if not self.is_fcn:
+            emb = self.backbone(x)
+            return self.head(emb), emb
+        feats = self.feature_map(x)
+        return lse_pool(torch.softmax(self.head(feats), dim=1), self.lse_r), feats.mean((2, 3))
+
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Trade compute for memory in the DenseNet (timm's per-dense-layer checkpointing)."""
         self.backbone.set_grad_checkpointing(enable)
