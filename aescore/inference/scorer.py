@@ -6,7 +6,8 @@ The score is ``softmax(model(x))[:, 1]``: the model's probability that the photo
 Recipes (the ``recipe`` string is part of the score-cache key):
 
 * ``full`` (default): one fully convolutional pass over the whole image resized per the card's
-  ``preprocess["eval"]`` (MPA: shorter edge 256, long edge centre-cropped to at most 1.5x).
+  ``preprocess["eval"]`` (MPA paper recipe: shorter edge 256; the bundled default model: 375;
+  the long edge centre-cropped to at most 1.5x).
   Cheap, and it sees the whole composition.
 * ``ttaN``: the MPA paper's multi-crop evaluation — the shorter edge resized to the eval size
   (aspect kept, nothing cut), N random crops of the training crop size (224), probabilities
@@ -16,7 +17,9 @@ Speed: JPEGs are decoded with Pillow's draft mode straight to the size the recip
 decoding runs in worker processes overlapping inference; items of equal tensor shape are stacked
 into one forward pass (a batch of mixed landscape/portrait photos becomes one pass per shape);
 ``torch.inference_mode``, BatchNorm folded into the convolutions (:mod:`aescore.inference.fold`),
-channels_last, and float16 weights on CUDA/MPS.
+channels_last, and float16 weights on CUDA/MPS. On a CPU, call
+:func:`aescore.sysinfo.prefer_passive_openmp` before importing torch (the CLI does): decode workers
+and spinning OpenMP threads otherwise fight over the cores (docs/performance.md).
 """
 
 from __future__ import annotations
