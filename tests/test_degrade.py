@@ -321,3 +321,37 @@ def test_pair_rank_trains_on_a_degraded_dataset(tmp_path: Path) -> None:
     card = read_card(out / "best.json")
     assert card["training"]["objective"] == "pair_rank"
     assert card["preprocess"]["train"]["crop"] == 32
+
+
+def test_pair_rank_training_with_undecodable_photos(tmp_path: Path) -> None:
+    # Decode failures in pairs come back as failure records, which the engine counts and skips like
+    # any unreadable image. With one original truncated the run finishes and reports the skips;
+    # with every original truncated nothing can be learned, and the run stops with a one-line
+    # error instead of exporting an untrained model as "best".
+    _make_sources(tmp_path / "src", n=8)
+    build_degraded_dataset(tmp_path / "src", tmp_path / "deg", holdout=0.0, copies_per_image=2, seed=0)
+    with open(tmp_path / "deg" / "train.csv", newline="", encoding="utf-8") as fh:
+        originals = [tmp_path / "deg" / r["path"] for r in csv.DictReader(fh) if r["label"] == "1"]
+
+    def train(out: Path) -> object:
+        args = ["train", "--dataset", "csv", "--root", tmp_path / "deg" / "train.csv", "--preset", "mpa-ada",
+                "--objective", "pair_rank", "--output", out, "--epochs", 1, "--batch-size", 2, "--patches", 2,
+                "--val-size", 3, "--backbone", "resnet10t", "--no-pretrained", "--crop-size", 32,
+                "--resize-size", 40, "--workers", 0, "--device", "cpu", "--json"]
+        return CliRunner().invoke(get_app(), [str(a) for a in args])
+
+    def truncate(path: Path) -> None:
+        path.write_bytes(path.read_bytes()[:200])
+
+    truncate(originals[0])
+    res = train(tmp_path / "one")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout.strip().splitlines()[-1])["n_skipped"] >= 1
+    assert (tmp_path / "one" / "best.safetensors").is_file()
+
+    for path in originals[1:]:
+        truncate(path)
+    res = train(tmp_path / "all")
+    assert isinstance(res.exception, DataError), res.output
+    assert "no training image could be decoded" in str(res.exception)
+    assert not (tmp_path / "all" / "best.safetensors").exists()

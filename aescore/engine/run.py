@@ -207,6 +207,14 @@ class TrainingRun:
                     return FitResult(out, epoch, best.get("epoch"), best.get("metrics"), history, interrupted=True,
                                      n_skipped=splits.total_skipped + len(failed_train),
                                      fingerprints=dict(splits.fingerprints))
+                # Every rank joins the sum (failed_train is already the same on all of them).
+                trained = all_reduce_sum([float(stats.n_images)], info, device)[0]
+                if failed_train and trained == 0:
+                    # Every item failed to decode: going on would export an untrained model as "best".
+                    raise DataError(
+                        f"epoch {epoch + 1}: no training image could be decoded ({len(failed_train)} failed"
+                        + (f", e.g. {stats.first_failure}" if stats.first_failure else "")
+                        + "); nothing was learned, so no weights were written for this epoch")
                 scheduler.step()
                 row, best = self._end_epoch(model, epoch, lr, stats, splits, val_tf, amp_dtype, channels_last,
                                             failed_train, best, ids_sha, objective)

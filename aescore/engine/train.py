@@ -49,6 +49,7 @@ class EpochStats:
     steps: int = 0
     seconds: float = 0.0
     failed: set[int] = field(default_factory=set)
+    first_failure: str | None = None  # the first decode failure's reason, for error messages
     interrupted: bool = False
 
     @property
@@ -149,6 +150,8 @@ def train_one_epoch(
     start = time.perf_counter()
     for batch, failed in loader:
         stats.failed.update(int(i) for i, _ in failed)
+        if failed and stats.first_failure is None:
+            stats.first_failure = failed[0][1]
         if batch is not None:  # None: every image of the batch failed to decode
             images = batch["image"].to(device, non_blocking=True)
             target = batch["target" if regression else "label"].to(device, non_blocking=True)
@@ -340,6 +343,7 @@ class EpochProgress:
             f"epoch {row['epoch']}: train loss {fmt('train_loss')}  val acc {fmt('val_accuracy')}  "
             f"AP {fmt('val_average_precision')}  SRCC {fmt('val_srcc')}  LCC {fmt('val_lcc')}  "
             f"{'n/a' if ips is None else f'{ips:.1f}'} img/s  {row['seconds']:.1f} s"
+            + (f"  {row['n_skipped']} skipped" if row.get("n_skipped") else "")
             + ("  (best)" if row.get("is_best") else "")
         )
         if self._progress is not None:
