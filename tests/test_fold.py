@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -74,3 +76,38 @@ def test_batchnorm_with_activation_is_not_folded() -> None:
 def test_folding_refuses_a_training_model() -> None:
     with pytest.raises(ValueError, match="eval mode"):
         fold_batchnorm_(nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)))
+
+
+def test_evaluate_folds_batchnorm_and_keeps_every_prediction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `aescore evaluate` folds too: its per-image predictions must equal the unfolded model's.
+    import aescore.engine.evaluate as ev
+    import aescore.inference.fold as fold
+    from aescore.data.synthetic import make_tiny_ava
+    from aescore.engine.setup import sized_preprocess
+    from aescore.weights import save_weights
+
+    data = make_tiny_ava(tmp_path / "ava")
+    model = create_model("mpa_resnet18", backbone="resnet10t").eval()
+    _randomise_bn(model)
+    path = tmp_path / "m.safetensors"
+    save_weights(model, path, {"preprocess": sized_preprocess(model.default_preprocess, 32, 40),
+                               "training": {"dataset": "none"}})
+    runs: list[dict[int, float]] = []
+    real_predict, real_fold = ev.predict, fold.fold_batchnorm_
+    folded: list[int] = []
+
+    def spy_predict(*args: object, **kwargs: object) -> object:
+        out = real_predict(*args, **kwargs)
+        runs.append(out[0])
+        return out
+
+    monkeypatch.setattr(ev, "predict", spy_predict)
+    monkeypatch.setattr(fold, "fold_batchnorm_", lambda m: folded.append(real_fold(m)) or folded[-1])
+    ev.evaluate_weights(str(path), "ava", data["root"], workers=0, device="cpu")
+    monkeypatch.setattr(fold, "fold_batchnorm_", lambda m: 0)  # the unoptimised reference
+    ev.evaluate_weights(str(path), "ava", data["root"], workers=0, device="cpu")
+    assert folded and folded[0] > 0
+    with_fold, without = runs
+    assert with_fold.keys() == without.keys() and len(with_fold) > 5
+    assert max(abs(with_fold[k] - without[k]) for k in with_fold) < 1e-4
+    assert max(abs(with_fold[k] - 0.5) for k in with_fold) > 1e-3  # real, not constant, predictions

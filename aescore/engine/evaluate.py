@@ -213,6 +213,7 @@ def evaluate_weights(
     from aescore.data.transforms import build_eval_transform
     from aescore.engine.distributed import env_dist_info
     from aescore.engine.setup import resolve_amp, resolve_device
+    from aescore.inference.fold import fold_batchnorm_
     from aescore.weights import load_weights, resolve_model
 
     from aescore.engine.presets import DATASETS
@@ -225,7 +226,9 @@ def evaluate_weights(
         raise UsageError("--tta-crops must be at least 1")
     path = resolve_model(weights)
     dev = resolve_device(device, env_dist_info())
-    model, card = load_weights(path, device=dev)
+    model, card = load_weights(path, device="cpu")
+    fold_batchnorm_(model)  # inference only: same predictions within 1e-4, fewer passes over memory
+    model = model.to(dev, memory_format=torch.channels_last)
     training = card.get("training") or {}
     hp = (training.get("hyperparameters") or {}) if training.get("dataset") == dataset else {}
     if threshold_inclusive is None:
@@ -256,7 +259,7 @@ def evaluate_weights(
         transform, ragged = build_eval_transform(preprocess), True
     metrics, failed = evaluate_samples(
         model, samples, transform, batch_size=batch_size, workers=workers, device=dev,
-        amp_dtype=resolve_amp(amp, dev), channels_last=dev.type == "cuda", ragged=ragged,
+        amp_dtype=resolve_amp(amp, dev), channels_last=True, ragged=ragged,
     )
     from aescore.weights import file_sha256
 
