@@ -188,7 +188,7 @@ def scorer_child(spec: dict[str, Any]) -> dict[str, Any]:
     failed = [s for s in scored if s.score is None]
     if failed:
         raise RuntimeError(f"scorer skipped files: {failed[:3]}")
-    return {"seconds": seconds, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "torch_threads": torch.get_num_threads()}
+    return {"seconds": seconds, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
 
 
 def run_scorer_child(spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:

@@ -213,7 +213,7 @@ def evaluate_weights(
     from aescore.data.transforms import build_eval_transform
     from aescore.engine.distributed import env_dist_info
     from aescore.engine.setup import resolve_amp, resolve_device
-    from aescore.inference.fold import fold_batchnorm_
+    from aescore.inference.fold import prepare_for_inference
     from aescore.weights import load_weights, resolve_model
 
     from aescore.engine.presets import DATASETS
@@ -227,8 +227,7 @@ def evaluate_weights(
     path = resolve_model(weights)
     dev = resolve_device(device, env_dist_info())
     model, card = load_weights(path, device="cpu")
-    fold_batchnorm_(model)  # inference only: same predictions within 1e-4, fewer passes over memory
-    model = model.to(dev, memory_format=torch.channels_last)
+    model = prepare_for_inference(model, dev)
     training = card.get("training") or {}
     hp = (training.get("hyperparameters") or {}) if training.get("dataset") == dataset else {}
     if threshold_inclusive is None:

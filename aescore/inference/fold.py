@@ -10,6 +10,9 @@ model up to float rounding (tested at 1e-4).
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 import torch.fx
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
@@ -76,3 +79,10 @@ def fold_batchnorm_(model: nn.Module) -> int:
 def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, leaf = name.rpartition(".")
     setattr(root.get_submodule(parent_name) if parent_name else root, leaf, new)
+
+
+def prepare_for_inference(model: nn.Module, device: Any) -> nn.Module:
+    """The scoring and ``aescore evaluate`` form of a loaded model: eval mode, BatchNorm folded,
+    on ``device`` in channels_last (faster convolutions on CPU and GPU alike)."""
+    fold_batchnorm_(model.eval())
+    return model.to(device, memory_format=torch.channels_last)

@@ -247,19 +247,16 @@ class Scorer:
         """Load and verify the weights, move the model to the device (idempotent)."""
         if self.model is not None:
             return
-        import torch
-
-        from aescore.inference.fold import fold_batchnorm_
+        from aescore.inference.fold import prepare_for_inference
         from aescore.weights import load_weights
 
         self.device = resolve_device(self.device_spec)
         model, card = load_weights(self.weights_path, device="cpu")
         self.card = card
-        fold_batchnorm_(model.eval())
-        model = model.to(self.device, memory_format=torch.channels_last)
+        model = prepare_for_inference(model, self.device)
         if self.device != "cpu":
             model = model.half()  # float16 on GPU: ~2x throughput; scores move by ~1e-3
-        self.model = model.eval()
+        self.model = model
 
     def _forward(self, x: Any, with_embeddings: bool) -> tuple[Any, Any]:
         import torch
@@ -268,15 +265,12 @@ class Scorer:
         weight = next(self.model.parameters(), None)  # None: a parameter-free model (test stubs)
         dtype = weight.dtype if weight is not None else torch.float32
         x = x.to(self.device, dtype=dtype, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        emb = None
-        if not with_embeddings:
-            logits = self.model(x)
-        elif hasattr(self.model, "forward_with_embedding"):
+        if with_embeddings:
             logits, emb = self.model.forward_with_embedding(x)  # one pass, not two
+            emb = emb.float()
         else:
-            logits, emb = self.model(x), self.model.embed(x)
-        probs = torch.softmax(logits.float(), dim=1)[:, 1]
-        return probs, emb.float() if emb is not None else None
+            logits, emb = self.model(x), None
+        return torch.softmax(logits.float(), dim=1)[:, 1], emb
 
     def score_paths(
         self,

@@ -103,7 +103,11 @@ class RGNet(nn.Module):
 
     def region_scores(self, x: torch.Tensor) -> torch.Tensor:
         """Per-region class probabilities Y^c_ij: [B, 3, H, W] -> [B, num_classes, H/8, W/8] (softmax over classes)."""
-        return torch.softmax(self.head(self.feature_map(x)), dim=1)
+        return self._region_probs(self.feature_map(x))
+
+    def _region_probs(self, feats: torch.Tensor) -> torch.Tensor:
+        # The classifier head on region features, softmax over classes: Y^c_ij.
+        return torch.softmax(self.head(feats), dim=1)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] -> [B, d'] globally averaged features (the head's input)."""
@@ -123,7 +127,7 @@ class RGNet(nn.Module):
             emb = self.backbone(x)
             return self.head(emb), emb
         feats = self.feature_map(x)
-        return lse_pool(torch.softmax(self.head(feats), dim=1), self.lse_r), feats.mean((2, 3))
+        return lse_pool(self._region_probs(feats), self.lse_r), feats.mean((2, 3))
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Trade compute for memory in the DenseNet (timm's per-dense-layer checkpointing)."""
