@@ -15,7 +15,6 @@ from aescore.data.synthetic import make_tiny_aadb, make_tiny_csv
 from aescore.data.train_transforms import (
     build_eval_transform_for_training,
     build_train_transform,
-    mpa_eval_crops,
     mpa_train_transform,
     rgnet_eval_transform,
     rgnet_train_transform,
@@ -186,10 +185,12 @@ def test_mpa_flip_happens_and_is_seeded() -> None:
     assert any(increasing) and not all(increasing)
 
 
-def test_mpa_eval_crops_deterministic_per_key(photo: Image.Image) -> None:
-    t = mpa_eval_crops(5, resize_shorter=40, crop=32, seed=0)
+def test_tta_crops_deterministic_per_key(photo: Image.Image) -> None:
+    from aescore.data.transforms import Preprocess
+
+    recipe = Preprocess.from_card({**MPA_PRE, "train": {"kind": "mpa", "resize_shorter": 40, "crop": 32}})
     state = torch.get_rng_state()
-    a, b, c = t(photo, key="img1"), t(photo, key="img1"), t(photo, key="img2")
+    a, b, c = recipe.tta_views(photo, 5, "img1"), recipe.tta_views(photo, 5, "img1"), recipe.tta_views(photo, 5, "img2")
     assert torch.equal(torch.get_rng_state(), state)  # global RNG untouched
     assert a.shape == (5, 3, 32, 32) and torch.equal(a, b) and not torch.equal(a, c)
     assert build_eval_transform_for_training(MPA_PRE, 4)(photo, key=1).shape == (4, 3, 32, 32)

@@ -333,12 +333,12 @@ def test_tta_is_deterministic_and_differs_from_full(photos: dict[str, Path], tin
 
 
 def test_draft_target_covers_the_multi_crop_base() -> None:
-    from aescore.inference.scorer import decode_size, tta_geometry
+    from aescore.data.transforms import Preprocess
 
-    square = {"eval": {"mode": "square", "size": 300}, "train": {"kind": "rgnet", "size": 300}}
-    assert decode_size(square) == 300 and decode_size(square, 10) == tta_geometry(square)[1] > 300
-    shorter = {"eval": {"mode": "shorter", "size": 256, "max_aspect": 1.5}, "train": {"crop": 224}}
-    assert decode_size(shorter) == decode_size(shorter, 10) == 256
+    square = Preprocess.from_card({"eval": {"mode": "square", "size": 300}, "train": {"kind": "rgnet", "size": 300}})
+    assert square.decode_size() == 300 and square.decode_size(10) == square.tta_base > 300
+    shorter = Preprocess.from_card({"eval": {"mode": "shorter", "size": 256, "max_aspect": 1.5}, "train": {"crop": 224}})
+    assert shorter.decode_size() == shorter.decode_size(10) == 256
 
 
 def test_embeddings_come_back_when_asked(photos: dict[str, Path], tiny_weights: Path) -> None:

@@ -2,13 +2,12 @@
 
 All randomness of the training transforms comes from torch's global RNG (through
 ``torchvision.transforms.v2``), so ``torch.manual_seed`` makes them reproducible; DataLoader
-workers are seeded by the engine. Evaluation crops use a private generator seeded from the
-sample's key, so they are the same for an image on every run and in every worker.
+workers are seeded by the engine. Multi-crop evaluation is :meth:`aescore.data.transforms.Preprocess.tta_views`
+(the one implementation ``score`` and ``evaluate`` share), seeded from the sample's key.
 """
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Callable, Sequence
 
 import torch
@@ -16,7 +15,7 @@ from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_eval_transform
+from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess, build_eval_transform
 
 Transform = Callable[..., torch.Tensor]
 
@@ -60,45 +59,6 @@ def mpa_train_transform(
         base = _resize_shorter(img, resize_shorter)
         return norm(torch.stack([one_patch(base) for _ in range(patches)]))
 
-    return transform
-
-
-def _key_seed(seed: int, key: object) -> int:
-    digest = hashlib.sha256(f"{seed}\x00{key}".encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
-def mpa_eval_crops(
-    n: int,
-    resize_shorter: int = 256,
-    crop: int = 224,
-    seed: int = 0,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-) -> Transform:
-    """MPA test-time crops: ``transform(img, key=0)`` -> float tensor [n, 3, crop, crop].
-
-    The official MPA code averages the predictions of 15 random crops per test image; here the
-    crops (no flips) are drawn from a private generator seeded by ``(seed, key)`` — pass the
-    sample id or index as ``key`` — so evaluation is deterministic and does not consume the
-    global RNG. The returned callable has ``needs_key = True`` (ImageDataset passes the sample id).
-    """
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    norm = _normalise(mean, std)
-
-    def transform(img: Image.Image, key: object = 0) -> torch.Tensor:
-        base = _resize_shorter(img, resize_shorter)
-        h, w = base.shape[-2:]
-        if h < crop or w < crop:
-            base = F.pad(base, [0, 0, max(0, crop - w), max(0, crop - h)])
-            h, w = base.shape[-2:]
-        gen = torch.Generator().manual_seed(_key_seed(seed, key))
-        tops = torch.randint(0, h - crop + 1, (n,), generator=gen).tolist()
-        lefts = torch.randint(0, w - crop + 1, (n,), generator=gen).tolist()
-        return norm(torch.stack([base[:, t : t + crop, l : l + crop] for t, l in zip(tops, lefts)]))
-
-    transform.needs_key = True  # type: ignore[attr-defined]
     return transform
 
 
@@ -177,16 +137,25 @@ def build_train_transform(preprocess: dict[str, Any], patches: int = 1) -> Trans
 def build_eval_transform_for_training(preprocess: dict[str, Any], tta_crops: int | None = None, seed: int = 0) -> Transform:
     """The evaluation transform used by validation and ``evaluate``; always batchable.
 
-    kind "mpa": ``tta_crops`` = n >= 1 -> :func:`mpa_eval_crops` [n, 3, crop, crop] (average the
-    n predictions; the official code used 15); None or 0 -> one centre crop [1, 3, crop, crop].
-    kind "rgnet": the whole image at size x size, [3, size, size] (``tta_crops`` unused).
+    kind "mpa": ``tta_crops`` = n >= 1 -> [n, 3, crop, crop], the crops of
+    :meth:`~aescore.data.transforms.Preprocess.tta_views` keyed by the sample id (average the n
+    predictions; the official code used 15); None or 0 -> one centre crop [1, 3, crop, crop].
+    kind "rgnet": the whole image at size x size, [3, size, size] (``tta_crops`` unused: cheap
+    per-epoch validation; ``aescore evaluate`` applies the multi-crop recipe to RGNet too).
     """
     cfg = _train_cfg(preprocess)
     mean, std = _stats(preprocess)
     if cfg["kind"] == "mpa":
         shorter, crop = int(cfg.get("resize_shorter", 256)), int(cfg.get("crop", 224))
         if tta_crops:
-            return mpa_eval_crops(int(tta_crops), shorter, crop, seed, mean, std)
+            recipe = Preprocess.from_card(preprocess)
+            n = int(tta_crops)
+
+            def crops(img: Image.Image, key: object = 0) -> torch.Tensor:
+                return recipe.tta_views(img, n, f"{seed}\x00{key}" if seed else str(key))
+
+            crops.needs_key = True  # type: ignore[attr-defined]  (ImageDataset passes the sample id)
+            return crops
         return mpa_center_crop(shorter, crop, mean, std)
     return rgnet_eval_transform(int(cfg.get("size", 300)), mean, std)
 

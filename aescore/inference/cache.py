@@ -49,6 +49,19 @@ CREATE TABLE IF NOT EXISTS failures (
     updated   REAL    NOT NULL
 ) WITHOUT ROWID
 """
+# Fields of per-photo checks (aescore.checks), one row per (path, check key): the key holds the
+# check's name and version, and for model-dependent checks the weights and recipe.
+_CHECKS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS checks (
+    path      TEXT    NOT NULL,
+    check_key TEXT    NOT NULL,
+    size      INTEGER NOT NULL,
+    mtime_ns  INTEGER NOT NULL,
+    fields    TEXT    NOT NULL,
+    updated   REAL    NOT NULL,
+    PRIMARY KEY (path, check_key)
+) WITHOUT ROWID
+"""
 # Keep each IN (...) list well under SQLite's host-parameter limit (32766 since 3.32, 999 before).
 _CHUNK = 900
 
@@ -132,6 +145,7 @@ class ScoreCache:
             conn.execute("PRAGMA synchronous = NORMAL")  # durable enough for a cache; much faster in WAL
             conn.execute(_SCHEMA)
             conn.execute(_FAILURES_SCHEMA)
+            conn.execute(_CHECKS_SCHEMA)
             conn.execute("SELECT 1 FROM scores LIMIT 1").fetchall()  # touches the table's pages
         except BaseException:
             conn.close()
@@ -218,7 +232,35 @@ class ScoreCache:
             ((_db_path(k.path), k.size, k.mtime_ns, decoder, reason, now) for k, reason in rows),
         )
 
-    # -- shared by the two tables ---------------------------------------------------------------
+    # -- fields of per-photo checks -------------------------------------------------------------
+    def get_checks(self, keys: Sequence[CacheKey], check_key: str) -> dict[str, dict[str, Any]]:
+        """Cached fields of the check ``check_key`` for ``keys`` (by path) whose size and mtime_ns still match."""
+        import json
+
+        rows = self._valid_rows(
+            keys, "SELECT path, size, mtime_ns, fields FROM checks WHERE check_key = ? AND path IN ({marks})", (check_key,)
+        )
+        out: dict[str, dict[str, Any]] = {}
+        for key, (text,) in rows:
+            try:
+                value = json.loads(text)
+            except ValueError:
+                continue  # an unreadable row is a miss; the next write replaces it
+            if isinstance(value, dict):
+                out[key.path] = value
+        return out
+
+    def put_checks(self, rows: Iterable[tuple[CacheKey, dict[str, Any]]], check_key: str) -> None:
+        """Store ``(key, fields)`` rows of the check ``check_key`` in one short transaction."""
+        import json
+
+        now = time.time()
+        self._insert_many(
+            "INSERT OR REPLACE INTO checks (path, check_key, size, mtime_ns, fields, updated) VALUES (?, ?, ?, ?, ?, ?)",
+            ((_db_path(k.path), check_key, k.size, k.mtime_ns, json.dumps(f, allow_nan=False), now) for k, f in rows),
+        )
+
+    # -- shared by the tables ---------------------------------------------------------------
     def _valid_rows(self, keys: Sequence[CacheKey], select: str, args: tuple[object, ...]) -> list[tuple[CacheKey, list[Any]]]:
         """``(key, remaining columns)`` for each row of ``select`` whose file still has the key's size and mtime_ns.
 
@@ -300,6 +342,7 @@ class ScoreCache:
         conn.execute("BEGIN IMMEDIATE")
         n = conn.execute("DELETE FROM scores").rowcount
         conn.execute("DELETE FROM failures")
+        conn.execute("DELETE FROM checks")
         conn.execute("COMMIT")
         conn.execute("VACUUM")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

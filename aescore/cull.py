@@ -1,0 +1,217 @@
+"""The culling pipeline as a Python API: score photos with checks, then rank, group, star, select,
+write sidecars and copy — each a function over the results. ``aescore score`` / ``rank`` /
+``report`` are thin wrappers around it.
+
+>>> from aescore import cull
+>>> run = cull.score_photos(["~/Photos/shoot"], checks=["exif"])       # doctest: +SKIP
+>>> cull.group_bursts(run.photos, seconds=2)                          # doctest: +SKIP
+>>> cull.assign_stars(run.photos)                                     # doctest: +SKIP
+>>> for p in cull.select(run.photos, ranked=True, top=10):            # doctest: +SKIP
+...     print(p.rank, f"{p.score:.3f}", p.stars, p.fields["camera"], p.path)
+
+Scores and check fields are cached (:class:`~aescore.inference.cache.ScoreCache`): a re-run over
+the same files decodes nothing and, when every score is cached, never imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from aescore.checks.base import Check, PhotoData, get_check
+from aescore.errors import AescoreError
+from aescore.inference.discover import FoundFile
+from aescore.inference.photo import Photo, Skipped, assign_ranks, select
+
+__all__ = [
+    "Photo", "ScoreRun", "Settings", "Skipped", "assign_ranks", "assign_stars", "copy_photos", "find_photos",
+    "group_bursts", "resolve_checks", "score_photos", "select", "write_sidecars",
+]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to score: which model, where it runs, and the cache.
+
+    ``model``: a name (see ``aescore models``), a ``.safetensors``/``.json`` file, or None for the
+    default. ``device``: auto/cpu/cuda/mps. ``batch_size``/``workers``: None chooses from the
+    device and the core count. ``tta_crops``: None for the one-pass recipe, N for N-crop
+    evaluation. ``use_cache``/``cache_path``: the score cache (default location when None).
+    ``draft``: reduced-size JPEG decoding (off only for full-resolution reference runs).
+    """
+
+    model: str | None = None
+    device: str = "auto"
+    batch_size: int | None = None
+    workers: int | None = None
+    tta_crops: int | None = None
+    use_cache: bool = True
+    cache_path: str | None = None
+    draft: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size is not None and self.batch_size < 1:
+            raise SettingsError("batch size must be >= 1", "batch_size")
+        if self.workers is not None and self.workers < 0:
+            raise SettingsError("workers must be >= 0", "workers")
+        if self.tta_crops is not None and self.tta_crops < 0:
+            raise SettingsError("tta crops must be >= 0", "tta_crops")
+
+
+class SettingsError(AescoreError):
+    """An invalid :class:`Settings` value; ``setting`` names the field (the CLI maps it to its flag)."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, setting: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+@dataclass
+class ScoreRun:
+    """What :func:`score_photos` returns."""
+
+    photos: list[Photo]  # in input order
+    skipped: list[Skipped]
+    checks: list[Check]
+    model_name: str
+    model_sha256: str
+    from_cache: int = 0
+    computed: int = 0
+    card: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def model_tag(self) -> str:
+        """``name@sha256-prefix``: how sidecars record the model that scored a photo."""
+        return f"{self.model_name}@{self.model_sha256[:12]}"
+
+
+def resolve_checks(names: Iterable[str | Check]) -> list[Check]:
+    """The score check first, then the named (or given) checks, each once, in order."""
+    out: list[Check] = [get_check("score")]
+    for item in names:
+        check = item if isinstance(item, Check) else get_check(item)
+        if all(c.name != check.name for c in out):
+            out.append(check)
+    return out
+
+
+def find_photos(inputs: Iterable[str | os.PathLike[str]]) -> tuple[list[FoundFile], list[Skipped]]:
+    """Photos under ``inputs`` (files and folders, searched recursively), and the inputs skipped."""
+    from aescore.inference.discover import discover
+
+    found = discover([os.path.expanduser(os.fspath(p)) for p in inputs])
+    return found.files, [Skipped(p, r) for p, r in found.problems]
+
+
+def score_photos(
+    inputs: Sequence[str | os.PathLike[str] | FoundFile],
+    settings: Settings = Settings(),
+    checks: Iterable[str | Check] = (),
+    *,
+    with_embeddings: bool = False,
+    on_skip: Callable[[str, str], None] | None = None,
+    progress: Callable[[int, int], Callable[[int], None] | None] | None = None,
+    cache: Any = None,
+) -> ScoreRun:
+    """Score ``inputs`` (paths, folders or :class:`FoundFile` s) and run ``checks`` on each photo.
+
+    Each photo is decoded at most once, whatever the number of checks; the network runs only for
+    photos whose score (and embedding, with ``with_embeddings``) is not cached. Unreadable inputs
+    are skipped (``on_skip(path, reason)`` for each), never raised. ``progress(total, done)`` may
+    return a callable advanced by the number of photos finished. ``cache``: an open
+    :class:`~aescore.inference.cache.ScoreCache` to use (else one is opened per ``settings``).
+    """
+    from aescore.inference.pipeline import run_pipeline
+
+    files: list[FoundFile] = []
+    skipped: list[Skipped] = []
+    plain = [p for p in inputs if not isinstance(p, FoundFile)]
+    if plain:
+        found, problems = find_photos(plain)  # type: ignore[arg-type]
+        for s in problems:
+            skipped.append(s)
+            if on_skip is not None:
+                on_skip(s.path, s.reason)
+        files += found
+    files += [p for p in inputs if isinstance(p, FoundFile)]
+    run = run_pipeline(files, settings, resolve_checks(checks), with_embeddings, on_skip, progress, cache)
+    run.skipped[:0] = skipped
+    return run
+
+
+def group_bursts(photos: Sequence[Photo], seconds: float, similarity: float | None = None) -> None:
+    """Set ``group`` and ``best`` on ``photos``: a burst is a run of photos taken within
+    ``seconds`` of the previous one; with ``similarity``, consecutive photos whose embeddings'
+    cosine similarity is below it also start a new group (needs ``with_embeddings``).
+    Needs the ``capture`` check's ``timestamp`` field (:func:`score_photos` with ``checks=["capture"]``)."""
+    from aescore.inference import bursts
+
+    if any("timestamp" not in p.fields for p in photos):
+        raise ValueError("group_bursts needs the 'capture' check: score_photos(..., checks=['capture'])")
+    vectors = None
+    if similarity is not None:
+        if any(p.embedding is None for p in photos):
+            raise ValueError("group_bursts with similarity needs score_photos(..., with_embeddings=True)")
+        vectors = [p.embedding for p in photos]
+    groups = bursts.group_bursts([float(p.fields["timestamp"]) for p in photos], seconds, vectors, similarity)
+    best = bursts.best_of_groups(groups, [p.score for p in photos], [p.path for p in photos])
+    for i, photo in enumerate(photos):
+        photo.group, photo.best = groups[i], i in best
+
+
+def assign_stars(photos: Sequence[Photo], reject_below: float | None = None) -> None:
+    """Set ``stars`` on ``photos`` by percentile within them (see :mod:`aescore.inference.stars`);
+    scores below ``reject_below`` get -1 (rejected)."""
+    from aescore.inference import stars
+
+    for photo, s in zip(photos, stars.assign_stars([p.score for p in photos], reject_below)):
+        photo.stars = s
+
+
+@dataclass(frozen=True)
+class SidecarOutcome:
+    """What happened to one photo's sidecar: the change made (or that would be), or the refusal."""
+
+    photo: Photo
+    change: Any = None  # aescore.inference.xmp.SidecarChange
+    error: str | None = None
+
+
+def write_sidecars(
+    photos: Sequence[Photo], model_tag: str, style: str = "lightroom", overwrite_rating: bool = False, dry_run: bool = False
+) -> list[SidecarOutcome]:
+    """Write each photo's stars as ``xmp:Rating`` and its score as ``aescore:Score`` into its XMP
+    sidecar (merged with what is there; atomic). Photos need ``stars`` (:func:`assign_stars`)."""
+    from aescore.inference.xmp import SidecarError, write_rating_sidecar
+
+    out = []
+    for photo in photos:
+        if photo.stars is None:
+            raise ValueError("write_sidecars needs stars: call assign_stars first")
+        try:
+            change = write_rating_sidecar(
+                photo.path, photo.stars, photo.score, style=style,  # type: ignore[arg-type]
+                overwrite_rating=overwrite_rating, dry_run=dry_run, model=model_tag,
+            )
+        except (SidecarError, OSError) as exc:
+            out.append(SidecarOutcome(photo, None, str(exc)))
+            continue
+        out.append(SidecarOutcome(photo, change))
+    return out
+
+
+def copy_photos(photos: Sequence[Photo], dest: str | os.PathLike[str], link: bool = False, dry_run: bool = False) -> Any:
+    """Copy (or symlink, with ``link``) the photos into ``dest``; existing files are never overwritten.
+    Returns :func:`aescore.inference.materialise.materialise`'s result."""
+    from aescore.inference.materialise import materialise
+
+    return materialise([p.path for p in photos], Path(dest), "link" if link else "copy", dry_run=dry_run)
+
+
+def photo_data(path: str, image: Any, outputs: dict[str, Any]) -> PhotoData:
+    """The :class:`PhotoData` a check sees (a seam for tests and for users' own check runners)."""
+    return PhotoData(path, image, outputs)

@@ -1,0 +1,290 @@
+"""The one inference core under ``score``, ``rank``, ``evaluate``, ``data pairwise`` and the checks.
+
+decode (worker processes) -> group equal shapes -> one batched forward -> per-photo outputs.
+
+* Each photo is decoded once: the worker builds the network input with the model's
+  :class:`~aescore.data.transforms.Preprocess` and, when a check asked for one, an RGB array of
+  the photo at the size the check named, from the same decoded image.
+* One forward pass per batch of equal shapes returns every output asked for: ``p_high`` (the
+  softmax probability of class 1), ``embedding`` (the pooled features) and ``region_map`` (the
+  per-location logit map, for models that have one). With ``tta_crops`` the N crops' outputs are
+  averaged (the region map is not computed then: crops do not tile the photo).
+* A photo can also be decoded without the network (``Job.network=False``): its model outputs are
+  cached, but a check still needs its pixels.
+
+Speed: JPEGs are decoded with Pillow's draft mode straight to the size the recipe needs; decoding
+overlaps inference in DataLoader workers; ``torch.inference_mode``; BatchNorm folded into the
+convolutions (:mod:`aescore.inference.fold`); channels_last; float16 weights on CUDA/MPS. On a
+CPU, call :func:`aescore.sysinfo.prefer_passive_openmp` before importing torch (the CLI does):
+decode workers and spinning OpenMP threads otherwise fight over the cores (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from aescore.data.transforms import Preprocess
+from aescore.errors import ImageDecodeError
+
+#: Outputs a forward pass can return (``want`` of :func:`infer`).
+OUTPUTS = frozenset({"p_high", "embedding", "region_map"})
+
+
+@dataclass(frozen=True)
+class Job:
+    """One photo to process: run the network on it, and/or prepare its pixels for checks."""
+
+    path: str
+    network: bool = True
+    image_size: int | None = None  # long edge of the RGB array the checks need; None: none
+
+
+@dataclass
+class PhotoOutputs:
+    """What the core produced for one :class:`Job` (``reason`` set when it could not be decoded)."""
+
+    index: int
+    path: str
+    reason: str | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)  # p_high: float, embedding/region_map: numpy
+    image: Any = None  # uint8 numpy [H, W, 3] at the job's image_size, or None
+
+
+def tta_key(path: str) -> str:
+    """The key that seeds a photo's multi-crop positions: its file name, so the same photo gets
+    the same crops wherever it lives (``score`` and ``evaluate`` alike)."""
+    return os.path.basename(path)
+
+
+def lasting_failure(reason: str) -> bool:
+    """Whether a decode failure will recur until the file changes, so it is worth recording.
+
+    Not: a file that vanished, operating-system errors (``[Errno 13] Permission denied``, I/O
+    errors) and resource errors (MemoryError), which can go away without the file changing.
+    """
+    transient = ("file not found", "is a directory", "[Errno", "MemoryError", "out of memory")
+    return not any(t in reason for t in transient)
+
+
+class DecodeDataset:
+    """Map-style dataset: index -> ``(index, tensor or None, image or None, reason or None)``; never raises.
+
+    Picklable (plain fields), so DataLoader workers can run it.
+    """
+
+    def __init__(self, jobs: Sequence[Job], preprocess: Preprocess, tta_crops: int | None, draft: bool) -> None:
+        self.jobs = list(jobs)
+        self.preprocess = preprocess
+        self.tta_crops = tta_crops
+        self.min_shorter = preprocess.decode_size(tta_crops) if draft else None
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __getitem__(self, index: int) -> tuple[int, Any, Any, str | None]:
+        from aescore.data.images import load_rgb
+
+        job = self.jobs[index]
+        try:
+            img = load_rgb(job.path, min_shorter=self.min_shorter)
+            x = self.preprocess.tensor(img, self.tta_crops, tta_key(job.path)) if job.network else None
+            return index, x, _array_at(img, job.image_size) if job.image_size else None, None
+        except ImageDecodeError as err:
+            return index, None, None, err.reason
+        except MemoryError:
+            return index, None, None, "cannot decode (MemoryError: not enough memory)"
+        except Exception as err:  # noqa: BLE001 - one odd file must never stop a library-wide run
+            return index, None, None, f"cannot decode ({type(err).__name__}: {err})"
+
+
+def _array_at(img: Any, long_edge: int) -> Any:
+    """``img`` scaled down (never up) so its long edge is at most ``long_edge``, as uint8 numpy."""
+    import numpy as np
+    from PIL import Image
+
+    if max(img.size) > long_edge:
+        img = img.copy()
+        img.thumbnail((long_edge, long_edge), Image.BILINEAR)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def _keep_items(items: list[Any]) -> list[Any]:
+    # Items stay separate: they are grouped by shape in the main process, not stacked here.
+    return items
+
+
+@dataclass
+class LoadedModel:
+    """A network ready for inference: eval mode, BatchNorm folded, on its device, with its recipe."""
+
+    module: Any
+    preprocess: Preprocess
+    device: str
+    card: dict[str, Any]
+    path: Path
+    forward_calls: int = 0
+
+    @property
+    def sha256(self) -> str:
+        """The weights' sha256 (verified against the card when they were loaded)."""
+        return str(self.card["sha256"])
+
+    def forward(self, x: Any, want: frozenset[str]) -> dict[str, Any]:
+        """``[B, 3, H, W]`` -> the asked-for outputs as float32 tensors on the CPU."""
+        import torch
+
+        self.forward_calls += 1
+        weight = next(self.module.parameters(), None)  # None: a parameter-free model (test stubs)
+        dtype = weight.dtype if weight is not None else torch.float32
+        x = x.to(self.device, dtype=dtype, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        out: dict[str, Any] = {}
+        if "region_map" in want and hasattr(self.module, "forward_outputs"):
+            raw = self.module.forward_outputs(x, want)
+            logits, emb, regions = raw["logits"], raw.get("embedding"), raw.get("region_map")
+        elif "embedding" in want:
+            (logits, emb), regions = self.module.forward_with_embedding(x), None  # one pass, not two
+        else:
+            logits, emb, regions = self.module(x), None, None
+        out["p_high"] = torch.softmax(logits.float(), dim=1)[:, 1].cpu()
+        if emb is not None and "embedding" in want:
+            out["embedding"] = emb.float().cpu()
+        if regions is not None and "region_map" in want:
+            out["region_map"] = regions.float().cpu()
+        return out
+
+
+def load_model(weights: str | os.PathLike[str] | None = None, device: str = "auto") -> LoadedModel:
+    """Load, verify and prepare the weights ``weights`` (a name, a file, or None for the default)."""
+    from aescore.devices import resolve_device
+    from aescore.inference.fold import prepare_for_inference
+    from aescore.weights import load_weights, resolve_model
+
+    path = Path(resolve_model(None if weights is None else str(weights)))
+    dev = resolve_device(device)
+    module, card = load_weights(path, device="cpu")
+    module = prepare_for_inference(module, dev)
+    if dev != "cpu":
+        module = module.half()  # float16 on GPU: ~2x throughput; scores move by ~1e-3
+    return LoadedModel(module, Preprocess.from_card(card["preprocess"]), dev, card, path)
+
+
+def default_batch_size(device: str) -> int:
+    """Images per batch: small on CPU, larger on GPU.
+
+    On CPU a batch of full photos (375 x 562 at the default recipe) overflows the caches: the
+    network alone ran no faster at 16 than at 4, and rank ran fastest at 4 (11.6 images/s
+    against 8.7 at 16 on 2 cores, benchmarks/bench_rank.py; docs/performance.md)."""
+    return 4 if device == "cpu" else 64
+
+
+def default_workers(device: str, n_items: int, batch_size: int) -> int:
+    """Decode processes: one per core on CPU (at most 8), up to 8 beside a GPU; none for a run
+    that fits in one batch, where starting processes costs more than it saves.
+
+    Why so many on CPU: decoding a camera JPEG costs about as much CPU as the network pass, and a
+    worker whose prefetch queue is full sleeps, so workers and the network's threads share the
+    cores well. Measured with benchmarks/bench_rank.py on 2 cores with the earlier 256-px default
+    model: 2 workers 9.2 images/s, 1 worker 6.0 images/s (see docs/performance.md)."""
+    if n_items <= batch_size:
+        return 0
+    from aescore.sysinfo import usable_cores
+
+    cores = usable_cores()
+    if device == "cpu":
+        return max(1, min(8, cores))
+    return max(1, min(8, cores - 1))
+
+
+def infer(
+    model: LoadedModel | None,
+    jobs: Sequence[Job],
+    *,
+    preprocess: Preprocess | None = None,
+    want: frozenset[str] = frozenset({"p_high"}),
+    tta_crops: int | None = None,
+    batch_size: int | None = None,
+    workers: int | None = None,
+    draft: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[PhotoOutputs]:
+    """Run ``jobs``; yields one :class:`PhotoOutputs` per job, in input order.
+
+    ``model`` may be None when no job needs the network (then ``preprocess`` gives the decode
+    size). Decode failures come back with ``reason`` set; the run goes on. ``progress(n)`` is
+    called with the number of jobs finished after each batch.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    if not jobs:
+        return
+    unknown = set(want) - OUTPUTS
+    if unknown:
+        raise ValueError(f"unknown network outputs {sorted(unknown)}; known: {sorted(OUTPUTS)}")
+    if model is None and any(j.network for j in jobs):
+        raise ValueError("jobs need the network but no model was given")
+    recipe = model.preprocess if model is not None else preprocess
+    if recipe is None:
+        raise ValueError("infer() needs a model or a preprocess recipe")
+    device = model.device if model is not None else "cpu"
+    tta = tta_crops or None
+    bs = batch_size or default_batch_size(device)
+    n_workers = workers if workers is not None else default_workers(device, len(jobs), bs)
+    dataset = DecodeDataset(jobs, recipe, tta, draft)
+    with warnings.catch_warnings():
+        # An explicit --workers above the core count is the user's choice; PyTorch's
+        # multi-line warning about it would only clutter stderr.
+        warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
+        loader = DataLoader(
+            dataset,  # type: ignore[arg-type]
+            batch_size=bs,
+            shuffle=False,
+            num_workers=n_workers,
+            collate_fn=_keep_items,
+            pin_memory=device.startswith("cuda"),
+            prefetch_factor=2 if n_workers > 0 else None,
+        )
+        batches = iter(loader)
+    with torch.inference_mode():
+        for batch in batches:
+            results: dict[int, PhotoOutputs] = {}
+            by_shape: dict[tuple[int, ...], list[int]] = {}
+            tensors: dict[int, Any] = {}
+            for index, x, image, reason in batch:
+                results[index] = PhotoOutputs(index, jobs[index].path, reason, {}, image)
+                if x is not None:
+                    tensors[index] = x
+                    by_shape.setdefault(tuple(x.shape), []).append(index)
+            for group in by_shape.values():
+                assert model is not None
+                _forward_group(model, [tensors[i] for i in group], group, results, want, tta)
+            for index in sorted(results):
+                yield results[index]
+            if progress is not None:
+                progress(len(batch))
+
+
+def _forward_group(
+    model: LoadedModel, xs: list[Any], group: list[int], results: dict[int, PhotoOutputs], want: frozenset[str], tta: int | None
+) -> None:
+    """One forward pass over equal-shape inputs; the outputs go into ``results`` per index."""
+    import torch
+
+    x = torch.stack(xs)
+    if tta:
+        b, n = x.shape[:2]
+        out = model.forward(x.flatten(0, 1), want - {"region_map"})
+        out = {k: v.view(b, n, *v.shape[1:]).mean(1) for k, v in out.items()}
+    else:
+        out = model.forward(x, want)
+    p_high = out["p_high"].tolist()
+    arrays = {k: v.numpy() for k, v in out.items() if k != "p_high"}
+    for k, index in enumerate(group):
+        outputs = results[index].outputs
+        outputs["p_high"] = float(p_high[k])
+        for name, arr in arrays.items():
+            outputs[name] = arr[k].copy()

@@ -1,0 +1,254 @@
+"""The cached scoring pipeline behind :func:`aescore.cull.score_photos`.
+
+For each photo: look up its score (and embedding) and every check's fields in the cache; decode
+only the photos that miss something, once, for the network and all checks together; run the
+network only for photos whose model outputs are missing; compute the missing check fields; write
+new rows back in small transactions (also when the run is interrupted). Hits are found with
+nothing but SQLite and the stat values already collected, so a fully cached run never imports
+torch or loads the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from aescore.checks.base import Check, PhotoData
+from aescore.data.transforms import Preprocess
+from aescore.inference.photo import Photo, Skipped
+
+if TYPE_CHECKING:
+    from aescore.cull import ScoreRun, Settings
+    from aescore.inference.discover import FoundFile
+
+#: Outputs stored in the score cache's rows (others, e.g. region_map, are recomputed when needed).
+_CACHED_OUTPUTS = frozenset({"p_high", "embedding"})
+_FLUSH_EVERY = 64
+
+
+def decoder_tag(recipe: str) -> str:
+    """What a decode failure depends on: aescore and Pillow versions (an upgrade may read a file an
+    older one could not) and the preprocessing recipe (a failure under one card is not one under
+    another)."""
+    import PIL
+
+    from aescore import __version__
+
+    return f"aescore-{__version__}/pillow-{PIL.__version__}/{recipe}"
+
+
+@dataclass
+class _Work:
+    """What one photo still needs during a run."""
+
+    index: int
+    outputs: dict[str, Any] = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)
+    missing: list[Check] = field(default_factory=list)  # checks whose fields are not cached
+
+    def needs_network(self, want: frozenset[str]) -> bool:
+        """Whether an output the run wants, or a missing check needs, is not at hand (cached)."""
+        needed = set(want).union(*(c.needs.outputs for c in self.missing))
+        return any(o not in self.outputs for o in needed)
+
+
+class _Writer:
+    """Buffers new cache rows and writes them in batches (and whatever is left on close)."""
+
+    def __init__(self, cache: Any, sha: str, recipe: str, decoder: str) -> None:
+        self.cache, self.sha, self.recipe, self.decoder = cache, sha, recipe, decoder
+        self.scores: list[tuple[Any, float, bytes | None]] = []
+        self.checks: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
+        self.failures: list[tuple[Any, str]] = []
+
+    def score(self, key: Any, p_high: float, embedding: Any) -> None:
+        emb = embedding.astype("float32").tobytes() if embedding is not None else None
+        self.scores.append((key, p_high, emb))
+
+    def check(self, check_key: str, key: Any, fields: dict[str, Any]) -> None:
+        self.checks.setdefault(check_key, []).append((key, fields))
+
+    def failure(self, key: Any, reason: str) -> None:
+        self.failures.append((key, reason))
+
+    def maybe_flush(self) -> None:
+        if len(self.scores) + sum(len(v) for v in self.checks.values()) >= _FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.cache is None:
+            return
+        if self.scores:
+            self.cache.put_many(self.scores, self.sha, self.recipe)
+        for check_key, rows in self.checks.items():
+            self.cache.put_checks(rows, check_key)
+        if self.failures:
+            self.cache.put_failures(self.failures, self.decoder)
+        self.scores, self.checks, self.failures = [], {}, []
+
+
+def run_pipeline(
+    files: Sequence["FoundFile"],
+    settings: "Settings",
+    checks: list[Check],
+    with_embeddings: bool,
+    on_skip: Callable[[str, str], None] | None,
+    progress: Callable[[int, int], Callable[[int], None] | None] | None,
+    cache: Any = None,
+) -> "ScoreRun":
+    """See :func:`aescore.cull.score_photos` (``files`` already discovered)."""
+    from aescore.cull import ScoreRun
+    from aescore.data.images import missing_extra
+    from aescore.inference.cache import CacheKey, ScoreCache
+    from aescore.weights import read_card, resolve_model
+
+    weights_path = resolve_model(settings.model)
+    card = read_card(weights_path)
+    recipe_obj = Preprocess.from_card(card["preprocess"])
+    recipe = recipe_obj.recipe(settings.tta_crops)
+    sha = str(card["sha256"])
+    model_key = f"{sha}:{recipe}"
+    want = frozenset({"p_high"} | ({"embedding"} if with_embeddings else set()))
+    own_cache = cache is None and settings.use_cache
+    if own_cache:
+        cache = ScoreCache(settings.cache_path)
+    run = ScoreRun([], [], checks, str(card.get("name") or weights_path.stem), sha, card=card)
+
+    def skip(path: str, reason: str) -> None:
+        run.skipped.append(Skipped(path, reason))
+        if on_skip is not None:
+            on_skip(path, reason)
+
+    try:
+        keys = [CacheKey(f.real, f.size, f.mtime_ns) for f in files]
+        work = [_Work(i) for i in range(len(files))]
+        _fill_from_cache(cache, keys, work, checks, sha, recipe, model_key, with_embeddings)
+        run.from_cache = sum(1 for w in work if "p_high" in w.outputs)
+        decoder = decoder_tag(recipe)
+        writer = _Writer(cache, sha, recipe, decoder)
+        pending = [w for w in work if w.needs_network(want) or _needs_pixels(w)]
+        known = cache.get_failures([keys[w.index] for w in pending], decoder) if cache is not None and pending else {}
+        todo: list[_Work] = []
+        for w in pending:
+            reason = known.get(keys[w.index].path) or missing_extra(files[w.index].path)
+            if reason:
+                skip(files[w.index].path, reason)
+                w.outputs.clear()
+            else:
+                todo.append(w)
+        try:
+            _compute(files, keys, todo, checks, want, settings, recipe_obj, writer, skip, progress, len(files))
+            run.computed = sum(1 for w in todo if "p_high" in w.outputs)
+            # Photos that needed nothing decoded may still miss fields of checks that read no pixels.
+            decoded = {w.index for w in todo}
+            for w in work:
+                if w.index not in decoded and "p_high" in w.outputs and w.missing:
+                    _run_checks(files[w.index].path, w, None, writer, keys[w.index], model_key)
+        finally:
+            writer.flush()  # also on Ctrl-C: what was finished stays cached
+        for w in work:
+            if "p_high" in w.outputs:
+                run.photos.append(Photo(files[w.index].path, w.fields, w.outputs.get("embedding")))
+    finally:
+        if own_cache and cache is not None:
+            cache.close()
+    return run
+
+
+def _needs_pixels(w: _Work) -> bool:
+    return any(c.needs.image_size for c in w.missing)
+
+
+def _fill_from_cache(
+    cache: Any, keys: list[Any], work: list[_Work], checks: list[Check], sha: str, recipe: str, model_key: str, with_embeddings: bool
+) -> None:
+    """Put every cached score, embedding and check field into ``work``; note the checks still missing."""
+    hits = cache.get_many(keys, sha, recipe, need_embedding=with_embeddings) if cache is not None else {}
+    for w, key in zip(work, keys):
+        hit = hits.get(key.path)
+        if hit is not None:
+            w.outputs["p_high"] = hit.score
+            if hit.embedding is not None:
+                import numpy as np  # only here: a fully cached run without embeddings never imports it
+
+                w.outputs["embedding"] = np.frombuffer(hit.embedding, dtype=np.float32).copy()
+    for check in checks:
+        found = cache.get_checks(keys, check.cache_key(model_key)) if (cache is not None and check.cached) else {}
+        for w, key in zip(work, keys):
+            fields = found.get(key.path)
+            if fields is not None and all(f.name in fields for f in check.fields):
+                w.fields.update(fields)
+            else:
+                w.missing.append(check)
+
+
+def _compute(
+    files: Sequence["FoundFile"],
+    keys: list[Any],
+    todo: list[_Work],
+    checks: list[Check],
+    want: frozenset[str],
+    settings: "Settings",
+    recipe: Preprocess,
+    writer: _Writer,
+    skip: Callable[[str, str], None],
+    progress: Callable[[int, int], Callable[[int], None] | None] | None,
+    total: int,
+) -> None:
+    """Decode the photos of ``todo`` once each, run the network where outputs are missing, and the
+    missing checks; cache what was computed."""
+    if not todo:
+        return
+    from aescore.inference.core import Job, infer, lasting_failure, load_model
+
+    model_key = f"{writer.sha}:{writer.recipe}"
+    jobs = []
+    for w in todo:
+        sizes = [c.needs.image_size for c in w.missing if c.needs.image_size]
+        jobs.append(Job(files[w.index].path, network=w.needs_network(want), image_size=max(sizes) if sizes else None))
+    model = load_model(settings.model, settings.device) if any(j.network for j in jobs) else None
+    # Outputs the checks need besides the cached ones come from the same pass.
+    net_want = want.union(*(c.needs.outputs for c in checks))
+    advance = progress(len(todo), total - len(todo)) if progress is not None else None
+    results = infer(
+        model, jobs, preprocess=recipe, want=net_want, tta_crops=settings.tta_crops,
+        batch_size=settings.batch_size, workers=settings.workers, draft=settings.draft, progress=advance,
+    )
+    for w, out in zip(todo, results):
+        key = keys[w.index]
+        if out.reason is not None:
+            w.outputs.clear()
+            skip(files[w.index].path, out.reason)
+            if lasting_failure(out.reason):
+                writer.failure(key, out.reason)
+            continue
+        if out.outputs:
+            _check_finite(out.outputs["p_high"])
+            w.outputs.update(out.outputs)
+            writer.score(key, w.outputs["p_high"], w.outputs.get("embedding"))
+        _run_checks(files[w.index].path, w, out.image, writer, key, model_key)
+        writer.maybe_flush()
+
+
+def _check_finite(p_high: float) -> None:
+    import math
+
+    from aescore.errors import WeightsError
+
+    if not math.isfinite(p_high):
+        raise WeightsError("the model produced a non-finite score (NaN or infinity): its weights or card are broken")
+
+
+def _run_checks(path: str, w: _Work, image: Any, writer: _Writer, key: Any, model_key: str) -> None:
+    """Compute the checks ``w`` still misses (those whose needs are met) and queue their rows."""
+    data = PhotoData(path, image, w.outputs)
+    still: list[Check] = []
+    for check in w.missing:
+        if (check.needs.image_size and image is None) or any(o not in w.outputs for o in check.needs.outputs - {"region_map"}):
+            still.append(check)
+            continue
+        fields = check.compute(data)
+        w.fields.update(fields)
+        if check.cached:
+            writer.check(check.cache_key(model_key), key, fields)
+    w.missing = still
