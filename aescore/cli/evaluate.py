@@ -28,10 +28,13 @@ def evaluate(
     max_items: Annotated[Optional[int], typer.Option(help="Evaluate a seeded subset of at most N images.")] = None,
     amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision on CUDA (default on).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")] = False,
+    predictions: Annotated[Optional[Path], typer.Option("--predictions", metavar="FILE", help="Also write one JSON line per image (path, p_high, label, target) to FILE.")] = None,
 ) -> None:
     """Accuracy, balanced accuracy, AP, SRCC and LCC of P(high) against the human scores.
 
-    Refuses a split that overlaps the weights' training images.
+    Refuses a split that overlaps the weights' training images. Images go through the same
+    inference core as `aescore score`: the same file, weights and --tta-crops give the same P(high).
+    stdout: a table on a terminal, TSV (metric, value) when piped, one JSON object with --json.
     """
     from aescore.engine.evaluate import evaluate_weights
     from aescore.engine.presets import default_loader_workers
@@ -43,12 +46,16 @@ def evaluate(
         weights, dataset, root, split=split, tta_crops=tta_crops, device=device, batch_size=batch_size,
         workers=workers if workers is not None else default_loader_workers(), seed=seed, threshold=threshold,
         threshold_inclusive=threshold_inclusive,
-        max_items=max_items, amp=amp, warn=warn,
+        max_items=max_items, amp=amp, warn=warn, predictions=predictions,
     )
     if as_json:
         print(json.dumps(report))
-        return
-    _print_table(report)
+    elif sys.stdout.isatty():
+        _print_table(report)
+    else:
+        for key, value in report.items():
+            text = json.dumps(value) if isinstance(value, (dict, list)) else ("" if value is None else str(value))
+            print(f"{key}\t{text}")
 
 
 def _print_table(report: dict[str, Any]) -> None:

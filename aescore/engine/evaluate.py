@@ -33,61 +33,54 @@ def logits_per_patch(model: nn.Module, images: torch.Tensor, channels_last: bool
     return model(x).view(b, k, -1)
 
 
-def p_high(logits: torch.Tensor) -> torch.Tensor:
-    """``[B, K, C]`` logits -> ``[B]`` P(high), averaging the K crops' probabilities."""
-    return torch.softmax(logits.float(), dim=-1)[..., 1].mean(dim=1)
-
-
-def collate_ragged(batch: Sequence[dict[str, Any]]) -> tuple[dict[str, Any] | None, list[tuple[int, str]]]:
-    """Like ``collate_skipping`` but keeps images of different sizes as a list (whole-image evaluation)."""
-    failed = [(int(item["index"]), str(item["reason"])) for item in batch if item.get("failed")]
-    ok = [item for item in batch if not item.get("failed")]
-    if not ok:
-        return None, failed
-    return {"image": [item["image"] for item in ok], "index": torch.tensor([int(item["index"]) for item in ok])}, failed
-
-
-@torch.no_grad()
 def predict(
-    model: nn.Module,
-    loader: Any,
+    model: Any,
+    paths: Sequence[str],
     *,
-    device: torch.device,
-    amp_dtype: torch.dtype | None = None,
-    channels_last: bool = False,
     info: DistInfo | None = None,
-) -> tuple[dict[int, float], set[int]]:
-    """P(high) per dataset index over ``loader``, gathered from every rank; plus failed indices."""
-    model.eval()
+    batch_size: int | None = None,
+    workers: int | None = None,
+    tta_crops: int | None = None,
+    make_input: Callable[[Any, str], Any] | None = None,
+    draft: bool = True,
+) -> tuple[dict[int, float], dict[int, str]]:
+    """P(high) per index of ``paths`` through the inference core (:func:`aescore.inference.core.infer`),
+    each rank taking every ``world_size``-th path, gathered on every rank; plus the failed indices
+    with their reasons. ``model`` is a :class:`~aescore.inference.core.LoadedModel`."""
+    from aescore.inference.core import Job, infer
+
+    info = info or DistInfo()
+    mine = list(range(info.rank, len(paths), info.world_size))
     preds: dict[int, float] = {}
-    failed: set[int] = set()
-    for batch, bad in loader:
-        failed.update(int(i) for i, _ in bad)
-        if batch is None:
-            continue
-        images = batch["image"]
-        # Same-size images run together; ragged (whole-image) batches are split by size.
-        groups = [(images, batch["index"])] if torch.is_tensor(images) else _by_shape(images, batch["index"])
-        for x, idx in groups:
-            with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                logits = logits_per_patch(model, x.to(device, non_blocking=True), channels_last)
-            for i, p in zip(idx.tolist(), p_high(logits).cpu().tolist()):
-                preds[int(i)] = float(p)
-    if info is not None and info.enabled:
+    failed: dict[int, str] = {}
+    outs = infer(
+        model, [Job(paths[i]) for i in mine], tta_crops=tta_crops, batch_size=batch_size, workers=workers,
+        draft=draft, make_input=make_input,
+    )
+    for i, out in zip(mine, outs):
+        if out.reason is not None:
+            failed[i] = out.reason
+        else:
+            preds[i] = out.outputs["p_high"]
+    if info.enabled:
         merged: dict[int, float] = {}
-        all_failed: set[int] = set()
+        all_failed: dict[int, str] = {}
         for part_preds, part_failed in gather_objects((preds, failed), info):
-            merged.update(part_preds)  # DistributedSampler pads with repeats: same index, same value
+            merged.update(part_preds)
             all_failed.update(part_failed)
         preds, failed = merged, all_failed
     return preds, failed
 
 
-def _by_shape(images: list[torch.Tensor], index: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for pos, img in enumerate(images):
-        groups.setdefault(tuple(img.shape), []).append(pos)
-    return [(torch.stack([images[p] for p in pos]), index[pos]) for pos in groups.values()]
+class _KeyedTransform:
+    """A training-side evaluation transform as a core ``make_input(img, key)``."""
+
+    def __init__(self, transform: Callable[..., torch.Tensor]) -> None:
+        self.transform = transform
+        self.needs_key = bool(getattr(transform, "needs_key", False))
+
+    def __call__(self, img: Any, key: str) -> torch.Tensor:
+        return self.transform(img, key=key) if self.needs_key else self.transform(img)
 
 
 def evaluate_samples(
@@ -101,33 +94,36 @@ def evaluate_samples(
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
     info: DistInfo | None = None,
-    ragged: bool = False,
 ) -> tuple[dict[str, Any], set[int]]:
-    """Metrics of ``model`` on ``samples`` (``Sample`` objects), and the indices that failed to decode."""
-    from torch.utils.data import DataLoader
+    """Metrics of ``model`` on ``samples`` (``Sample`` objects) with ``transform`` (training
+    validation), and the indices that failed to decode. Runs through the inference core."""
+    from aescore.data.transforms import Preprocess
+    from aescore.inference.core import LoadedModel
 
-    from aescore.data.datasets import ImageDataset, collate_skipping
-    from aescore.engine.setup import EpochSampler, seed_worker
-
-    info = info or DistInfo()
-    sampler = EpochSampler(len(samples), info, shuffle=False, seed=0)
-    loader = DataLoader(
-        ImageDataset(list(samples), transform),
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=workers,
-        collate_fn=collate_ragged if ragged else collate_skipping,
-        pin_memory=device.type == "cuda",
-        worker_init_fn=seed_worker if workers > 0 else None,
+    model.eval()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    recipe = Preprocess.from_card(getattr(model, "default_preprocess", None) or _module_preprocess(model))
+    loaded = LoadedModel(model, recipe, str(device), amp_dtype=amp_dtype)
+    preds, failed = predict(
+        loaded, [s.path for s in samples], info=info, batch_size=batch_size, workers=workers,
+        make_input=_KeyedTransform(transform), draft=False,
     )
-    preds, failed = predict(model, loader, device=device, amp_dtype=amp_dtype, channels_last=channels_last, info=info)
+    return _metrics(preds, samples), set(failed)
+
+
+def _module_preprocess(model: nn.Module) -> dict[str, Any]:
+    inner = getattr(model, "module", None)  # DistributedDataParallel wraps the model
+    return dict(getattr(inner, "default_preprocess", None) or {"eval": {"mode": "shorter", "size": 256}})
+
+
+def _metrics(preds: dict[int, float], samples: Sequence[Any]) -> dict[str, Any]:
     order = sorted(preds)
-    metrics = compute_metrics(
+    return compute_metrics(
         [preds[i] for i in order],
         [float(samples[i].target) for i in order],
         [samples[i].label for i in order],
     )
-    return metrics, failed
 
 
 # --------------------------------------------------------------------------- train/test overlap
@@ -199,6 +195,7 @@ def evaluate_weights(
     max_items: int | None = None,
     amp: bool | None = None,
     warn: Callable[[str], None] | None = None,
+    predictions: str | Path | None = None,
 ) -> dict[str, Any]:
     """Everything ``aescore evaluate`` reports, as one JSON-serialisable dict.
 
@@ -207,16 +204,13 @@ def evaluate_weights(
     the label rule then follows the preset the weights were trained with (RGNet: mean >= 5, MPA:
     mean > 5). ``n_skipped`` counts the images of the evaluated split that were skipped: listed
     for it but unusable at indexing, or undecodable (``n_skipped_dataset``: all splits' skips).
+    The images go through the same inference core and recipe as ``aescore score`` (draft decoding,
+    the card's view or ``tta_crops`` crops keyed by file name), so P(high) equals what ``score``
+    prints for the same file. ``predictions``: write one JSON line per image there.
     """
     from aescore.data import load_splits
-    from aescore.data.train_transforms import build_eval_transform_for_training
-    from aescore.data.transforms import build_eval_transform
-    from aescore.engine.distributed import env_dist_info
-    from aescore.engine.setup import resolve_amp, resolve_device
-    from aescore.inference.fold import prepare_for_inference
-    from aescore.weights import load_weights, resolve_model
-
     from aescore.engine.presets import DATASETS
+    from aescore.inference.core import load_model
 
     if dataset not in DATASETS:
         raise UsageError(f"--dataset must be one of {', '.join(DATASETS)}")
@@ -224,10 +218,9 @@ def evaluate_weights(
         raise UsageError("--split must be test, val or train")
     if tta_crops is not None and tta_crops < 1:
         raise UsageError("--tta-crops must be at least 1")
-    path = resolve_model(weights)
-    dev = resolve_device(device, env_dist_info())
-    model, card = load_weights(path, device="cpu")
-    model = prepare_for_inference(model, dev)
+    # One process, the scorer's precision (float16 weights on a GPU unless --no-amp).
+    model = load_model(weights, device, half=amp is not False)
+    card, path = model.card, model.path
     training = card.get("training") or {}
     hp = (training.get("hyperparameters") or {}) if training.get("dataset") == dataset else {}
     if threshold_inclusive is None:
@@ -244,24 +237,15 @@ def evaluate_weights(
     samples = getattr(splits, split)
     if not samples:
         raise DataError(f"the {split} split of {root} has no usable images")
+    assert path is not None
     card_path = Path(path).with_suffix(".json")
     overlap = check_train_overlap(card, card_path, samples, dataset, split)
     if overlap == "unverified" and warn is not None:
         warn("aescore: warning: cannot verify that the weights never trained on these images (no training-ids file)")
-    preprocess = card["preprocess"]
-    is_mpa = (preprocess.get("train") or {}).get("kind") == "mpa"
-    if tta_crops and is_mpa:
-        transform, ragged = build_eval_transform_for_training(preprocess, tta_crops), False
-    else:
-        if tta_crops and warn is not None:
-            warn("aescore: warning: --tta-crops applies to MPA models; evaluating the whole image")
-        transform, ragged = build_eval_transform(preprocess), True
-    metrics, failed = evaluate_samples(
-        model, samples, transform, batch_size=batch_size, workers=workers, device=dev,
-        amp_dtype=resolve_amp(amp, dev), channels_last=True, ragged=ragged,
-    )
-    from aescore.weights import file_sha256
-
+    preds, failed = predict(model, [s.path for s in samples], batch_size=batch_size, workers=workers, tta_crops=tta_crops)
+    metrics = _metrics(preds, samples)
+    if predictions is not None:
+        _write_predictions(predictions, samples, preds, failed)
     reasons = splits.skipped_in(split)
     if failed:
         reasons["undecodable"] = len(failed)
@@ -276,9 +260,9 @@ def evaluate_weights(
         "split_fingerprint": splits.fingerprints[split],
         "threshold": splits.threshold,
         "threshold_inclusive": splits.threshold_inclusive,
-        "tta_crops": tta_crops if (tta_crops and is_mpa) else None,
+        "tta_crops": tta_crops,
         "weights": str(Path(path).with_suffix(".safetensors")),
-        "weights_sha256": file_sha256(Path(path).with_suffix(".safetensors")),
+        "weights_sha256": model.sha256,  # verified against the card when loaded
         "architecture": card.get("architecture"),
         "train_overlap_check": overlap,
     }
@@ -292,3 +276,22 @@ def _paper_inclusive(card: dict[str, Any]) -> bool:
     if preset is not None:
         return preset.threshold_inclusive
     return str(card.get("architecture", "")).startswith("rgnet")
+
+
+def _write_predictions(path: str | Path, samples: Sequence[Any], preds: dict[int, float], failed: dict[int, str]) -> None:
+    """One JSON line per image (``path``, ``p_high``, ``label``, ``target``; ``error`` for skipped ones), atomically."""
+    import json
+
+    from aescore.fsutil import atomic_write_text
+
+    lines = []
+    for i, s in enumerate(samples):
+        row: dict[str, Any] = {"path": str(s.path)}
+        if i in preds:
+            row["p_high"] = preds[i]
+        else:
+            row["error"] = failed.get(i, "not evaluated")
+        row["label"] = s.label
+        row["target"] = float(s.target)
+        lines.append(json.dumps(row, ensure_ascii=False) + "\n")
+    atomic_write_text(Path(path), "".join(lines))

@@ -70,17 +70,27 @@ def lasting_failure(reason: str) -> bool:
     return not any(t in reason for t in transient)
 
 
+class RecipeInput:
+    """The network input of a photo under a model's recipe: :meth:`Preprocess.tensor` (picklable)."""
+
+    def __init__(self, preprocess: Preprocess, tta_crops: int | None) -> None:
+        self.preprocess, self.tta_crops = preprocess, tta_crops
+
+    def __call__(self, img: Any, key: str) -> Any:
+        return self.preprocess.tensor(img, self.tta_crops, key)
+
+
 class DecodeDataset:
     """Map-style dataset: index -> ``(index, tensor or None, image or None, reason or None)``; never raises.
 
-    Picklable (plain fields), so DataLoader workers can run it.
+    ``make_input(img, key)`` builds the network input: ``[3, H, W]`` for one view, ``[K, 3, H, W]``
+    for K views whose outputs are averaged. ``min_shorter``: the JPEG draft-mode target.
     """
 
-    def __init__(self, jobs: Sequence[Job], preprocess: Preprocess, tta_crops: int | None, draft: bool) -> None:
+    def __init__(self, jobs: Sequence[Job], make_input: Callable[[Any, str], Any], min_shorter: int | None) -> None:
         self.jobs = list(jobs)
-        self.preprocess = preprocess
-        self.tta_crops = tta_crops
-        self.min_shorter = preprocess.decode_size(tta_crops) if draft else None
+        self.make_input = make_input
+        self.min_shorter = min_shorter
 
     def __len__(self) -> int:
         return len(self.jobs)
@@ -91,7 +101,7 @@ class DecodeDataset:
         job = self.jobs[index]
         try:
             img = load_rgb(job.path, min_shorter=self.min_shorter)
-            x = self.preprocess.tensor(img, self.tta_crops, tta_key(job.path)) if job.network else None
+            x = self.make_input(img, tta_key(job.path)) if job.network else None
             return index, x, _array_at(img, job.image_size) if job.image_size else None, None
         except ImageDecodeError as err:
             return index, None, None, err.reason
@@ -99,6 +109,13 @@ class DecodeDataset:
             return index, None, None, "cannot decode (MemoryError: not enough memory)"
         except Exception as err:  # noqa: BLE001 - one odd file must never stop a library-wide run
             return index, None, None, f"cannot decode ({type(err).__name__}: {err})"
+
+
+def _quiet_worker(worker_id: int) -> None:
+    """Decode workers ignore Ctrl-C: the main process alone stops the run (and flushes the cache)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _array_at(img: Any, long_edge: int) -> Any:
@@ -124,8 +141,9 @@ class LoadedModel:
     module: Any
     preprocess: Preprocess
     device: str
-    card: dict[str, Any]
-    path: Path
+    card: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    amp_dtype: Any = None  # autocast dtype (training validation under AMP); None: the weights' dtype
     forward_calls: int = 0
 
     @property
@@ -142,13 +160,15 @@ class LoadedModel:
         dtype = weight.dtype if weight is not None else torch.float32
         x = x.to(self.device, dtype=dtype, non_blocking=True).contiguous(memory_format=torch.channels_last)
         out: dict[str, Any] = {}
-        if "region_map" in want and hasattr(self.module, "forward_outputs"):
-            raw = self.module.forward_outputs(x, want)
-            logits, emb, regions = raw["logits"], raw.get("embedding"), raw.get("region_map")
-        elif "embedding" in want:
-            (logits, emb), regions = self.module.forward_with_embedding(x), None  # one pass, not two
-        else:
-            logits, emb, regions = self.module(x), None, None
+        kind = self.device.split(":")[0]
+        with torch.autocast(device_type=kind, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            if "region_map" in want and hasattr(self.module, "forward_outputs"):
+                raw = self.module.forward_outputs(x, want)
+                logits, emb, regions = raw["logits"], raw.get("embedding"), raw.get("region_map")
+            elif "embedding" in want:
+                (logits, emb), regions = self.module.forward_with_embedding(x), None  # one pass, not two
+            else:
+                logits, emb, regions = self.module(x), None, None
         out["p_high"] = torch.softmax(logits.float(), dim=1)[:, 1].cpu()
         if emb is not None and "embedding" in want:
             out["embedding"] = emb.float().cpu()
@@ -157,8 +177,9 @@ class LoadedModel:
         return out
 
 
-def load_model(weights: str | os.PathLike[str] | None = None, device: str = "auto") -> LoadedModel:
-    """Load, verify and prepare the weights ``weights`` (a name, a file, or None for the default)."""
+def load_model(weights: str | os.PathLike[str] | None = None, device: str = "auto", half: bool = True) -> LoadedModel:
+    """Load, verify and prepare the weights ``weights`` (a name, a file, or None for the default);
+    ``half``: float16 weights on a GPU (~2x throughput; scores move by ~1e-3)."""
     from aescore.devices import resolve_device
     from aescore.inference.fold import prepare_for_inference
     from aescore.weights import load_weights, resolve_model
@@ -167,8 +188,8 @@ def load_model(weights: str | os.PathLike[str] | None = None, device: str = "aut
     dev = resolve_device(device)
     module, card = load_weights(path, device="cpu")
     module = prepare_for_inference(module, dev)
-    if dev != "cpu":
-        module = module.half()  # float16 on GPU: ~2x throughput; scores move by ~1e-3
+    if dev != "cpu" and half:
+        module = module.half()
     return LoadedModel(module, Preprocess.from_card(card["preprocess"]), dev, card, path)
 
 
@@ -210,12 +231,15 @@ def infer(
     workers: int | None = None,
     draft: bool = True,
     progress: Callable[[int], None] | None = None,
+    make_input: Callable[[Any, str], Any] | None = None,
 ) -> Iterator[PhotoOutputs]:
     """Run ``jobs``; yields one :class:`PhotoOutputs` per job, in input order.
 
     ``model`` may be None when no job needs the network (then ``preprocess`` gives the decode
-    size). Decode failures come back with ``reason`` set; the run goes on. ``progress(n)`` is
-    called with the number of jobs finished after each batch.
+    size). The input is the recipe's view (``tta_crops``: its N crops, averaged), unless
+    ``make_input(img, key)`` builds another (training validation's transforms). Decode failures
+    come back with ``reason`` set; the run goes on. ``progress(n)`` is called with the number of
+    jobs finished after each batch.
     """
     import torch
     from torch.utils.data import DataLoader
@@ -234,7 +258,7 @@ def infer(
     tta = tta_crops or None
     bs = batch_size or default_batch_size(device)
     n_workers = workers if workers is not None else default_workers(device, len(jobs), bs)
-    dataset = DecodeDataset(jobs, recipe, tta, draft)
+    dataset = DecodeDataset(jobs, make_input or RecipeInput(recipe, tta), recipe.decode_size(tta) if draft else None)
     with warnings.catch_warnings():
         # An explicit --workers above the core count is the user's choice; PyTorch's
         # multi-line warning about it would only clutter stderr.
@@ -247,6 +271,7 @@ def infer(
             collate_fn=_keep_items,
             pin_memory=device.startswith("cuda"),
             prefetch_factor=2 if n_workers > 0 else None,
+            worker_init_fn=_quiet_worker if n_workers > 0 else None,
         )
         batches = iter(loader)
     with torch.inference_mode():
@@ -261,7 +286,7 @@ def infer(
                     by_shape.setdefault(tuple(x.shape), []).append(index)
             for group in by_shape.values():
                 assert model is not None
-                _forward_group(model, [tensors[i] for i in group], group, results, want, tta)
+                _forward_group(model, [tensors[i] for i in group], group, results, want)
             for index in sorted(results):
                 yield results[index]
             if progress is not None:
@@ -269,13 +294,14 @@ def infer(
 
 
 def _forward_group(
-    model: LoadedModel, xs: list[Any], group: list[int], results: dict[int, PhotoOutputs], want: frozenset[str], tta: int | None
+    model: LoadedModel, xs: list[Any], group: list[int], results: dict[int, PhotoOutputs], want: frozenset[str]
 ) -> None:
-    """One forward pass over equal-shape inputs; the outputs go into ``results`` per index."""
+    """One forward pass over equal-shape inputs; the outputs go into ``results`` per index.
+    Inputs of several views each (``[K, 3, H, W]``) are run as B x K images and averaged per photo."""
     import torch
 
     x = torch.stack(xs)
-    if tta:
+    if x.dim() == 5:
         b, n = x.shape[:2]
         out = model.forward(x.flatten(0, 1), want - {"region_map"})
         out = {k: v.view(b, n, *v.shape[1:]).mean(1) for k, v in out.items()}
