@@ -254,7 +254,13 @@ class ScoreCache:
         return {key.path: str(reason) for key, (reason,) in rows}
 
     def put_failures(self, rows: Iterable[tuple[CacheKey, str]], decoder: str) -> None:
-        """Record ``(key, reason)`` decode failures in one short transaction."""
+        """Record ``(key, reason)`` decode failures in one short transaction.
+
+        Record only failures that recur for the same bytes
+        (:func:`aescore.data.images.is_lasting_failure`), and pass a ``decoder`` tag naming
+        everything the failure depends on (aescore and Pillow versions, the preprocessing recipe):
+        :meth:`get_failures` serves a failure only for the same tag.
+        """
         now = time.time()
         self._insert_many(
             "INSERT OR REPLACE INTO failures (path, size, mtime_ns, decoder, reason, updated) VALUES (?, ?, ?, ?, ?, ?)",
