@@ -1,25 +1,39 @@
 # Two entry points, each sets itself up on a fresh machine:
 #   make demo  - install aescore into .venv and rank the bundled sample photos with the default weights
 #   make test  - install aescore with its test extra into .venv and run the test suite
+# On a machine without a CUDA GPU, CPU-only PyTorch wheels are far smaller than PyPI's default:
+#   make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
 PY ?= python3
 VENV ?= .venv
+TORCH_INDEX ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: demo test install bench clean
 
+# pip is not quiet on purpose: the first install downloads PyTorch and takes minutes.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	@echo "aescore: installing aescore and its dependencies (PyTorch, torchvision, timm, Pillow, ...) into $(VENV)."
+	@echo "aescore: PyTorch from PyPI with its CUDA libraries is about 6 GB and takes several minutes;"
+	@echo "aescore: on a machine without a CUDA GPU, TORCH_INDEX=https://download.pytorch.org/whl/cpu is much smaller (see README.md)."
+	$(BIN)/python -m pip install --upgrade pip
+	$(if $(TORCH_INDEX),$(BIN)/python -m pip install --index-url $(TORCH_INDEX) torch torchvision)
+	$(BIN)/python -m pip install -e .
 	touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP)
+	@echo "aescore: installing the test tools (pytest, pytest-xdist)."
+	$(BIN)/python -m pip install -e '.[test]'
+	touch $(TEST_STAMP)
 
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/aescore rank samples/
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -n 2 tests
 
 bench: $(STAMP)

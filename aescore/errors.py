@@ -24,9 +24,20 @@ class DataError(AescoreError):
 
 
 class ImageDecodeError(AescoreError):
-    """One image could not be decoded; carries the path and a short reason."""
+    """One image could not be decoded; carries the path and a short reason.
 
-    def __init__(self, path: object, reason: str) -> None:
+    ``lasting``: whether the same bytes will fail the same way with the same decoder (a corrupt or
+    unsupported file), so the failure may be remembered until the file changes. False for
+    failures of the moment or of the machine: a vanished file, permissions, I/O errors, memory,
+    a missing optional extra.
+    """
+
+    def __init__(self, path: object, reason: str, lasting: bool = True) -> None:
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+        self.lasting = lasting
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Picklable with all three fields (decode workers may send it to the main process).
+        return (type(self), (self.path, self.reason, self.lasting))

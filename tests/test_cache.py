@@ -129,3 +129,119 @@ def test_concurrent_writers_do_not_corrupt(tmp_path: Path) -> None:
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
+
+
+# --------------------------------------------------------------------------- damaged pages (issue 15)
+
+
+def _damaged_cache(path: Path, rows: int = 3000) -> list[CacheKey]:
+    """A real cache with ``rows`` scores (about 250 pages), then a few of its pages zeroed (dd-style)."""
+    keys = [CacheKey(f"/photos/{i:05d}.jpg", 1000 + i, 10**9 + i) for i in range(rows)]
+    with ScoreCache(path) as cache:
+        cache.put_many([(k, 0.5, os.urandom(256)) for k in keys], W, R)
+        cache.put_failures([(k, "bad") for k in keys[:50]], "dec-1")
+    pages = path.stat().st_size // 4096
+    assert pages > 100
+    with open(path, "r+b") as fh:
+        for page in (pages // 2, pages // 2 + 1, pages - 3):
+            fh.seek(page * 4096)
+            fh.write(b"\0" * 4096)
+    return keys
+
+
+def test_zeroed_pages_are_found_on_read_moved_aside_and_rebuilt_once(tmp_path: Path) -> None:
+    path = tmp_path / "scores.sqlite"
+    keys = _damaged_cache(path)
+    warnings: list[str] = []
+    with ScoreCache(path, warn=warnings.append) as cache:
+        assert cache.get_many(keys, W, R) == {}  # the damaged file cannot answer: all misses
+        assert len(warnings) == 1 and "corrupt" in warnings[0]
+        cache.put_many([(keys[0], 0.7, None)], W, R)  # the rebuilt cache is in use at once
+        assert cache.get_many(keys[:5], W, R)[keys[0].path].score == pytest.approx(0.7)
+    assert len(warnings) == 1 and cache.enabled
+    assert len(list(tmp_path.glob("scores.sqlite.corrupt-*"))) == 1
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    # the next run uses the new cache without a word
+    later: list[str] = []
+    with ScoreCache(path, warn=later.append) as cache:
+        assert len(cache.get_many(keys, W, R)) == 1 and later == []
+
+
+def test_write_into_a_damaged_cache_rebuilds_it(tmp_path: Path) -> None:
+    path = tmp_path / "scores.sqlite"
+    keys = _damaged_cache(path)
+    warnings: list[str] = []
+    with ScoreCache(path, warn=warnings.append) as cache:
+        cache.put_many([(k, 0.25, os.urandom(256)) for k in keys], W, R)
+        assert len(cache.get_many(keys, W, R)) == len(keys)
+    assert len(warnings) == 1 and "corrupt" in warnings[0]
+
+
+def test_info_and_clear_work_on_a_damaged_cache(tmp_path: Path) -> None:
+    path = tmp_path / "scores.sqlite"
+    _damaged_cache(path)
+    warnings: list[str] = []
+    with ScoreCache(path, warn=warnings.append) as cache:
+        info = cache.info()
+        assert (info["rows"], info["failures"]) == (0, 0) and len(info["corrupt_copies"]) == 1  # type: ignore[arg-type]
+    _damaged_cache(path)
+    with ScoreCache(path, warn=warnings.append) as cache:
+        assert cache.clear() == 0
+        assert cache.remove_corrupt_copies() == 2
+    assert len(warnings) == 2 and not list(tmp_path.glob("scores.sqlite.corrupt-*"))
+
+
+def _run_cli(args: list[str], tmp_path: Path) -> tuple[int, str, str]:
+    from typer.testing import CliRunner
+
+    from aescore.cli.main import get_app
+
+    result = CliRunner().invoke(get_app(), args, env={"XDG_CACHE_HOME": str(tmp_path / "xdg")})
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_cache_commands_on_a_damaged_cache(tmp_path: Path) -> None:
+    path = tmp_path / "xdg" / "aescore" / "scores.sqlite"
+    path.parent.mkdir(parents=True)
+    _damaged_cache(path)
+    code, out, err = _run_cli(["cache", "info"], tmp_path)
+    assert code == 0 and "rows\t0" in out
+    assert len(err.splitlines()) == 1 and "corrupt" in err and "internal error" not in err
+    _damaged_cache(path)
+    code, out, err = _run_cli(["cache", "clear"], tmp_path)
+    assert code == 0 and "internal error" not in err
+    assert "cleared 0 cached score(s)" in err and "deleted 2 damaged copies" in err
+    assert not list(path.parent.glob("scores.sqlite.corrupt-*"))
+
+
+def test_cache_info_tsv_has_a_header_and_json_is_one_object(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "xdg" / "aescore" / "scores.sqlite"
+    path.parent.mkdir(parents=True)
+    with ScoreCache(path) as cache:
+        cache.put_many([(CacheKey("/a", 1, 1), 0.3, None), (CacheKey("/b", 1, 1), 0.4, None)], W, R)
+    code, out, _ = _run_cli(["cache", "info"], tmp_path)
+    lines = out.splitlines()
+    assert code == 0 and lines[0] == "field\tvalue"
+    assert all(len(line.split("\t")) == 2 for line in lines)
+    assert "rows\t2" in lines and f"rows {W[:12]} {R}\t2" in lines
+    code, out, _ = _run_cli(["cache", "info", "--json"], tmp_path)
+    info = json.loads(out)
+    assert isinstance(info, dict) and info["rows"] == 2 and info["corrupt_copies"] == []
+
+
+def test_cache_info_is_a_table_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    from aescore.cli import cache as cache_cli
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("COLUMNS", "120")
+    with ScoreCache(tmp_path / "xdg" / "aescore" / "scores.sqlite") as cache:
+        cache.put_many([(CacheKey("/a", 1, 1), 0.3, None)], W, R)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    cache_cli.info_cmd(as_json=False)
+    out = capsys.readouterr().out
+    assert "Scores per model and recipe" in out and "Last used" in out and "\t" not in out

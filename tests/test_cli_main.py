@@ -57,3 +57,60 @@ def test_known_error_exit_code(monkeypatch: pytest.MonkeyPatch, capsys: pytest.C
         cli_main.main(["models"])
     assert exc.value.code == 2
     assert capsys.readouterr().err == "aescore: error: bad option\n"
+
+
+# --------------------------------------------------------------------------- issue 15 items 23-25
+
+
+def _run(args: list[str]) -> tuple[int, str, str]:
+    env = {**__import__("os").environ, "COLUMNS": "160", "TERM": "dumb"}
+    out = subprocess.run([sys.executable, "-m", "aescore", *args], capture_output=True, text=True, env=env)
+    return out.returncode, out.stdout, out.stderr
+
+
+def test_version() -> None:
+    from aescore import __version__
+
+    code, out, _ = _run(["--version"])
+    assert (code, out) == (0, f"aescore {__version__}\n")
+
+
+def test_shell_completion_is_offered() -> None:
+    code, out, _ = _run(["--help"])
+    assert code == 0 and "--install-completion" in out and "--show-completion" in out
+    code, out, _ = _run(["--show-completion", "bash"])
+    assert code == 0 and "complete" in out and "COMP_WORDS" in out
+
+
+def _all_command_paths() -> list[list[str]]:
+    import typer
+
+    root = typer.main.get_command(cli_main.get_app())
+    paths: list[list[str]] = [[]]
+
+    def walk(command: object, prefix: list[str]) -> None:
+        for name, sub in getattr(command, "commands", {}).items():
+            paths.append([*prefix, name])
+            walk(sub, [*prefix, name])
+
+    walk(root, [])
+    return paths
+
+
+def test_help_shows_no_python_types() -> None:
+    from typer.testing import CliRunner
+
+    app = cli_main.get_app()
+    for path in _all_command_paths():
+        result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "160"}, terminal_width=160)
+        assert result.exit_code == 0, path
+        for python_type in ("<bool>", "<int>", "<float>", "<str>", "<path>", "<list[str]>", "{src_dir}"):
+            assert python_type not in result.stdout, (path, python_type)
+
+
+def test_option_of_the_sibling_command_is_named() -> None:
+    code, _, err = _run(["score", "photos", "--top", "2"])
+    assert code == 2
+    assert "No such option: --top" in err and "rank`" in err and "score`" in err
+    code, _, err = _run(["score", "photos", "--no-such-flag"])
+    assert code == 2 and "No such option: --no-such-flag" in err and "rank`" not in err

@@ -78,3 +78,24 @@ def test_parse_shard_rejects_nonsense(bad: str) -> None:
     with pytest.raises(ValueError):
         parse_shard(bad)
     assert parse_shard("2/5") == (2, 5)
+
+
+def test_nul_byte_in_a_listed_name_is_one_problem_and_the_rest_goes_on(tree: Path) -> None:
+    # A newline-separated list fed a NUL-separated name: the entry cannot name any file.
+    names = read_path_list(io.BytesIO(f"{tree / 'c.png'}\nbad\0name.jpg\n".encode()))
+    found = discover(names)
+    assert [f.path for f in found.files] == [str(tree / "c.png")]
+    assert len(found.problems) == 1
+    path, reason = found.problems[0]
+    assert path == "bad\0name.jpg" and "NUL byte" in reason
+
+
+def test_fifo_with_a_photo_name_is_a_problem_named_or_in_a_folder(tmp_path: Path) -> None:
+    _touch(tmp_path / "a.jpg")
+    os.mkfifo(tmp_path / "x.jpg")
+    os.mkfifo(tmp_path / "pipe.txt")  # not a photo name: ignored like any other file
+    found = discover([tmp_path])
+    assert [Path(f.path).name for f in found.files] == ["a.jpg"]
+    assert found.problems == [(str(tmp_path / "x.jpg"), "not a regular file (a FIFO, socket or device)")]
+    named = discover([str(tmp_path / "x.jpg")])
+    assert named.files == [] and [r for _, r in named.problems] == ["not a regular file (a FIFO, socket or device)"]

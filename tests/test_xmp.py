@@ -316,3 +316,127 @@ def test_bad_arguments(photo: Path) -> None:
     with pytest.raises(ValueError):
         write_rating_sidecar(photo, 3, float("nan"))
     assert sorted(p.name for p in photo.parent.iterdir()) == ["IMG_1.JPG"]
+
+
+# --------------------------------------------------------------------------- hardening (issue 15)
+
+
+def _in_thread(fn: object, timeout: float = 10.0) -> object:
+    """Run ``fn()`` in a daemon thread; its result or exception, or fail if it is still blocked."""
+    import threading
+
+    box: dict[str, object] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()  # type: ignore[operator]
+        except BaseException as err:  # noqa: BLE001 - handed back to the test
+            box["error"] = err
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), "blocked reading the sidecar"
+    if "error" in box:
+        raise box["error"]  # type: ignore[misc]
+    return box.get("value")
+
+
+def test_fifo_sidecar_is_refused_without_blocking(photo: Path) -> None:
+    import os
+
+    sidecar = photo.parent / "IMG_1.xmp"
+    os.mkfifo(sidecar)
+    with pytest.raises(SidecarError, match="not a regular file"):
+        _in_thread(lambda: write_rating_sidecar(photo, 3, 0.5, style="lightroom"))
+    assert _no_temp_files(photo.parent)
+
+
+def test_device_sidecar_is_refused(photo: Path) -> None:
+    (photo.parent / "IMG_1.xmp").symlink_to("/dev/zero")
+    with pytest.raises(SidecarError, match="not a regular file"):
+        _in_thread(lambda: write_rating_sidecar(photo, 3, 0.5, style="lightroom"))
+
+
+def test_huge_sidecar_is_refused_unread(photo: Path) -> None:
+    from aescore.inference.xmp import MAX_SIDECAR_BYTES
+
+    sidecar = photo.parent / "IMG_1.xmp"
+    with open(sidecar, "wb") as fh:  # sparse: no disk space used
+        fh.truncate(MAX_SIDECAR_BYTES + 1)
+    with pytest.raises(SidecarError, match="larger than 16 MB"):
+        write_rating_sidecar(photo, 3, 0.5, style="lightroom")
+    assert sidecar.stat().st_size == MAX_SIDECAR_BYTES + 1
+
+
+WHITESPACE = """<x:xmpmeta xmlns:x="adobe:ns:meta/">
+ <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+  <rdf:Description rdf:about="" xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/"
+    xmlns:dc="http://purl.org/dc/elements/1.1/"
+   photoshop:Headline="Tab&#9;and&#10;newline&#13;and CR, &quot;quoted&quot; &amp; &lt;tagged&gt;">
+   <photoshop:Instructions>element&#9;tab&#10;line&#13;carriage&#13;&#10;crlf</photoshop:Instructions>
+   <dc:description>
+    <rdf:Alt>
+     <rdf:li xml:lang="x-default" photoshop:Note="a&#13;b">first line&#13;carriage</rdf:li>
+    </rdf:Alt>
+   </dc:description>
+  </rdf:Description>
+ </rdf:RDF>
+</x:xmpmeta>
+"""
+
+
+def test_merge_keeps_tab_lf_and_cr_values_exact(photo: Path) -> None:
+    sidecar = photo.parent / "IMG_1.xmp"
+    sidecar.write_text(WHITESPACE, encoding="utf-8", newline="")
+    before = _facts(WHITESPACE)
+    write_rating_sidecar(photo, 4, 0.75, style="lightroom")
+    after_bytes = sidecar.read_bytes()
+    after = _facts(after_bytes)
+    assert before - after == set()  # every foreign value reads the same through a parser
+
+    root = fromstring(after_bytes, forbid_dtd=True)
+    ps = "{http://ns.adobe.com/photoshop/1.0/}"
+    desc = root.find(".//{http://www.w3.org/1999/02/22-rdf-syntax-ns#}Description")
+    assert desc is not None
+    assert desc.attrib[ps + "Headline"] == 'Tab\tand\nnewline\rand CR, "quoted" & <tagged>'
+    assert root.find(f".//{ps}Instructions").text == "element\ttab\nline\rcarriage\r\ncrlf"  # type: ignore[union-attr]
+    li = root.find(".//{http://www.w3.org/1999/02/22-rdf-syntax-ns#}li")
+    assert li is not None and li.text == "first line\rcarriage" and li.attrib[ps + "Note"] == "a\rb"
+    # and the second run changes nothing
+    assert write_rating_sidecar(photo, 4, 0.75, style="lightroom").action == "unchanged"
+    assert sidecar.read_bytes() == after_bytes
+
+
+def test_existing_sidecars_are_written_byte_for_byte_as_before(photo: Path) -> None:
+    # The new writer only adds character references; plain content comes out as minidom wrote it.
+    from xml.dom import minidom
+
+    from aescore.inference.xmp import _serialise
+
+    for text in (LIGHTROOM, DARKTABLE):
+        doc = minidom.parseString(text.encode())
+        expected = "\n".join(node.toxml() for node in doc.childNodes) + "\n"
+        assert _serialise(doc, False).decode() == expected
+
+
+def test_shared_lightroom_sidecar_goes_to_one_photo(tmp_path: Path) -> None:
+    from aescore.inference.xmp import check_sidecar_collisions
+
+    for name in ("pair.png", "pair.jpg", "solo.jpg", "raw.JPG", "raw.CR2"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "pair.txt").write_text("not a photo")
+    photos = [tmp_path / "pair.png", tmp_path / "solo.jpg", tmp_path / "pair.jpg", tmp_path / "raw.JPG"]
+    plan = check_sidecar_collisions(photos, "lightroom")
+    assert [c is None for c in plan] == [False, True, True, False]
+    assert plan[0] is not None and plan[0].owner == tmp_path / "pair.jpg" and plan[0].sidecar.name == "pair.xmp"
+    assert "pair.jpg" in str(plan[0]) and "pair.png" in str(plan[0])
+    # the RAW owns its sidecar even when the run writes only the JPEG
+    assert plan[3] is not None and plan[3].owner == tmp_path / "raw.CR2"
+    # stable: the same owner whatever the order and selection
+    assert check_sidecar_collisions(list(reversed(photos)), "lightroom")[::-1] == plan
+    assert check_sidecar_collisions([tmp_path / "pair.png"], "lightroom")[0] == plan[0]
+    # darktable names never collide
+    assert check_sidecar_collisions(photos, "darktable") == [None] * 4
+    with pytest.raises(Exception, match="unknown XMP sidecar style"):
+        check_sidecar_collisions(photos, "picasa")  # type: ignore[arg-type]

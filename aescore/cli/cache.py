@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+import time
+from typing import Annotated, Any
 
 import typer
 
@@ -27,39 +28,93 @@ def _model_names() -> dict[str, str]:
         return {}
 
 
+def _when(timestamp: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(timestamp)) if timestamp else "-"
+
+
+def _tsv_cell(value: object) -> str:
+    """One TSV cell: tabs and line breaks in names would shift columns or rows."""
+    return str(value).replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _print_tsv(info: dict[str, Any]) -> None:
+    """``field<TAB>value`` rows under a header; one ``rows MODEL RECIPE`` row per model and recipe."""
+    lines = ["field\tvalue"]
+    for field in ("path", "bytes", "rows", "failures"):
+        lines.append(f"{field}\t{_tsv_cell(info[field])}")
+    lines.append(f"corrupt_copies\t{len(info['corrupt_copies'])}")
+    for g in info["by_weights"]:
+        field = f"rows {g['model'] or g['weights'][:12]} {g['recipe']}"
+        lines.append(f"{_tsv_cell(field)}\t{g['rows']}")
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _print_table(info: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    summary = Table(show_header=False, box=None, pad_edge=False)
+    summary.add_column(style="bold")
+    summary.add_column()
+    summary.add_row("Path", escape(str(info["path"])))
+    summary.add_row("Size", f"{info['bytes'] / 1e6:.1f} MB")
+    summary.add_row("Scores", str(info["rows"]))
+    summary.add_row("Undecodable files", str(info["failures"]))
+    if info["corrupt_copies"]:
+        summary.add_row("Damaged copies", escape(", ".join(info["corrupt_copies"])) + "  (`aescore cache clear` deletes them)")
+    console.print(summary)
+    if info["by_weights"]:
+        table = Table(title="Scores per model and recipe", title_justify="left")
+        for column, justify in (("Model", "left"), ("Weights", "left"), ("Recipe", "left"), ("Scores", "right"), ("Last used", "left")):
+            table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        for g in info["by_weights"]:
+            table.add_row(escape(g["model"] or "?"), g["weights"][:12], escape(g["recipe"]), str(g["rows"]), _when(g["last_used"]))
+        console.print(table)
+
+
 @cache_app.command("info")
 def info_cmd(as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False) -> None:
     """Where the cache is, its size, how many scores it holds per model and recipe, and how many
-    files it knows cannot be decoded."""
+    files it knows cannot be decoded.
+
+    A table on a terminal; when piped, TSV with a header ("field<TAB>value"); --json for one JSON
+    object. A damaged cache is moved aside and rebuilt (one warning line), then shown empty.
+    """
     from aescore.inference.cache import ScoreCache
 
-    with ScoreCache() as cache:
+    warnings: list[str] = []
+    with ScoreCache(warn=warnings.append) as cache:
         info = cache.info()
+    for message in warnings:
+        print(f"aescore: warning: {message}", file=sys.stderr)
     names = _model_names()
     for group in info["by_weights"]:  # type: ignore[union-attr]
         group["model"] = names.get(group["weights"])
     if as_json:
         sys.stdout.write(json.dumps(info, indent=1) + "\n")
-        return
-    out = sys.stdout
-    out.write(f"path\t{info['path']}\n")
-    out.write(f"bytes\t{info['bytes']}\n")
-    out.write(f"rows\t{info['rows']}\n")
-    out.write(f"failures\t{info['failures']}\n")
-    for g in info["by_weights"]:  # type: ignore[union-attr]
-        name = g["model"] or "?"
-        out.write(f"weights\t{g['weights'][:12]}\t{name}\t{g['recipe']}\t{g['rows']}\n")
+    elif sys.stdout.isatty():
+        _print_table(info)
+    else:
+        _print_tsv(info)
 
 
 @cache_app.command("clear")
 def clear_cmd() -> None:
-    """Delete every cached score and decode failure (no confirmation: aescore can recompute them).
+    """Delete every cached score and decode failure (no confirmation: aescore can recompute them),
+    and any damaged cache copies moved aside earlier.
 
     The file is emptied rather than deleted, so runs using it at the same time keep working.
     """
     from aescore.inference.cache import ScoreCache
 
-    with ScoreCache() as cache:
+    warnings: list[str] = []
+    with ScoreCache(warn=warnings.append) as cache:
         n = cache.clear()
+        copies = cache.remove_corrupt_copies()  # including one this very call may have made
         path = cache.path
-    print(f"aescore: cleared {n} cached score(s) from {path}", file=sys.stderr)
+    for message in warnings:
+        print(f"aescore: warning: {message}", file=sys.stderr)
+    extra = f" and deleted {copies} damaged cop{'y' if copies == 1 else 'ies'}" if copies else ""
+    print(f"aescore: cleared {n} cached score(s) from {path}{extra}", file=sys.stderr)

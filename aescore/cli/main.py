@@ -4,22 +4,129 @@ from __future__ import annotations
 
 import os
 import sys
+import types
+from typing import Any
 
 import typer
+from typer.core import TyperArgument, TyperGroup, TyperOption
+
+# Metavars for options whose declaration names none, by the type Typer would print ("<int>").
+_TYPE_METAVARS = {"<int>": "N", "<float>": "X", "<str>": "TEXT", "<path>": "PATH"}
+
+
+def _tidy_param(param: Any) -> None:
+    """Plain metavars in ``--help``: nothing for flags (Typer prints ``<bool>``), ``N``/``X``/``TEXT``/
+    ``PATH`` for options declared without one, and upper-case argument names without the Python
+    type (``SRC_DIR`` rather than ``{src_dir}`` and ``<path>``). Only what is displayed changes."""
+    if getattr(param, "_aescore_tidy", False):
+        return
+    param._aescore_tidy = True
+    if isinstance(param, TyperOption):
+        if param.is_flag:
+            param.metavar = ""
+        elif param.metavar is None:
+            try:
+                shown = param.display_type_rich(ctx=None)  # type: ignore[arg-type]
+            except Exception:  # noqa: BLE001 - choices need a context; they display fine as they are
+                shown = None
+            if shown in _TYPE_METAVARS:
+                param.metavar = _TYPE_METAVARS[shown]
+    elif isinstance(param, TyperArgument):
+        name = param.metavar or (param.name or "ARG").upper()
+        param.metavar = name
+        many = "..." if param.nargs != 1 else ""
+        usage = f"{name}{many}" if param.required else f"[{name}]{many}"
+        # Instance-level overrides of Typer's display helpers (no public hook exists for them).
+        param.display_type_rich = types.MethodType(lambda self, ctx=None: None, param)
+        param._usage_display_name = types.MethodType(lambda self: usage, param)
+
+
+def _tidy_command(command: Any) -> None:
+    """:func:`_tidy_param` for ``command``'s parameters and, for a group, all its subcommands."""
+    for param in getattr(command, "params", []):
+        _tidy_param(param)
+    if not isinstance(command, _AescoreGroup):
+        # The -h/--help option is made on demand by get_params: tidy it there.
+        plain_get_params = command.get_params
+
+        def get_params(ctx: Any) -> list[Any]:
+            params = plain_get_params(ctx)
+            for param in params:
+                _tidy_param(param)
+            return params
+
+        command.get_params = get_params
+    for sub in getattr(command, "commands", {}).values():
+        _tidy_command(sub)
+
+
+def _sibling_hint(err: Exception) -> None:
+    """Turn "No such option: --top" under ``score`` into a line naming the command that has it."""
+    ctx = getattr(err, "ctx", None)
+    option = getattr(err, "option_name", None)
+    parent = getattr(ctx, "parent", None)
+    if ctx is None or not option or parent is None:
+        return
+    here = ctx.info_name
+    owners = [
+        name
+        for name, cmd in sorted(getattr(parent.command, "commands", {}).items())
+        if name != here and any(option in (*p.opts, *getattr(p, "secondary_opts", ())) for p in cmd.params)
+    ]
+    if owners:
+        where = " and ".join(f"`{parent.command_path} {name}`" for name in owners)
+        err.message = f"No such option: {option} (an option of {where}, not of `{ctx.command_path}`)"  # type: ignore[attr-defined]
+        err.possibilities = None  # type: ignore[attr-defined]
+
+
+class _AescoreGroup(TyperGroup):
+    """The root command group: clean metavars everywhere, and usage errors that name the sibling
+    command an unknown option belongs to (``score --top`` -> ``--top`` is ``rank``'s)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _tidy_command(self)
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        for param in params:  # including the completion options Typer adds after __init__
+            _tidy_param(param)
+        return params
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as err:
+            if type(err).__name__ == "NoSuchOption":
+                _sibling_hint(err)
+            raise
+
 
 app = typer.Typer(
     name="aescore",
+    cls=_AescoreGroup,
     help="Judge the aesthetic quality of photographs: train, evaluate, score and rank.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from aescore import __version__
+
+        print(f"aescore {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors."),
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, expose_value=False, callback=_show_version, help="Show the version and exit."
+    ),
 ) -> None:
     """Judge the aesthetic quality of photographs: train, evaluate, score and rank.
 

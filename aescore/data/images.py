@@ -2,13 +2,27 @@
 
 Photos from real libraries come in every Pillow mode and orientation; everything that leaves this
 module is an upright 8-bit RGB ``PIL.Image`` or an :class:`~aescore.errors.ImageDecodeError`.
+
+Untrusted files are handled defensively: only the formats listed in :data:`PILLOW_FORMATS` are
+sniffed (an EPS file renamed ``.jpg`` is not handed to Ghostscript), images longer than
+:data:`MAX_ASPECT_RATIO` times their width (or the reverse) are refused before their pixels are
+decoded, and what C libraries print on the process's stderr while decoding (libtiff's
+"WEBP compression support is not configured", ...) is kept off the terminal and folded into the
+one error line instead.
 """
 
 from __future__ import annotations
 
+import errno
 import io
+import os
+import sys
+import tempfile
+import threading
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from PIL import Image, ImageOps
 
@@ -20,6 +34,16 @@ PILLOW_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif",
 HEIF_EXTENSIONS = frozenset({".heic", ".heif", ".hif"})
 # Camera RAW through rawpy's embedded-preview extraction (the ``raw`` extra).
 RAW_EXTENSIONS = frozenset({".cr2", ".cr3", ".nef", ".arw", ".dng", ".raf", ".orf", ".rw2"})
+
+# The Pillow format ids ``Image.open`` may identify (content sniffing is limited to these).
+# (Pillow's JPEG opener also returns the multi-picture MPO files many cameras write.)
+# HEIF is registered by pillow-heif.
+PILLOW_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
+HEIF_FORMATS = ("HEIF",)
+# Longest edge / shortest edge beyond which a file is refused: far beyond any stitched panorama
+# one would score (360-degree panoramas are 2:1 to 6:1), and it bounds the memory of the
+# "resize the shorter edge" step to 20x the output's shorter edge squared.
+MAX_ASPECT_RATIO = 20.0
 
 _HEIF_MISSING = "HEIF support is not installed: pip install 'aescore[heif]'"
 _RAW_MISSING = "camera RAW support is not installed: pip install 'aescore[raw]'"
@@ -74,16 +98,110 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+class _Refused(Exception):
+    """A file refused before decoding its pixels (the message is the reason)."""
+
+
+def _check_aspect(size: tuple[int, int]) -> None:
+    """Refuse sizes with an edge of 0 or an aspect ratio beyond :data:`MAX_ASPECT_RATIO`."""
+    w, h = size
+    if w < 1 or h < 1:
+        raise _Refused(f"image has no pixels ({w}x{h})")
+    if max(w, h) > MAX_ASPECT_RATIO * min(w, h):
+        raise _Refused(f"aspect ratio {w}x{h} is beyond {MAX_ASPECT_RATIO:g}:1; not scored")
+
+
+def _crop_aspect(img: Image.Image, max_aspect: float | None) -> Image.Image:
+    """Centre-crop the long edge to ``round(shorter * max_aspect)`` pixels (no-op when within it)."""
+    if max_aspect is None:
+        return img
+    w, h = img.size
+    if w >= h and w > round(h * max_aspect):
+        cw = max(1, round(h * max_aspect))
+        left = int(round((w - cw) / 2.0))
+        return img.crop((left, 0, left + cw, h))
+    if h > w and h > round(w * max_aspect):
+        ch = max(1, round(w * max_aspect))
+        top = int(round((h - ch) / 2.0))
+        return img.crop((0, top, w, top + ch))
+    return img
+
+
 def _draft(img: Image.Image, min_shorter: int | None) -> None:
     """Ask a JPEG decoder for the smallest DCT scale whose shorter edge stays >= ``min_shorter``."""
-    if min_shorter is not None and img.format == "JPEG":
+    if min_shorter is not None and img.format in ("JPEG", "MPO"):
         w, h = img.size
         scale = min(w, h) / float(min_shorter)
         if scale >= 2:
             img.draft("RGB", (max(1, int(w / scale)), max(1, int(h / scale))))
 
 
-def _decode_pillow(path: Path, min_shorter: int | None) -> Image.Image:
+# --------------------------------------------------------------------------- C-level stderr
+
+_stderr_lock = threading.Lock()
+# Pillow hands libtiff the name "tempfile.tif"; libtiff starts its messages with it.
+_C_PREFIX = "tempfile.tif: "
+
+
+class _CMessages:
+    """Text C libraries wrote to file descriptor 2 during a decode (set when the block ends)."""
+
+    text = ""
+
+
+def _c_text(captured: bytes) -> str:
+    """The captured C messages as one line: distinct lines joined by "; ", libtiff's prefix removed."""
+    kept: list[str] = []
+    for raw in captured.decode("utf-8", "replace").splitlines():
+        line = raw.strip().removeprefix(_C_PREFIX).strip()
+        if line and line not in kept:
+            kept.append(line)
+    return "; ".join(kept)
+
+
+@contextmanager
+def _capture_c_stderr() -> Iterator[_CMessages]:
+    """Point file descriptor 2 at a temporary file while decoding; collect what was written there.
+
+    libtiff (and other C decoders) report problems by printing to the process's stderr, bypassing
+    Python, so a broken TIFF would print its own lines besides aescore's one skip line. Lines with
+    terminal control codes (a progress display that another thread refreshed meanwhile) are
+    written back to the real stderr; the rest is C libraries' text, kept for the error message.
+    A lock keeps threads from nesting the swap.
+    """
+    messages = _CMessages()
+    with _stderr_lock:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no usable fd 2 (closed stderr, daemon)
+            yield messages
+            return
+        try:
+            with tempfile.TemporaryFile() as sink:
+                os.dup2(sink.fileno(), 2)
+                try:
+                    yield messages
+                finally:
+                    try:
+                        sys.stderr.flush()
+                    except (OSError, ValueError):
+                        pass
+                    os.dup2(saved, 2)
+                    sink.seek(0)
+                    lines = sink.read(1 << 20).splitlines(keepends=True)
+                    replay = b"".join(line for line in lines if b"\x1b" in line)
+                    if replay:
+                        os.write(2, replay)
+                    messages.text = _c_text(b"".join(line for line in lines if b"\x1b" not in line))
+        finally:
+            os.close(saved)
+
+
+# --------------------------------------------------------------------------- decoders
+
+
+def _decode_pillow(path: Path, min_shorter: int | None, max_aspect: float | None, formats: tuple[str, ...]) -> Image.Image:
     with warnings.catch_warnings():
         # Pillow warns (two stray stderr lines per photo, without its name) about things it then
         # handles: corrupt EXIF blocks, palette transparency, and sizes between 1x and 2x
@@ -91,16 +209,17 @@ def _decode_pillow(path: Path, min_shorter: int | None) -> Image.Image:
         # return a correct RGB image or raise; the bomb guard itself stays on (DecompressionBombError
         # above 2x the limit is an error, not a warning).
         warnings.filterwarnings("ignore", module=r"PIL\.")
-        return _open_pillow(path, min_shorter)
+        return _open_pillow(path, min_shorter, max_aspect, formats)
 
 
-def _open_pillow(path: Path, min_shorter: int | None) -> Image.Image:
-    with Image.open(path) as img:
+def _open_pillow(path: Path, min_shorter: int | None, max_aspect: float | None, formats: tuple[str, ...]) -> Image.Image:
+    with Image.open(path, formats=list(formats)) as img:
+        _check_aspect(img.size)  # from the header, before a single pixel is decoded
         _draft(img, min_shorter)
         img.seek(0)  # first frame of GIF / multi-page TIFF
         img.load()
         img = ImageOps.exif_transpose(img)
-        return to_rgb(img)
+        return to_rgb(_crop_aspect(img, max_aspect))
 
 
 def _register_heif() -> None:
@@ -117,7 +236,7 @@ def _register_heif() -> None:
 _RAW_FLIP = {3: Image.Transpose.ROTATE_180, 5: Image.Transpose.ROTATE_90, 6: Image.Transpose.ROTATE_270}
 
 
-def _decode_raw(path: Path, min_shorter: int | None) -> Image.Image:
+def _decode_raw(path: Path, min_shorter: int | None, max_aspect: float | None) -> Image.Image:
     """The camera's embedded JPEG preview (cheap, and what the photographer saw), upright RGB.
 
     Falls back to a half-size demosaic when the file carries no usable preview.
@@ -129,12 +248,14 @@ def _decode_raw(path: Path, min_shorter: int | None) -> Image.Image:
     try:
         with rawpy.imread(str(path)) as raw:
             flip = raw.sizes.flip
+            _check_aspect((raw.sizes.width, raw.sizes.height))
             try:
                 thumb = raw.extract_thumb()
             except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
                 thumb = None
             if thumb is not None and thumb.format == rawpy.ThumbFormat.JPEG:
-                with Image.open(io.BytesIO(thumb.data)) as img:
+                with Image.open(io.BytesIO(thumb.data), formats=["JPEG"]) as img:
+                    _check_aspect(img.size)
                     _draft(img, min_shorter)
                     img.load()
                     exif_orientation = img.getexif().get(0x0112, 1)
@@ -151,40 +272,92 @@ def _decode_raw(path: Path, min_shorter: int | None) -> Image.Image:
         raise OSError(f"camera RAW: {type(err).__name__}: {err}") from None
     if flip in _RAW_FLIP:
         img = img.transpose(_RAW_FLIP[flip])
-    return img
+    return _crop_aspect(img, max_aspect)
 
 
-def load_rgb(path: str | Path, min_shorter: int | None = None) -> Image.Image:
+# Operating-system errors that say nothing about the file's bytes: they may go away by themselves.
+_PASSING_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EIO, errno.ENOMEM, errno.EAGAIN, errno.EINTR,
+                             errno.EMFILE, errno.ENFILE, errno.ESTALE, errno.ETIMEDOUT, errno.ENOENT, errno.EBUSY})
+
+
+def load_rgb(path: str | Path, min_shorter: int | None = None, max_aspect: float | None = None) -> Image.Image:
     """Decode ``path`` to an upright RGB image.
 
     ``min_shorter``: if given, JPEGs are decoded at a reduced size with Pillow's draft mode
     (DCT-domain scaling by 1/2, 1/4 or 1/8) while keeping the shorter edge >= ``min_shorter``
     pixels after EXIF orientation — far cheaper than a full decode followed by a resize.
+    ``max_aspect``: if given, the long edge of the upright image is centre-cropped to
+    ``round(shorter edge * max_aspect)`` pixels before anything else is done with it, so a
+    following "resize the shorter edge" step costs memory in proportion to its output
+    (crop-then-resize is the same as the eval recipe's resize-then-centre-crop up to a pixel of
+    rounding).
+    Files whose long edge exceeds :data:`MAX_ASPECT_RATIO` times the short edge are refused.
+    Only the formats aescore supports are recognised (:data:`PILLOW_FORMATS`, plus HEIF for
+    ``.heic``/``.heif``/``.hif``), whatever the extension says.
     HEIC/HEIF needs the ``heif`` extra and camera RAW (embedded preview) the ``raw`` extra; without
     them the error names the extra to install.
-    Raises ImageDecodeError for missing, empty, truncated, non-image or decompression-bomb files.
+    Raises ImageDecodeError for missing, empty, truncated, non-image, unsupported or
+    decompression-bomb files; its ``lasting`` attribute tells whether the failure is a property
+    of the file's bytes (see :func:`is_lasting_failure`).
     """
     path = Path(path)
     ext = path.suffix.lower()
-    try:
-        if ext in RAW_EXTENSIONS:
-            return _decode_raw(path, min_shorter)
-        if ext in HEIF_EXTENSIONS:
-            _register_heif()
-        return _decode_pillow(path, min_shorter)
-    except ImportError as err:
-        raise ImageDecodeError(path, str(err)) from None
-    except FileNotFoundError:
-        raise ImageDecodeError(path, "file not found") from None
-    except IsADirectoryError:
-        raise ImageDecodeError(path, "is a directory") from None
-    except Image.DecompressionBombError:
-        raise ImageDecodeError(path, "image too large (decompression-bomb guard)") from None
-    except Image.UnidentifiedImageError:
+    failure: Exception
+    with _capture_c_stderr() as c_messages:
+        try:
+            if ext in RAW_EXTENSIONS:
+                return _decode_raw(path, min_shorter, max_aspect)
+            formats = PILLOW_FORMATS
+            if ext in HEIF_EXTENSIONS:
+                _register_heif()
+                formats = PILLOW_FORMATS + HEIF_FORMATS
+            return _decode_pillow(path, min_shorter, max_aspect, formats)
+        except Exception as err:  # noqa: BLE001 - classified once fd 2 is back and the C text is known
+            failure = err
+    raise _classify(path, failure, c_messages.text) from None
+
+
+def _classify(path: Path, err: Exception, c_text: str) -> Exception:
+    """The ImageDecodeError for a decode exception (or the exception itself when it is not one).
+
+    ``c_text``: what C libraries printed meanwhile, added to the reason of a decode error.
+    """
+    detail = f"; {c_text}" if c_text else ""
+    if isinstance(err, ImageDecodeError):
+        return err
+    if isinstance(err, MemoryError):
+        return ImageDecodeError(path, "out of memory while decoding", lasting=False)
+    if isinstance(err, ImportError):
+        return ImageDecodeError(path, str(err), lasting=False)
+    if isinstance(err, FileNotFoundError):
+        return ImageDecodeError(path, "file not found", lasting=False)
+    if isinstance(err, IsADirectoryError):
+        return ImageDecodeError(path, "is a directory", lasting=False)
+    if isinstance(err, _Refused):
+        return ImageDecodeError(path, str(err))
+    if isinstance(err, Image.DecompressionBombError):
+        return ImageDecodeError(path, "image too large (decompression-bomb guard)")
+    if isinstance(err, Image.UnidentifiedImageError):
         try:
             empty = path.stat().st_size == 0
         except OSError:
             empty = False
-        raise ImageDecodeError(path, "empty file" if empty else "not a recognised image") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise ImageDecodeError(path, f"cannot decode ({err})") from None
+        return ImageDecodeError(path, "empty file" if empty else "not a recognised image")
+    if isinstance(err, OSError) and err.errno in _PASSING_ERRNOS:
+        # "[Errno N]" kept in the text: older callers told passing failures apart by it.
+        return ImageDecodeError(path, f"cannot read ([Errno {err.errno}] {err.strerror})", lasting=False)
+    if isinstance(err, (OSError, SyntaxError, ValueError)):
+        return ImageDecodeError(path, f"cannot decode ({err}{detail})")
+    return err
+
+
+def is_lasting_failure(err: BaseException) -> bool:
+    """Whether a decode failure will recur for the same file bytes and decoder, so it may be
+    recorded in the score cache's failure table.
+
+    True only for an :class:`ImageDecodeError` whose ``lasting`` is set (corrupt, empty,
+    unsupported, refused files). False for everything else: a vanished file, permissions, I/O
+    errors, memory, a missing extra, and any other exception — e.g. a ZeroDivisionError from a
+    broken preprocessing recipe, which says nothing about the file.
+    """
+    return isinstance(err, ImageDecodeError) and err.lasting

@@ -9,8 +9,10 @@ a re-run skips them without loading the model.
 Safe with several runs at once: WAL journal (readers never block the writer), a busy timeout,
 and short transactions (one ``executemany`` per batch of results). The cache is an accelerator
 only: when it is unusable (corrupt, locked for too long, unwritable folder) the run goes on
-without it after one warning line. A corrupt file is renamed ``<name>.corrupt-<timestamp>`` and
-a fresh cache is built in its place.
+without it after one warning line. A corrupt file — found when opening it, or later when a
+read or write fails and SQLite's integrity check confirms the damage (e.g. a few zeroed pages) —
+is renamed ``<name>.corrupt-<timestamp>`` and a fresh cache is built in its place, with one
+warning line; ``cache clear`` deletes those renamed copies.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sqlite3
 import sys
 import time
 from dataclasses import dataclass
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -155,6 +158,10 @@ class ScoreCache:
     def _rebuild(self, err: Exception) -> sqlite3.Connection | None:
         stamp = time.strftime("%Y%m%dT%H%M%S")
         aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        k = 0
+        while aside.exists():  # a second rebuild within the same second keeps the first copy
+            k += 1
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{k}")
         try:
             os.replace(self.path, aside)
             for suffix in ("-wal", "-shm"):  # a stale WAL would be replayed into the new file
@@ -167,6 +174,42 @@ class ScoreCache:
             return None
         self._warn(f"score cache {self.path} was corrupt ({err}); moved it to {aside.name} and started a new one")
         return conn
+
+    def _damaged(self, err: sqlite3.DatabaseError) -> bool:
+        """Whether ``err`` (raised by a read or write) means the file is damaged.
+
+        "malformed" / "not a database" say so directly; for other errors (e.g. an I/O error) SQLite's
+        ``quick_check`` decides. A lock or permission problem is not damage.
+        """
+        if _is_corruption(err):
+            return True
+        text = str(err).lower()
+        if "locked" in text or "busy" in text or "readonly" in text or "permission" in text:
+            return False
+        conn = self._conn
+        if conn is None:
+            return False
+        try:
+            rows = conn.execute("PRAGMA quick_check(1)").fetchall()
+        except sqlite3.DatabaseError as check_err:
+            return _is_corruption(check_err)
+        return rows != [("ok",)]
+
+    def _recover(self, err: sqlite3.DatabaseError, what: str) -> sqlite3.Connection | None:
+        """After a failed read or write: rebuild a damaged cache (one warning), else disable it.
+
+        Returns the new connection, or None when the cache is now off.
+        """
+        if self.enabled and self._damaged(err):
+            if self._conn is not None:
+                try:
+                    self._conn.close()
+                finally:
+                    self._conn = None
+            self._conn = self._rebuild(err)
+            return self._conn
+        self._disable(f"score cache {what} failed ({err}); continuing without it")
+        return None
 
     def _disable(self, message: str) -> None:
         if self.enabled:
@@ -225,7 +268,13 @@ class ScoreCache:
         return {key.path: str(reason) for key, (reason,) in rows}
 
     def put_failures(self, rows: Iterable[tuple[CacheKey, str]], decoder: str) -> None:
-        """Record ``(key, reason)`` decode failures in one short transaction."""
+        """Record ``(key, reason)`` decode failures in one short transaction.
+
+        Record only failures that recur for the same bytes
+        (:func:`aescore.data.images.is_lasting_failure`), and pass a ``decoder`` tag naming
+        everything the failure depends on (aescore and Pillow versions, the preprocessing recipe):
+        :meth:`get_failures` serves a failure only for the same tag.
+        """
         now = time.time()
         self._insert_many(
             "INSERT OR REPLACE INTO failures (path, size, mtime_ns, decoder, reason, updated) VALUES (?, ?, ?, ?, ?, ?)",
@@ -283,7 +332,7 @@ class ScoreCache:
                     if size == key.size and mtime_ns == key.mtime_ns:
                         found.append((key, rest))
         except sqlite3.DatabaseError as err:
-            self._disable(f"score cache read failed ({err}); continuing without it")
+            self._recover(err, "read")  # a rebuilt cache is empty: every key is a miss
             return []
         return found
 
@@ -295,58 +344,110 @@ class ScoreCache:
         batch = list(params)
         if not batch:
             return
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        for attempt in range(2):  # a second time into a cache rebuilt after damage
             try:
-                conn.executemany(sql, batch)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.DatabaseError as err:
-            self._disable(f"score cache write failed ({err}); continuing without it")
+                _write(conn, sql, batch)
+                return
+            except sqlite3.DatabaseError as err:
+                conn = self._recover(err, "write") if attempt == 0 else None
+                if conn is None:
+                    if attempt:
+                        self._disable(f"score cache write failed ({err}); continuing without it")
+                    return
 
     # -- management -----------------------------------------------------------------------------
+    def corrupt_copies(self) -> list[Path]:
+        """Damaged cache files moved aside earlier (``<name>.corrupt-<timestamp>``), oldest first."""
+        return sorted(
+            p for p in self.path.parent.glob(f"{glob_escape(self.path.name)}.corrupt-*")
+            if not p.name.endswith(("-wal", "-shm"))
+        )
+
     def info(self) -> dict[str, object]:
-        """Path, bytes on disk (database + WAL), row count, rows per (weights, recipe) and the
-        number of files recorded as undecodable."""
-        files = [self.path, Path(str(self.path) + "-wal")]
-        size = sum(p.stat().st_size for p in files if p.exists())
+        """Path, bytes on disk (database + WAL), row count, rows per (weights, recipe), the
+        number of files recorded as undecodable, and the damaged copies moved aside.
+
+        A damaged cache is moved aside and rebuilt (one warning), then reported empty.
+        """
         result: dict[str, object] = {
-            "path": str(self.path), "exists": self.path.exists(), "bytes": size, "rows": 0, "by_weights": [], "failures": 0,
+            "path": str(self.path), "exists": self.path.exists(), "bytes": 0, "rows": 0, "by_weights": [], "failures": 0,
+            "corrupt_copies": [],
         }
-        if not self.path.exists():
-            return result
-        conn = self._connect()
-        if conn is None:
-            return result
-        groups = conn.execute(
-            "SELECT weights, recipe, COUNT(*), MAX(updated) FROM scores GROUP BY weights, recipe ORDER BY COUNT(*) DESC"
-        ).fetchall()
-        result["rows"] = sum(g[2] for g in groups)
-        result["by_weights"] = [{"weights": w, "recipe": r, "rows": n, "last_used": t} for w, r, n, t in groups]
-        result["failures"] = conn.execute("SELECT COUNT(*) FROM failures").fetchone()[0]
+        if self.path.exists():
+            for attempt in range(2):
+                conn = self._connect()
+                if conn is None:
+                    break
+                try:
+                    groups = conn.execute(
+                        "SELECT weights, recipe, COUNT(*), MAX(updated) FROM scores GROUP BY weights, recipe ORDER BY COUNT(*) DESC"
+                    ).fetchall()
+                    failures = conn.execute("SELECT COUNT(*) FROM failures").fetchone()[0]
+                except sqlite3.DatabaseError as err:
+                    if attempt or self._recover(err, "read") is None:
+                        break
+                    continue
+                result["rows"] = sum(g[2] for g in groups)
+                result["by_weights"] = [{"weights": w, "recipe": r, "rows": n, "last_used": t} for w, r, n, t in groups]
+                result["failures"] = failures
+                break
+        files = [self.path, Path(str(self.path) + "-wal")]
+        result["bytes"] = sum(p.stat().st_size for p in files if p.exists())
+        result["corrupt_copies"] = [str(p) for p in self.corrupt_copies()]
         return result
 
     def clear(self) -> int:
         """Delete every row (other runs may hold the file open, so it is emptied, not unlinked).
 
-        Returns the number of scores deleted (recorded decode failures are deleted too). A
-        corrupt cache is moved aside by the connect step.
+        Returns the number of scores deleted (recorded decode failures are deleted too). Works on
+        a damaged cache too: it is moved aside (one warning) and a fresh one started; see
+        :meth:`remove_corrupt_copies` for deleting such copies.
         """
-        if not self.path.exists():
-            return 0
-        conn = self._connect()
-        if conn is None:
-            return 0
-        conn.execute("BEGIN IMMEDIATE")
-        n = conn.execute("DELETE FROM scores").rowcount
-        conn.execute("DELETE FROM failures")
-        conn.execute("DELETE FROM checks")
-        conn.execute("COMMIT")
-        conn.execute("VACUUM")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        n = 0
+        if self.path.exists():
+            for attempt in range(2):
+                conn = self._connect()
+                if conn is None:
+                    break
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        n = conn.execute("DELETE FROM scores").rowcount
+                        conn.execute("DELETE FROM failures")
+                        conn.execute("DELETE FROM checks")
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+                    conn.execute("VACUUM")
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    break
+                except sqlite3.DatabaseError as err:
+                    if attempt or self._recover(err, "clear") is None:
+                        break
         return int(n)
+
+    def remove_corrupt_copies(self) -> int:
+        """Delete the damaged copies moved aside earlier (with their WAL files); returns how many."""
+        copies = self.corrupt_copies()
+        for copy in copies:
+            for side in (copy, Path(f"{copy}-wal"), Path(f"{copy}-shm")):
+                side.unlink(missing_ok=True)
+        return len(copies)
+
+
+def _write(conn: sqlite3.Connection, sql: str, batch: list[tuple[object, ...]]) -> None:
+    """``executemany`` in one short transaction, rolled back on any failure."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(sql, batch)
+        conn.execute("COMMIT")
+    except BaseException:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.DatabaseError:
+            pass  # the failure already ended the transaction
+        raise
 
 
 def _is_corruption(err: sqlite3.DatabaseError) -> bool:

@@ -20,6 +20,9 @@ from aescore.data.images import HEIF_EXTENSIONS, PILLOW_EXTENSIONS, RAW_EXTENSIO
 IMAGE_EXTENSIONS = PILLOW_EXTENSIONS | HEIF_EXTENSIONS | RAW_EXTENSIONS
 
 
+_NOT_REGULAR = "not a regular file (a FIFO, socket or device)"
+
+
 @dataclass(frozen=True)
 class FoundFile:
     """A photo to score: the path as the user reached it, its resolved path and cache-key stat."""
@@ -61,9 +64,12 @@ def discover(inputs: Iterable[str | os.PathLike[str]], include_hidden: bool = Fa
     """Expand files and folders into the photos to score (see the module docstring for order).
 
     Named files are kept if their extension is a supported image type (others are ignored, as in
-    folders). Named inputs that do not exist come back in ``problems``. Inside folders, names
-    starting with ``.`` (e.g. macOS ``._IMG_1.JPG`` resource forks, ``.thumbnails``) are skipped
-    unless ``include_hidden``.
+    folders). Named inputs that do not exist or cannot be named at all (a NUL byte, e.g. from a
+    newline-separated ``--files-from`` list fed NUL-separated names) come back in ``problems``,
+    and so does anything with a photo's extension that is not a regular file (a FIFO or device
+    named ``x.jpg``, named or inside a folder: reading it could block or never end). Inside
+    folders, names starting with ``.`` (e.g. macOS ``._IMG_1.JPG`` resource forks,
+    ``.thumbnails``) are skipped unless ``include_hidden``.
     """
     found = Discovery()
     seen_files: set[tuple[int, int]] = set()
@@ -95,8 +101,11 @@ def discover(inputs: Iterable[str | os.PathLike[str]], include_hidden: bool = Fa
                 continue  # dangling symlink
             if stat.S_ISDIR(est.st_mode):
                 walk(entry.path, est)
-            elif stat.S_ISREG(est.st_mode) and is_image_name(entry.name):
-                add_file(entry.path, est)
+            elif is_image_name(entry.name):
+                if stat.S_ISREG(est.st_mode):
+                    add_file(entry.path, est)
+                else:
+                    found.problems.append((entry.path, _NOT_REGULAR))
 
     for item in inputs:
         path = os.fspath(item)
@@ -108,10 +117,16 @@ def discover(inputs: Iterable[str | os.PathLike[str]], include_hidden: bool = Fa
         except OSError as err:
             found.problems.append((path, err.strerror or str(err)))
             continue
+        except ValueError:  # "embedded null byte": no file can have this name
+            found.problems.append((path, "the name contains a NUL byte (use --from0 for NUL-separated lists)"))
+            continue
         if stat.S_ISDIR(st.st_mode):
             walk(path, st)
-        elif stat.S_ISREG(st.st_mode) and is_image_name(path):
-            add_file(path, st)
+        elif is_image_name(path):
+            if stat.S_ISREG(st.st_mode):
+                add_file(path, st)
+            else:
+                found.problems.append((path, _NOT_REGULAR))
     return found
 
 

@@ -6,12 +6,22 @@ own ``aescore:*`` properties change. minidom rather than ElementTree because it 
 ElementTree drops or rewrites on a round trip — the original namespace prefixes in their scopes,
 comments, whitespace, the ``<?xpacket?>`` wrapper and the order of attributes (namespace
 declarations move first) — without touching ElementTree's process-global prefix registry. The photo itself is never opened.
+
+Only a regular file of at most :data:`MAX_SIDECAR_BYTES` is read as a sidecar (a FIFO would block,
+``/dev/zero`` would never end). On output, TAB, LF and CR in attribute values and CR in text are
+written as character references, so every value an XML reader saw before reads the same after.
+
+Lightroom-style names are shared by photos that differ only in their extension (``pair.jpg`` and
+``pair.png`` both use ``pair.xmp``); :func:`check_sidecar_collisions` decides, the same way on every
+run, which photo such a sidecar is written for.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,10 +34,13 @@ from aescore.fsutil import atomic_write_bytes
 __all__ = [
     "AESCORE_NS",
     "XMP_NS",
+    "MAX_SIDECAR_BYTES",
     "RDF_NS",
     "SidecarChange",
+    "SidecarCollision",
     "SidecarError",
     "XmpStyle",
+    "check_sidecar_collisions",
     "sidecar_path",
     "write_rating_sidecar",
 ]
@@ -40,6 +53,9 @@ XMP_NS = "http://ns.adobe.com/xap/1.0/"
 RDF_NS = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
 X_NS = "adobe:ns:meta/"
 XMLNS_NS = "http://www.w3.org/2000/xmlns/"
+#: The largest existing sidecar aescore reads (real ones are a few kB; Lightroom's with long
+#: edit histories stay well under 1 MB).
+MAX_SIDECAR_BYTES = 16 * 1024 * 1024
 
 # The standard packet wrapper; the id is the fixed value the XMP specification prescribes.
 _NEW_PACKET = f"""<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
@@ -229,10 +245,65 @@ def _parse_sidecar(path: Path, data: bytes) -> minidom.Document:
     return doc
 
 
+def _read_sidecar(path: Path, real: Path) -> bytes:
+    """The bytes of the existing sidecar ``real`` (``path`` as named, for messages).
+
+    SidecarError for anything but a regular file (FIFO, device, folder, socket) and for files
+    over :data:`MAX_SIDECAR_BYTES`; the type is checked before opening and again on the open file.
+    """
+    def refuse(what: str) -> SidecarError:
+        return SidecarError(f"{path}: {what}; left unchanged")
+
+    st = os.stat(real)
+    if not stat.S_ISREG(st.st_mode):
+        raise refuse("not a regular file")
+    # O_NONBLOCK: if the path was swapped for a FIFO meanwhile, open() must not wait for a writer.
+    fd = os.open(real, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise refuse("not a regular file")
+        data = fh.read(MAX_SIDECAR_BYTES + 1)
+    if len(data) > MAX_SIDECAR_BYTES:
+        raise refuse(f"larger than {MAX_SIDECAR_BYTES >> 20} MB, not an XMP sidecar")
+    return data
+
+
+def _escape(text: str, attribute: bool) -> str:
+    """Markup-escape ``text`` as minidom does, plus the whitespace an XML reader would normalise:
+    CR everywhere, and TAB and LF inside attribute values (where a raw one reads as a space)."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;").replace(">", "&gt;")
+    text = text.replace("\r", "&#13;")
+    if attribute:
+        text = text.replace("\t", "&#9;").replace("\n", "&#10;")
+    return text
+
+
+def _write_node(node: minidom.Node, out: list[str]) -> None:
+    """Append ``node`` as XML to ``out``: minidom's ``toxml`` with :func:`_escape` for values."""
+    if isinstance(node, minidom.Element):
+        out.append(f"<{node.tagName}")
+        for name, value in node.attributes.items():
+            out.append(f' {name}="{_escape(value, attribute=True)}"')
+        if not node.childNodes:
+            out.append("/>")
+            return
+        out.append(">")
+        for child in node.childNodes:
+            _write_node(child, out)
+        out.append(f"</{node.tagName}>")
+    elif isinstance(node, minidom.Text) and not isinstance(node, minidom.CDATASection):
+        out.append(_escape(node.data, attribute=False))
+    else:  # comments, processing instructions, CDATA sections: as minidom writes them
+        out.append(node.toxml())
+
+
 def _serialise(doc: minidom.Document, xml_declaration: bool) -> bytes:
     """The document as UTF-8, keeping the top-level processing instructions and comments."""
     parts = ['<?xml version="1.0" encoding="UTF-8"?>'] if xml_declaration else []
-    parts.extend(node.toxml() for node in doc.childNodes)
+    for node in doc.childNodes:
+        out: list[str] = []
+        _write_node(node, out)
+        parts.append("".join(out))
     return ("\n".join(parts) + "\n").encode("utf-8")
 
 
@@ -259,8 +330,9 @@ def write_rating_sidecar(
 
     Writes are atomic (temporary file in the same folder, then ``os.replace``); a sidecar that is a
     symlink is written through to its target. ``dry_run`` writes nothing and reports what would
-    happen. Raises SidecarError (file left untouched) for a sidecar declaring a DTD or entities,
-    malformed XML, or XML without ``rdf:RDF``; ValueError for stars outside -1..5 or a NaN score.
+    happen. Raises SidecarError (file left untouched) for a sidecar that is not a regular file or
+    is larger than :data:`MAX_SIDECAR_BYTES`, declares a DTD or entities, is malformed XML, or is
+    XML without ``rdf:RDF``; ValueError for stars outside -1..5 or a NaN score.
     """
     if not (-1 <= int(stars) <= 5) or int(stars) != stars:
         raise ValueError(f"xmp:Rating must be an integer from -1 to 5, got {stars}")
@@ -270,7 +342,7 @@ def write_rating_sidecar(
     exists = path.exists()
     if exists:
         real = Path(os.path.realpath(path))
-        data = real.read_bytes()
+        data = _read_sidecar(path, real)
         doc = _parse_sidecar(path, data)
         had_declaration = data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<?xml")
     else:
@@ -325,3 +397,90 @@ def write_rating_sidecar(
         mode = real.stat().st_mode & 0o7777 if exists else None  # an existing sidecar keeps its mode
         atomic_write_bytes(real, _serialise(doc, had_declaration), mode)
     return SidecarChange(path=path, action=action, old_rating=old_rating, new_rating=new_rating, changed=changed)
+
+
+# --------------------------------------------------------------------------- shared sidecar names
+
+
+@dataclass(frozen=True)
+class SidecarCollision:
+    """``photo``'s sidecar name is shared with ``owner``, the photo the sidecar is written for.
+
+    ``owner`` may be a file that is not among the photos being written (it is in the same folder).
+    """
+
+    photo: Path
+    sidecar: Path
+    owner: Path
+
+    def __str__(self) -> str:
+        return (
+            f"shares the sidecar {self.sidecar.name} with {self.owner.name}; "
+            f"it records {self.owner.name} only, so {self.photo.name} gets none"
+        )
+
+
+def _owner_key(photo: Path) -> tuple[bool, str]:
+    """Sort key for the photo a shared sidecar belongs to: a camera RAW first (the convention of
+    Lightroom, which treats a same-named JPEG as the RAW's companion), then the name."""
+    from aescore.data.images import RAW_EXTENSIONS
+
+    return (photo.suffix.lower() not in RAW_EXTENSIONS, photo.name)
+
+
+def _same_stem_images(folder: Path, stem: str, cache: dict[Path, dict[str, list[str]]]) -> list[str]:
+    """Names of the image files in ``folder`` whose name without extension is ``stem``."""
+    from aescore.inference.discover import is_image_name
+
+    if folder not in cache:
+        by_stem: dict[str, list[str]] = {}
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    try:
+                        regular = entry.is_file()
+                    except OSError:
+                        continue
+                    if regular and is_image_name(entry.name):
+                        by_stem.setdefault(os.path.splitext(entry.name)[0], []).append(entry.name)
+        except OSError:
+            pass
+        cache[folder] = by_stem
+    return cache[folder].get(stem, [])
+
+
+def check_sidecar_collisions(
+    photos: Sequence[str | os.PathLike[str]], style: XmpStyle = "lightroom"
+) -> list[SidecarCollision | None]:
+    """For each photo, None when its sidecar may be written, else the :class:`SidecarCollision`.
+
+    Lightroom-style sidecars are named after the photo without its extension, so ``pair.jpg``,
+    ``pair.png`` and ``pair.CR2`` in one folder share ``pair.xmp``; written for each, it would end
+    up with one photo's rating and another's score. The sidecar is given to one photo: a camera
+    RAW if there is one, else the first by file name, chosen among ``photos`` *and* the other
+    same-named image files in the folder. So the choice does not depend on which photos a run
+    selects or on their scores, and repeated runs write the same file for the same photo; when
+    the owner is not among ``photos``, none of them writes it. Darktable-style names
+    (``pair.jpg.xmp``) never collide. Reads folder listings only; writes nothing.
+    """
+    if style not in ("lightroom", "darktable"):
+        raise UsageError(f"unknown XMP sidecar style {style!r} (use 'lightroom' or 'darktable')")
+    paths = [Path(p) for p in photos]
+    result: list[SidecarCollision | None] = [None] * len(paths)
+    if style == "darktable":
+        return result
+
+    def stem(p: Path) -> str:
+        return p.stem if p.suffix else p.name
+
+    given: dict[tuple[Path, str], set[Path]] = {}
+    for photo in paths:
+        given.setdefault((photo.parent, stem(photo)), set()).add(photo)
+    listings: dict[Path, dict[str, list[str]]] = {}
+    for i, photo in enumerate(paths):
+        folder = photo.parent
+        sharing = given[(folder, stem(photo))] | {folder / n for n in _same_stem_images(folder, stem(photo), listings)}
+        owner = min(sharing, key=_owner_key)
+        if owner != photo:
+            result[i] = SidecarCollision(photo, sidecar_path(photo, style), owner)
+    return result

@@ -1,0 +1,53 @@
+"""The README's entry points: what `make demo` and `make test` would run (dry runs, nothing installed)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+
+
+def _dry_run(target: str, tmp_path: Path, *extra: str) -> list[str]:
+    """The commands ``make TARGET`` would run for a fresh virtual environment in ``tmp_path``."""
+    out = subprocess.run(
+        ["make", "-n", "-B", target, f"VENV={tmp_path / 'venv'}", *extra], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return out.stdout.splitlines()
+
+
+def test_demo_installs_only_what_aescore_needs_and_says_so(tmp_path: Path) -> None:
+    lines = _dry_run("demo", tmp_path)
+    installs = [line for line in lines if "pip install" in line]
+    assert installs and not [line for line in installs if " -q" in line or "--quiet" in line]
+    assert not [line for line in installs if "[test]" in line]
+    assert any("echo" in line and "PyTorch" in line and "GB" in line for line in lines)
+    assert lines[-1].endswith("aescore rank samples/")
+
+
+def test_test_target_adds_the_test_extra(tmp_path: Path) -> None:
+    lines = _dry_run("test", tmp_path)
+    assert any("pip install" in line and "[test]" in line for line in lines)
+    assert lines[-1].endswith("-m pytest -n 2 tests")
+
+
+def test_cpu_only_torch_index_is_used_when_given(tmp_path: Path) -> None:
+    index = "https://download.pytorch.org/whl/cpu"
+    lines = _dry_run("demo", tmp_path, f"TORCH_INDEX={index}")
+    torch = [line for line in lines if f"--index-url {index} torch torchvision" in line]
+    assert len(torch) == 1
+    assert lines.index(torch[0]) < [i for i, line in enumerate(lines) if line.endswith("pip install -e .")][0]
+    assert not [line for line in _dry_run("demo", tmp_path) if "--index-url" in line]
+
+
+def test_readme_recipes() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    recipes = [line for line in readme.splitlines() if "xargs -0 cp -t best/" in line]
+    assert recipes and all(line.startswith("mkdir -p best && ") for line in recipes)
+    assert "TORCH_INDEX=https://download.pytorch.org/whl/cpu" in readme
+    assert "--index-url https://download.pytorch.org/whl/cpu torch torchvision" in readme
