@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from aescore.checks.base import Check, PhotoData, get_check
+from aescore.checks.base import Check, get_check
 from aescore.errors import AescoreError
 from aescore.inference.discover import FoundFile
 from aescore.inference.photo import Photo, Skipped, assign_ranks, select
@@ -185,13 +185,19 @@ def write_sidecars(
     photos: Sequence[Photo], model_tag: str, style: str = "lightroom", overwrite_rating: bool = False, dry_run: bool = False
 ) -> list[SidecarOutcome]:
     """Write each photo's stars as ``xmp:Rating`` and its score as ``aescore:Score`` into its XMP
-    sidecar (merged with what is there; atomic). Photos need ``stars`` (:func:`assign_stars`)."""
-    from aescore.inference.xmp import SidecarError, write_rating_sidecar
+    sidecar (merged with what is there; atomic). Photos need ``stars`` (:func:`assign_stars`).
+    Photos whose sidecar name another photo owns (``pair.jpg`` + ``pair.png`` -> ``pair.xmp``) get
+    an outcome with ``error`` naming the owner, and nothing is written for them."""
+    from aescore.inference.xmp import SidecarError, check_sidecar_collisions, write_rating_sidecar
 
+    if any(p.stars is None for p in photos):
+        raise ValueError("write_sidecars needs stars: call assign_stars first")
+    collisions = check_sidecar_collisions([p.path for p in photos], style)  # type: ignore[arg-type]
     out = []
-    for photo in photos:
-        if photo.stars is None:
-            raise ValueError("write_sidecars needs stars: call assign_stars first")
+    for photo, collision in zip(photos, collisions):
+        if collision is not None:
+            out.append(SidecarOutcome(photo, None, str(collision)))
+            continue
         try:
             change = write_rating_sidecar(
                 photo.path, photo.stars, photo.score, style=style,  # type: ignore[arg-type]
@@ -205,13 +211,9 @@ def write_sidecars(
 
 
 def copy_photos(photos: Sequence[Photo], dest: str | os.PathLike[str], link: bool = False, dry_run: bool = False) -> Any:
-    """Copy (or symlink, with ``link``) the photos into ``dest``; existing files are never overwritten.
-    Returns :func:`aescore.inference.materialise.materialise`'s result."""
-    from aescore.inference.materialise import materialise
+    """Copy (or symlink, with ``link``) the photos into ``dest``; existing files are never
+    overwritten and a photo already there is not copied again. Returns a
+    :class:`~aescore.inference.materialise.MaterialiseResult` (created / renamed / already there)."""
+    from aescore.inference.materialise import materialise_result
 
-    return materialise([p.path for p in photos], Path(dest), "link" if link else "copy", dry_run=dry_run)
-
-
-def photo_data(path: str, image: Any, outputs: dict[str, Any]) -> PhotoData:
-    """The :class:`PhotoData` a check sees (a seam for tests and for users' own check runners)."""
-    return PhotoData(path, image, outputs)
+    return materialise_result([p.path for p in photos], Path(dest), "link" if link else "copy", dry_run=dry_run)

@@ -246,11 +246,11 @@ def _act(o: Options, chosen: list[Any], err: _Stderr, model_tag: str) -> int:
     dest, link = (o.copy_to, False) if o.copy_to else (o.link_to, True)
     if dest:
         mode = "link" if link else "copy"
-        pairs = cull.copy_photos(chosen, dest, link=link, dry_run=o.dry_run)
-        for src, dst in pairs if o.dry_run else []:
+        result = cull.copy_photos(chosen, dest, link=link, dry_run=o.dry_run)
+        for src, dst in result.pairs if o.dry_run else []:
             err.line(f"aescore: would {mode} {display_path(str(src))} -> {display_path(str(dst))}")
         if not o.dry_run:
-            err.line(f"aescore: {len(pairs)} photo(s) {'copied' if mode == 'copy' else 'linked'} into {dest}")
+            err.line(f"aescore: {result.summary()} into {display_path(dest)}")
     return refused
 
 

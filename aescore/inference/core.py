@@ -52,22 +52,13 @@ class PhotoOutputs:
     reason: str | None = None
     outputs: dict[str, Any] = field(default_factory=dict)  # p_high: float, embedding/region_map: numpy
     image: Any = None  # uint8 numpy [H, W, 3] at the job's image_size, or None
+    lasting: bool = False  # the decode failure recurs until the file changes (worth recording)
 
 
 def tta_key(path: str) -> str:
     """The key that seeds a photo's multi-crop positions: its file name, so the same photo gets
     the same crops wherever it lives (``score`` and ``evaluate`` alike)."""
     return os.path.basename(path)
-
-
-def lasting_failure(reason: str) -> bool:
-    """Whether a decode failure will recur until the file changes, so it is worth recording.
-
-    Not: a file that vanished, operating-system errors (``[Errno 13] Permission denied``, I/O
-    errors) and resource errors (MemoryError), which can go away without the file changing.
-    """
-    transient = ("file not found", "is a directory", "[Errno", "MemoryError", "out of memory")
-    return not any(t in reason for t in transient)
 
 
 class RecipeInput:
@@ -81,7 +72,7 @@ class RecipeInput:
 
 
 class DecodeDataset:
-    """Map-style dataset: index -> ``(index, tensor or None, image or None, reason or None)``; never raises.
+    """Map-style dataset: index -> ``(index, tensor, image, failure reason, lasting)``; never raises.
 
     ``make_input(img, key)`` builds the network input: ``[3, H, W]`` for one view, ``[K, 3, H, W]``
     for K views whose outputs are averaged. ``min_shorter``: the JPEG draft-mode target.
@@ -95,20 +86,21 @@ class DecodeDataset:
     def __len__(self) -> int:
         return len(self.jobs)
 
-    def __getitem__(self, index: int) -> tuple[int, Any, Any, str | None]:
-        from aescore.data.images import load_rgb
+    def __getitem__(self, index: int) -> tuple[int, Any, Any, str | None, bool]:
+        from aescore.data.images import is_lasting_failure, load_rgb
 
         job = self.jobs[index]
         try:
             img = load_rgb(job.path, min_shorter=self.min_shorter)
             x = self.make_input(img, tta_key(job.path)) if job.network else None
-            return index, x, _array_at(img, job.image_size) if job.image_size else None, None
+            return index, x, _array_at(img, job.image_size) if job.image_size else None, None, False
         except ImageDecodeError as err:
-            return index, None, None, err.reason
+            return index, None, None, err.reason, is_lasting_failure(err)
         except MemoryError:
-            return index, None, None, "cannot decode (MemoryError: not enough memory)"
+            return index, None, None, "cannot decode (MemoryError: not enough memory)", False
         except Exception as err:  # noqa: BLE001 - one odd file must never stop a library-wide run
-            return index, None, None, f"cannot decode ({type(err).__name__}: {err})"
+            # Not recorded as lasting: e.g. a broken recipe says nothing about the file.
+            return index, None, None, f"cannot decode ({type(err).__name__}: {err})", False
 
 
 def _quiet_worker(worker_id: int) -> None:
@@ -279,8 +271,8 @@ def infer(
             results: dict[int, PhotoOutputs] = {}
             by_shape: dict[tuple[int, ...], list[int]] = {}
             tensors: dict[int, Any] = {}
-            for index, x, image, reason in batch:
-                results[index] = PhotoOutputs(index, jobs[index].path, reason, {}, image)
+            for index, x, image, reason, lasting in batch:
+                results[index] = PhotoOutputs(index, jobs[index].path, reason, {}, image, lasting)
                 if x is not None:
                     tensors[index] = x
                     by_shape.setdefault(tuple(x.shape), []).append(index)

@@ -199,7 +199,7 @@ def _compute(
     missing checks; cache what was computed."""
     if not todo:
         return
-    from aescore.inference.core import Job, infer, lasting_failure, load_model
+    from aescore.inference.core import Job, infer, load_model
 
     model_key = f"{writer.sha}:{writer.recipe}"
     jobs = []
@@ -219,7 +219,7 @@ def _compute(
         if out.reason is not None:
             w.outputs.clear()
             skip(files[w.index].path, out.reason)
-            if lasting_failure(out.reason):
+            if out.lasting:
                 writer.failure(key, out.reason)
             continue
         if out.outputs:
