@@ -1,6 +1,7 @@
 # Two entry points, each sets itself up on a fresh machine:
 #   make demo  - install aescore into .venv and rank the bundled sample photos with the default weights
-#   make test  - install aescore with its test extra into .venv and run the test suite
+#   make test  - install aescore with its test extra into .venv (and chromium for the browser tests,
+#                via .ci/ensure-chromium) and run the test suite
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -20,6 +21,7 @@ demo: $(STAMP)
 	$(BIN)/aescore rank samples/
 
 test: $(STAMP)
+	sh .ci/ensure-chromium
 	$(BIN)/python -m pytest -n 2 tests
 
 bench: $(STAMP)
