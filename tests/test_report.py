@@ -185,6 +185,19 @@ def test_region_map_is_quantised_faithfully(tmp_path: Path) -> None:
     assert decoded == pytest.approx([v for row in rmap for v in row], abs=m["s"] / 127)
 
 
+def test_large_region_maps_are_block_averaged(tmp_path: Path) -> None:
+    rnd = random.Random(0)
+    rmap = [[rnd.gauss(0, 1) + (2.0 if x < 10 else 0.0) for x in range(37)] for _ in range(37)]  # RGNet at 300 px
+    build_report([ReportPhoto(path="x.jpg", score=0.5, rank=1, region_map=rmap)], [], tmp_path / "r.html", "t")
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    m = json.loads(re.search(r'id="report-data">(.*?)</script>', page, re.S).group(1))["photos"][0]["map"]
+    assert (m["h"], m["w"]) == (19, 19) and len(base64.b64decode(m["q"])) == 361
+    assert m["mean"] == pytest.approx(sum(map(sum, rmap)) / 37**2, abs=1e-4)
+    decoded = [(b - 128) / 127 * m["s"] for b in base64.b64decode(m["q"])]
+    left = sum(rmap[y][x] for y in range(2) for x in range(2)) / 4  # the first 2 x 2 block
+    assert decoded[0] == pytest.approx(left, abs=m["s"] / 127)
+
+
 # --------------------------------------------------------------------------- decisions files
 
 
