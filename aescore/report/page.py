@@ -61,7 +61,8 @@ class ReportPhoto:
     best (None when not grouped). ``fields``: check fields such as ``capture_time`` (datetime or
     text), ``camera``, ``lens``, ``exposure``, ``faults`` (kind -> probability), ``top_fault``;
     other scalar fields are listed in the preview. ``thumbnail``: JPEG bytes, long edge <= 512,
-    at most 60 kB (see :func:`aescore.report.make_thumbnail`). ``region_map``: h x w per-region
+    at most :data:`~aescore.report.thumbs.MAX_THUMBNAIL_BYTES` (58 kB; a larger one is re-encoded)
+    — :func:`aescore.report.make_thumbnail` makes one from an already decoded image. ``region_map``: h x w per-region
     logits (MPA: their mean is the image logit), drawn as the preview's overlay.
     """
 
