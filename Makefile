@@ -1,6 +1,7 @@
 # Two entry points, each sets itself up on a fresh machine:
 #   make demo  - install aescore into .venv and rank the bundled sample photos with the default weights
-#   make test  - install aescore with its test extra into .venv and run the test suite
+#   make test  - install aescore with its test extra into .venv (and chromium for the browser tests,
+#                via .ci/ensure-chromium) and run the test suite
 # On a machine without a CUDA GPU, CPU-only PyTorch wheels are far smaller than PyPI's default:
 #   make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
 PY ?= python3
@@ -24,7 +25,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP)
-	@echo "aescore: installing the test tools (pytest, pytest-xdist)."
+	@echo "aescore: installing the test tools (pytest, pytest-xdist, playwright)."
 	$(BIN)/python -m pip install -e '.[test]'
 	touch $(TEST_STAMP)
 
@@ -34,6 +35,7 @@ demo: $(STAMP)
 	$(BIN)/aescore rank samples/
 
 test: $(TEST_STAMP)
+	sh .ci/ensure-chromium
 	$(BIN)/python -m pytest -n 2 tests
 
 bench: $(STAMP)

@@ -17,6 +17,7 @@ from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from aescore.models._registry import register_model
 from aescore.models.backbones import create_backbone
 from aescore.models.layers import init_he_
+from aescore.models.regions import RegionMapError, avg_pooled, linear_region_logits
 
 
 class MPANet(nn.Module):
@@ -53,6 +54,31 @@ class MPANet(nn.Module):
         """``(forward(x), embed(x))`` from one pass through the backbone."""
         emb = self.embed(x)
         return self.head(emb), emb
+
+    @property
+    def has_region_map(self) -> bool:
+        """Whether :meth:`region_logits` is available: the backbone pools by a global average."""
+        return avg_pooled(self.backbone)
+
+    def forward_with_regions(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(forward(x), embed(x), region_logits(x))`` from one pass through the backbone.
+
+        The region map is the head applied at every location of the backbone's feature map before
+        pooling, ``[B, h, w]`` (h, w = the input size / 32 for a ResNet); its mean over the
+        locations equals ``logits[:, 1] - logits[:, 0]`` (exactly, up to float rounding).
+        Raises RegionMapError for a backbone whose pooling is not a plain global average.
+        """
+        if not self.has_region_map:
+            raise RegionMapError(f"backbone {type(self.backbone).__name__} does not end in global average pooling")
+        feats = self.backbone.forward_features(x)
+        emb = self.backbone.forward_head(feats, pre_logits=True)
+        if feats.ndim != 4 or not torch.allclose(emb, feats.mean((2, 3)), rtol=1e-2, atol=1e-3):
+            raise RegionMapError(f"backbone {type(self.backbone).__name__} transforms its pooled features; no exact region map")
+        return self.head(emb), emb, linear_region_logits(feats, self.head)
+
+    def region_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] images -> [B, h, w] per-region logits whose mean is the image's logit (see :meth:`forward_with_regions`)."""
+        return self.forward_with_regions(x)[2]
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Trade compute for memory in the backbone (timm's gradient checkpointing)."""

@@ -23,6 +23,7 @@ from aescore.errors import UsageError
 from aescore.models._registry import register_model
 from aescore.models.backbones import create_backbone, dilate_densenet_
 from aescore.models.layers import DenseASPP, RegionGraphConv, init_he_, lse_pool
+from aescore.models.regions import RegionMapError, linear_region_logits
 
 # Table 1's ablation variants: A = DenseASPP, G = graph convolutions, C-C = plain convs instead of both.
 VARIANTS = ("FC-CNN", "FCN", "FCN-A", "FCN-G", "FCN-A-G", "FCN-C-C")
@@ -128,6 +129,38 @@ class RGNet(nn.Module):
             return self.head(emb), emb
         feats = self.feature_map(x)
         return lse_pool(self._region_probs(feats), self.lse_r), feats.mean((2, 3))
+
+    @property
+    def has_region_map(self) -> bool:
+        """Whether :meth:`region_logits` is available (every variant with two classes)."""
+        return self._num_classes == 2
+
+    @property
+    def _num_classes(self) -> int:
+        last = self.head if isinstance(self.head, nn.Linear) else self.head[-1]
+        return int(last.out_features if isinstance(last, nn.Linear) else last.out_channels)
+
+    def forward_with_regions(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(forward(x), embed(x), region_logits(x))`` from one pass through the network.
+
+        FCN variants: the region map is ``log(Y^1_ij / Y^0_ij)``, the logit of :meth:`region_scores`
+        (its sigmoid is ``region_scores(x)[:, 1]``), [B, H/8, W/8]; the image's score pools the
+        probabilities with LSE (Eq. 4), so the map's mean is *not* the image logit. FC-CNN (global
+        average pooling + linear layer): the head at every location, whose mean is the image logit.
+        """
+        if not self.has_region_map:
+            raise RegionMapError("a region logit map needs a 2-class RGNet")
+        if not self.is_fcn:
+            feats = self.backbone.forward_features(x)
+            emb = self.backbone.forward_head(feats, pre_logits=True)
+            return self.head(emb), emb, linear_region_logits(feats, self.head)
+        feats = self.feature_map(x)
+        z = self.head(feats)  # [B, 2, h, w] per-region class logits, before the softmax of Eq. 3
+        return lse_pool(torch.softmax(z, dim=1), self.lse_r), feats.mean((2, 3)), z[:, 1] - z[:, 0]
+
+    def region_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] -> [B, h, w] per-region logits (see :meth:`forward_with_regions`)."""
+        return self.forward_with_regions(x)[2]
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Trade compute for memory in the DenseNet (timm's per-dense-layer checkpointing)."""

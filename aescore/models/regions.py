@@ -1,0 +1,57 @@
+"""Per-region logit maps: where in the photo the network finds evidence for a high or low score.
+
+For a network that ends in global average pooling and a linear layer (MPA; RGNet's FC-CNN
+variant), the linear layer is applied at every location of the feature map instead of once to the
+pooled vector. Averaging commutes with a linear map, so the mean of that map over the locations is
+exactly the image's logit difference (class 1 minus class 0): the map *decomposes* the score.
+The fully convolutional RGNet variants already classify every region; their map is the per-region
+logit ``log(Y^1 / Y^0)`` of Eq. 3's region scores, which the network pools with LSE (Eq. 4), so
+there the mean is not the image logit.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from aescore.errors import AescoreError
+
+__all__ = ["RegionMapError", "avg_pooled", "linear_region_logits"]
+
+
+class RegionMapError(AescoreError):
+    """The model has no exact per-region map (its pooling or head is not linear-after-average)."""
+
+
+def avg_pooled(backbone: nn.Module) -> bool:
+    """Whether a timm backbone pools its feature map with a plain global average (and nothing after).
+
+    True for ResNets, DenseNets, EfficientNets and the like (``global_pool`` is timm's
+    ``SelectAdaptivePool2d('avg')``). Token models (ViT) and heads that normalise after pooling
+    (ConvNeXt) are not. Some heads transform the pooled vector further (MobileNetV3's conv head),
+    so callers also compare the pooled vector with the feature map's mean at run time.
+    """
+    from timm.layers import SelectAdaptivePool2d
+
+    pool = getattr(backbone, "global_pool", None)
+    return isinstance(pool, SelectAdaptivePool2d) and pool.pool_type == "avg"
+
+
+def linear_region_logits(feats: torch.Tensor, head: nn.Linear) -> torch.Tensor:
+    """[B, D, h, w] features, ``Linear(D, C)`` with C = 1 or 2 -> [B, h, w] per-location logit.
+
+    C = 2: class 1 minus class 0 (``log`` of the odds of P(high)); C = 1: the single output.
+    Its mean over (h, w) equals ``head(feats.mean((2, 3)))`` reduced the same way.
+    """
+    if feats.ndim != 4:
+        raise RegionMapError(f"expected a [B, D, h, w] feature map, got shape {tuple(feats.shape)}")
+    weight, bias = head.weight, head.bias
+    if weight.shape[0] == 2:
+        w = weight[1] - weight[0]
+        b = (bias[1] - bias[0]) if bias is not None else None
+    elif weight.shape[0] == 1:
+        w, b = weight[0], (bias[0] if bias is not None else None)
+    else:
+        raise RegionMapError(f"a region logit map needs a 1- or 2-class head, not {weight.shape[0]} classes")
+    out = torch.einsum("bdhw,d->bhw", feats, w.to(feats.dtype))
+    return out + b.to(feats.dtype) if b is not None else out

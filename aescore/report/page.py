@@ -1,0 +1,352 @@
+"""Write the contact sheet: one self-contained HTML page and a folder of thumbnails beside it.
+
+Layout on disk, for ``-o cull.html``::
+
+    cull.html                    the page: inline CSS and JS, the run as JSON data, no network
+    cull_files/.aescore-report   marks the folder as ours (we never write into a folder without it)
+    cull_files/run-1a2b3c4d5e6f/000001.jpg ...   this run's thumbnails (rank order)
+
+Thumbnails live in a folder rather than in data URIs: base64 makes a 60 kB thumbnail 80 kB, so
+1,000 photos would be an 80 MB page that the browser must parse before showing anything; from a
+folder, the page stays small (about 0.5 kB of JSON per photo) and only thumbnails in view load.
+Each run writes a new ``run-*`` folder, then replaces the page atomically, then removes older
+``run-*`` folders: the page on disk always points at a complete set of thumbnails.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import math
+import os
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from aescore.errors import AescoreError
+from aescore.fsutil import atomic_write_text
+from aescore.report.thumbs import MAX_THUMBNAIL_BYTES, is_jpeg, thumbnail_size
+
+__all__ = ["ReportError", "ReportPhoto", "ReportStats", "build_report", "files_dir_for"]
+
+MARKER = ".aescore-report"
+_RUN_DIR = re.compile(r"^run-[0-9a-f]{12}$")
+_THUMB_FILE = re.compile(r"^[0-9]{6,}\.jpg$")
+# Formats a browser displays itself: the preview shows the original photo for these.
+_BROWSER_FORMATS = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif", ".bmp"}
+# Fields with their own place on the card; any other scalar field is listed in the preview.
+_KNOWN_FIELDS = {"capture_time", "camera", "lens", "exposure", "faults", "top_fault"}
+_MAP_CELLS = 24 * 24  # larger maps (RGNet: 37 x 37) are block-averaged down to about this
+_MAX_INPUT_CELLS = 1 << 20
+
+
+class ReportError(AescoreError):
+    """The report cannot be written where asked (missing folder, a foreign ``*_files`` folder, ...)."""
+
+
+@dataclass
+class ReportPhoto:
+    """One scored photo as the contact sheet shows it.
+
+    ``path`` is shown as text, never interpreted as markup. ``stars``: -1 rejected, 0..5, or None
+    (no stars computed). ``group``/``best``: burst group id and whether the photo is its group's
+    best (None when not grouped). ``fields``: check fields such as ``capture_time`` (datetime or
+    text), ``camera``, ``lens``, ``exposure``, ``faults`` (kind -> probability), ``top_fault``;
+    other scalar fields are listed in the preview. ``thumbnail``: JPEG bytes, long edge <= 512,
+    at most :data:`~aescore.report.thumbs.MAX_THUMBNAIL_BYTES` (58 kB; a larger one is re-encoded)
+    — :func:`aescore.report.make_thumbnail` makes one from an already decoded image. ``region_map``: h x w per-region
+    logits (MPA: their mean is the image logit), drawn as the preview's overlay.
+    """
+
+    path: str
+    score: float
+    rank: int
+    stars: int | None = None
+    group: int | None = None
+    best: bool | None = None
+    fields: dict[str, Any] | None = None
+    thumbnail: bytes | None = None
+    region_map: list[list[float]] | None = None
+
+
+@dataclass(frozen=True)
+class ReportStats:
+    """What :func:`build_report` wrote: counts, the page's size and the thumbnails' total and largest size."""
+
+    photos: int
+    skipped: int
+    thumbnails: int
+    page_bytes: int
+    thumbnail_bytes: int
+    largest_thumbnail: int
+    files_dir: Path | None
+
+
+def files_dir_for(out: Path) -> Path:
+    """The thumbnail folder beside the page: ``cull.html`` -> ``cull_files``."""
+    return out.with_name(out.stem + "_files")
+
+
+def build_report(
+    photos: Sequence[ReportPhoto],
+    skipped: Sequence[tuple[str, str]],
+    out: str | os.PathLike[str],
+    title: str,
+    *,
+    model: str | None = None,
+    overlay_max_aspect: float | None = None,
+    generated: datetime | None = None,
+) -> ReportStats:
+    """Write the contact sheet ``out`` (and its thumbnail folder) for ``photos`` and ``skipped``.
+
+    ``skipped``: (path, reason) of files that could not be scored. ``model``: a tag recorded in
+    exported decisions and written by ``aescore apply`` as ``aescore:Model`` (as ``--write-xmp``
+    does). ``overlay_max_aspect``: where the region map lies on the photo — None: stretched over
+    the whole photo (the network saw it whole, e.g. RGNet's square resize); a number A: over the
+    centre crop of aspect at most A (MPA's "shorter" recipe with ``max_aspect``). Photos are
+    never opened or modified. Raises ReportError if ``out``'s folder is missing, ``out`` is a
+    folder, or the thumbnail folder exists but was not made by aescore.
+    """
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise ReportError(f"{out.parent}: no such folder for the report")
+    if out.is_dir():
+        raise ReportError(f"{out}: is a folder, not a file name for the report")
+    ordered = sorted(photos, key=lambda p: (p.rank, p.path))
+    with_thumbs = [p for p in ordered if p.thumbnail]
+    files = files_dir_for(out)
+    run_dir: Path | None = None
+    written: dict[int, tuple[str, int, int]] = {}  # id(photo) -> (file name, width, height)
+    sizes: list[int] = []
+    if with_thumbs:
+        _claim_files_dir(files)
+        run_dir = files / f"run-{secrets.token_hex(6)}"
+        run_dir.mkdir()
+        try:
+            for k, photo in enumerate(with_thumbs, start=1):
+                data = _checked_thumbnail(photo)
+                dims = thumbnail_size(data)
+                if dims is None:
+                    continue
+                name = f"{k:06d}.jpg"
+                (run_dir / name).write_bytes(data)
+                written[id(photo)] = (name, *dims)
+                sizes.append(len(data))
+        except BaseException:
+            _remove_run(run_dir)
+            raise
+    data = {
+        "title": title,
+        "model": model,
+        "generated": (generated or datetime.now()).isoformat(sep=" ", timespec="seconds"),
+        "files": (quote(files.name) + "/" + run_dir.name + "/") if run_dir else "",
+        "overlay_max_aspect": overlay_max_aspect,
+        "decisions_name": f"{out.stem}-decisions.json",
+        "photos": [_photo_json(p, written.get(id(p))) for p in ordered],
+        "skipped": [{"name": _display(path), "reason": str(reason)} for path, reason in skipped],
+    }
+    page = render_page(title, data)
+    try:
+        atomic_write_text(out, page)
+    except BaseException:
+        if run_dir is not None:
+            _remove_run(run_dir)
+        raise
+    if files.is_dir() and (files / MARKER).is_file():
+        for old in files.iterdir():
+            if old != run_dir and _RUN_DIR.match(old.name) and old.is_dir() and not old.is_symlink():
+                _remove_run(old)
+    return ReportStats(
+        photos=len(ordered),
+        skipped=len(skipped),
+        thumbnails=len(sizes),
+        page_bytes=len(page.encode("utf-8")),
+        thumbnail_bytes=sum(sizes),
+        largest_thumbnail=max(sizes, default=0),
+        files_dir=files if run_dir else None,
+    )
+
+
+def render_page(title: str, data: dict[str, Any]) -> str:
+    """The HTML page for ``data`` (the JSON the page's script reads): inline CSS/JS with CSP hashes."""
+    pkg = resources.files("aescore.report")
+    template = pkg.joinpath("page.html").read_text(encoding="utf-8")
+    css = pkg.joinpath("page.css").read_text(encoding="utf-8")
+    js = pkg.joinpath("page.js").read_text(encoding="utf-8")
+    values = {
+        "TITLE": html.escape(title),
+        "CSS": css,
+        "JS": js,
+        "CSS_HASH": _csp_hash(css),
+        "JS_HASH": _csp_hash(js),
+        "DATA": script_json(data),
+    }
+    # One pass: text substituted for one token is never scanned for another.
+    return re.sub(r"\{\{([A-Z_]+)\}\}", lambda m: values[m.group(1)], template)
+
+
+def script_json(data: Any) -> str:
+    """JSON safe inside ``<script type="application/json">``: ``<``, ``>``, ``&``, U+2028/9 escaped.
+
+    ``ensure_ascii`` also keeps file names with undecodable bytes (surrogate escapes) intact: they
+    travel as ``\\udcff`` escapes to the page and back into the exported decisions.
+    """
+    text = json.dumps(data, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    for raw, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(raw, esc)
+    return text
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _csp_hash(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
+
+
+def _display(path: str) -> str:
+    from aescore.inference.output import display_path
+
+    return display_path(str(path))
+
+
+def _claim_files_dir(files: Path) -> None:
+    """Create the thumbnail folder with our marker, or check that an existing one is ours."""
+    if files.is_symlink() or (files.exists() and not files.is_dir()):
+        raise ReportError(f"{files}: exists and is not a folder; remove it or choose another report name")
+    if files.is_dir():
+        if not (files / MARKER).is_file():
+            raise ReportError(
+                f"{files}: folder exists but was not made by aescore (e.g. a browser's 'save page'); "
+                "remove it or choose another report name"
+            )
+        return
+    files.mkdir()
+    atomic_write_text(files / MARKER, "Thumbnails of an aescore contact sheet; safe to delete with the page.\n")
+
+
+def _remove_run(run_dir: Path) -> None:
+    """Delete our thumbnails in ``run_dir`` and the folder; anything else found there is left alone."""
+    try:
+        for f in run_dir.iterdir():
+            if _THUMB_FILE.match(f.name) and f.is_file() and not f.is_symlink():
+                f.unlink()
+        run_dir.rmdir()
+    except OSError:
+        pass  # a foreign file or a concurrent reader: leave the folder, it is harmless
+
+
+def _checked_thumbnail(photo: ReportPhoto) -> bytes:
+    """The photo's thumbnail, re-encoded smaller when it exceeds the size promise."""
+    data = photo.thumbnail or b""
+    if not is_jpeg(data):
+        raise ValueError(f"thumbnail of {photo.path!r} is not JPEG data")
+    if len(data) <= MAX_THUMBNAIL_BYTES:
+        return data
+    import io
+
+    from PIL import Image
+
+    from aescore.report.thumbs import make_thumbnail
+
+    with Image.open(io.BytesIO(data)) as img:
+        return make_thumbnail(img.convert("RGB"))
+
+
+def _finite(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _text(value: Any) -> str | None:
+    """A field value as display text (datetimes to the second; None stays None)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ", timespec="seconds")
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)[:200]
+
+
+def _region_map_json(region_map: Any) -> dict[str, Any] | None:
+    """An h x w map quantised to bytes (-s..s -> 1..255), base64: ~1.3 bytes per cell in the page.
+
+    Maps over :data:`_MAP_CELLS` cells are block-averaged (at most ~0.8 kB per photo); ``mean``
+    is the original map's mean (MPA: the image logit).
+    """
+    if region_map is None:
+        return None
+    import numpy as np
+
+    arr = np.asarray(region_map, dtype=np.float64)
+    if arr.ndim != 2 or arr.size == 0 or arr.size > _MAX_INPUT_CELLS or not np.isfinite(arr).all():
+        return None
+    mean = float(arr.mean())
+    if arr.size > _MAP_CELLS:
+        f = math.ceil(math.sqrt(arr.size / _MAP_CELLS))
+        starts = np.arange(0, arr.shape[0], f), np.arange(0, arr.shape[1], f)
+        sums = np.add.reduceat(np.add.reduceat(arr, starts[0], axis=0), starts[1], axis=1)
+        counts = np.add.reduceat(np.add.reduceat(np.ones_like(arr), starts[0], axis=0), starts[1], axis=1)
+        arr = sums / counts
+    scale = float(f"{float(np.abs(arr).max()):.4g}")
+    q = np.full(arr.shape, 128, dtype=np.uint8)
+    if scale > 0:
+        q = np.clip(np.round(arr / scale * 127) + 128, 1, 255).astype(np.uint8)
+    return {
+        "h": int(arr.shape[0]),
+        "w": int(arr.shape[1]),
+        "s": scale,
+        "mean": round(mean, 4),
+        "q": base64.b64encode(q.tobytes()).decode("ascii"),
+    }
+
+
+def _photo_json(photo: ReportPhoto, thumb: tuple[str, int, int] | None) -> dict[str, Any]:
+    fields = photo.fields or {}
+    faults = fields.get("faults")
+    faults_json = None
+    if isinstance(faults, dict):
+        probs = {str(kind): _finite(p) for kind, p in faults.items()}
+        faults_json = {kind: round(p, 3) for kind, p in probs.items() if p is not None}
+    extra = {
+        str(k): _text(v)
+        for k, v in fields.items()
+        if k not in _KNOWN_FIELDS and isinstance(v, (str, int, float, bool, datetime)) and _text(v) is not None
+    }
+    absolute = os.path.abspath(photo.path)
+    suffix = os.path.splitext(absolute)[1].lower()
+    score = _finite(photo.score)
+    return {
+        "name": _display(photo.path),
+        "base": _display(os.path.basename(photo.path) or photo.path),
+        "path": absolute,
+        "uri": Path(absolute).as_uri() if suffix in _BROWSER_FORMATS else None,
+        "score": round(score, 5) if score is not None else None,
+        "rank": int(photo.rank),
+        "stars": None if photo.stars is None else int(photo.stars),
+        "group": None if photo.group is None else int(photo.group),
+        "best": None if photo.best is None else bool(photo.best),
+        "thumb": thumb[0] if thumb else None,
+        "tw": thumb[1] if thumb else None,
+        "th": thumb[2] if thumb else None,
+        "time": _text(fields.get("capture_time")),
+        "camera": _text(fields.get("camera")),
+        "lens": _text(fields.get("lens")),
+        "exposure": _text(fields.get("exposure")),
+        "faults": faults_json,
+        "top_fault": _text(fields.get("top_fault")),
+        "extra": extra,
+        "map": _region_map_json(photo.region_map),
+    }
