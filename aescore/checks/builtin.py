@@ -4,7 +4,6 @@ model's region map (for the HTML report)."""
 from __future__ import annotations
 
 import base64
-import io
 from typing import Any
 
 from aescore.checks.base import Check, Field, FieldKind, Needs, PhotoData, register_check
@@ -71,21 +70,21 @@ class CaptureCheck(Check):
 
 
 class ThumbnailCheck(Check):
-    """A JPEG thumbnail (long edge 384 px, base64) made from the decode the scorer already does."""
+    """A JPEG thumbnail for the HTML report (base64 text; see :func:`aescore.report.make_thumbnail`),
+    made from the decode the scorer already does, never from a second one."""
 
     name = "thumbnail"
     description = "JPEG thumbnail for the HTML report"
-    size = 384
-    quality = 80
-    needs = Needs(image_size=size)
-    fields = (Field("thumbnail", FieldKind.HIDDEN, "base64 JPEG, long edge <= 384 px"),)
+    needs = Needs(image_size=512)
+    fields = (Field("thumbnail", FieldKind.HIDDEN, "base64 JPEG, long edge <= 512 px, <= 58 kB"),)
 
     def compute(self, photo: PhotoData) -> dict[str, Any]:
         from PIL import Image
 
-        buf = io.BytesIO()
-        Image.fromarray(photo.image).save(buf, "JPEG", quality=self.quality, optimize=True)
-        return {"thumbnail": base64.b64encode(buf.getvalue()).decode("ascii")}
+        from aescore.report.thumbs import make_thumbnail
+
+        jpeg = make_thumbnail(Image.fromarray(photo.image), edge=self.needs.image_size or 512)
+        return {"thumbnail": base64.b64encode(jpeg).decode("ascii")}
 
 
 class RegionsCheck(Check):

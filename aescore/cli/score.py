@@ -34,6 +34,7 @@ Exit status: 0 every input was scored (also when no photos were found: a warning
 
 _IN, _MODEL, _OUT, _CULL, _ACT = "Input", "Model", "Output", "Culling", "Actions"
 RANK_ONLY = "rank-only"  # Annotated marker: the option exists on `rank` only
+PRINTING = "printing"  # Annotated marker: an option about stdout, which `report` does not print
 
 
 class Format(str, enum.Enum):
@@ -81,15 +82,16 @@ class Options:
     workers: Annotated[Optional[int], _opt("--workers", min=0, metavar="N", panel=_MODEL, help="Decoding processes (default: from the core count; 0 = decode in the main process).")] = None
     tta_crops: Annotated[Optional[int], _opt("--tta-crops", min=0, metavar="N", panel=_MODEL, help="Average N random crops of the model's training crop size (the MPA paper's evaluation) instead of one pass over the whole photo; ~N times slower.")] = None
     no_cache: Annotated[bool, _opt("--no-cache", panel=_MODEL, help="Neither read nor write the score cache.")] = False
-    format: Annotated[Optional[Format], _opt("--format", "-f", panel=_OUT, help="table (TSV when piped), tsv, json (one array), jsonl, csv, print0 (paths, NUL-separated).")] = None
-    json: Annotated[bool, _opt("--json", panel=_OUT, help="Same as --format json.")] = False
-    jsonl: Annotated[bool, _opt("--jsonl", panel=_OUT, help="Same as --format jsonl.")] = False
-    csv: Annotated[bool, _opt("--csv", panel=_OUT, help="Same as --format csv.")] = False
-    print0: Annotated[bool, _opt("--print0", "-0", panel=_OUT, help="Same as --format print0 (for xargs -0).")] = False
+    format: Annotated[Optional[Format], _opt("--format", "-f", panel=_OUT, help="table (TSV when piped), tsv, json (one array), jsonl, csv, print0 (paths, NUL-separated)."), PRINTING] = None
+    json: Annotated[bool, _opt("--json", panel=_OUT, help="Same as --format json."), PRINTING] = False
+    jsonl: Annotated[bool, _opt("--jsonl", panel=_OUT, help="Same as --format jsonl."), PRINTING] = False
+    csv: Annotated[bool, _opt("--csv", panel=_OUT, help="Same as --format csv."), PRINTING] = False
+    print0: Annotated[bool, _opt("--print0", "-0", panel=_OUT, help="Same as --format print0 (for xargs -0)."), PRINTING] = False
     exif: Annotated[bool, _opt("--exif", panel=_OUT, help="Add capture time, camera, lens and exposure.")] = False
     top: Annotated[Optional[int], _opt("--top", min=0, metavar="N", panel=_OUT, help="Only the N best."), RANK_ONLY] = None
     bottom: Annotated[Optional[int], _opt("--bottom", min=0, metavar="N", panel=_OUT, help="Only the N worst (still printed best first)."), RANK_ONLY] = None
     min_score: Annotated[Optional[float], _opt("--min-score", metavar="X", panel=_OUT, help="Only photos scoring >= X."), RANK_ONLY] = None
+    html: Annotated[Optional[str], _opt("--html", metavar="FILE", panel=_OUT, help="Also write the contact sheet of the whole run to FILE (see `aescore report`; implies --stars)."), RANK_ONLY, PRINTING] = None
     group_bursts: Annotated[Optional[float], _opt("--group-bursts", metavar="SECONDS", panel=_CULL, help="Group photos taken within SECONDS of the previous one (EXIF time, else file mtime).")] = None
     best_of_group: Annotated[bool, _opt("--best-of-group", panel=_CULL, help="Print only the best photo of each burst group.")] = False
     similarity: Annotated[Optional[float], _opt("--similarity", metavar="X", panel=_CULL, help="Also split bursts where consecutive photos' embedding cosine similarity < X (e.g. 0.8).")] = None
@@ -148,7 +150,8 @@ class Options:
 
     def checks(self) -> list[str]:
         """The checks these options need besides the score."""
-        return (["exif"] if self.exif else []) + (["capture"] if self.group_bursts is not None else [])
+        page = ["exif", "thumbnail", "regions"] if self.html else []
+        return list(dict.fromkeys((["exif"] if self.exif else []) + (["capture"] if self.group_bursts is not None else []) + page))
 
 
 class _Stderr:
@@ -291,8 +294,33 @@ def _legend(run: Any, fmt: Format) -> str | None:
     return f"aescore: score = P({meaning}) under model {run.model_name}; compare photos within this set, not across models"
 
 
-def run(o: Options, ranked: bool) -> int:
-    """Score/rank per ``o``; prints results to stdout and returns the exit status (0 or 3)."""
+def _write_report(out: str, result: Any, problems: list[Any], err: _Stderr) -> None:
+    """The contact sheet of every photo of the run (not only the printed ones: the page filters)."""
+    import base64
+
+    from aescore.report import ReportError, ReportPhoto, build_report
+
+    photos = []
+    for p in result.photos:
+        thumb = p.fields.get("thumbnail")
+        extra = {k: v for k, v in p.fields.items() if k not in ("thumbnail", "region_map", "timestamp", "score", "label")}
+        photos.append(ReportPhoto(p.path, p.score, p.rank, p.stars, p.group, p.best, extra,
+                                  base64.b64decode(thumb) if thumb else None, p.fields.get("region_map")))
+    from aescore.data.transforms import EvalMode, Preprocess
+
+    recipe = Preprocess.from_card(result.card["preprocess"])
+    try:
+        stats = build_report(
+            photos, [(s.path, s.reason) for s in [*problems, *result.skipped]], out, title=f"aescore: {len(photos)} photos",
+            model=result.model_tag, overlay_max_aspect=recipe.max_aspect if recipe.mode is EvalMode.SHORTER else None,
+        )
+    except ReportError as exc:
+        raise UsageError(f"--html/--output {out}: {exc}") from None
+    err.line(f"aescore: contact sheet written to {out} ({stats.photos} photos, {stats.thumbnails} thumbnails)")
+
+
+def run(o: Options, ranked: bool, emit: bool = True) -> int:
+    """Score/rank per ``o``; prints results to stdout (unless not ``emit``) and returns the exit status (0 or 3)."""
     from aescore import cull
     from aescore.inference.cache import ScoreCache
     from aescore.inference.discover import parse_shard, shard
@@ -335,42 +363,53 @@ def run(o: Options, ranked: bool) -> int:
     cull.assign_ranks(photos)
     if o.group_bursts is not None:
         cull.group_bursts(photos, o.group_bursts, o.similarity)
-    if o.stars or o.reject_below is not None or o.write_xmp:
+    if o.stars or o.reject_below is not None or o.write_xmp or o.html:
         cull.assign_stars(photos, o.reject_below)
     chosen = cull.select(photos, ranked, o.top, o.bottom, o.min_score, o.best_of_group)
-    shown_checks = [c for c in result.checks if c.name != "capture"]
-    _emit(fmt, chosen, shown_checks)
-    legend = _legend(result, fmt)
-    if legend:
-        err.line(legend)
+    if emit:
+        shown = [c for c in result.checks if c.name in ("score", "exif") and (c.name != "exif" or o.exif)]
+        _emit(fmt, chosen, shown)
+        legend = _legend(result, fmt)
+        if legend:
+            err.line(legend)
+    if o.html:
+        _write_report(o.html, result, problems, err)
     refused = _act(o, chosen, err, result.model_tag)
 
     skipped = len(problems) + len(result.skipped)
     elapsed = time.perf_counter() - start
     err.line(
         f"aescore: {len(photos)} scored ({result.from_cache} cached, {result.computed} computed), "
-        f"{skipped} skipped, {len(chosen)} printed"
+        f"{skipped} skipped, " + (f"{len(chosen)} printed" if emit else f"{len(photos)} in the page")
         + (f", {refused} sidecar(s) refused" if refused else "")
         + f" in {elapsed:.1f}s"
     )
     return 3 if (skipped or refused) else 0
 
 
-def _command(ranked: bool) -> Callable[..., None]:
-    """A command function whose signature is :class:`Options`' fields (``rank`` also gets the
-    :data:`RANK_ONLY` ones); Typer reads the signature, the body builds :class:`Options`."""
+_OUTPUT = Annotated[str, typer.Option("--output", "-o", metavar="FILE", help="The page to write (its thumbnails go to FILE's name + _files/ beside it).", show_default=False)]
+
+
+def _command(kind: str) -> Callable[..., None]:
+    """A command function whose signature is :class:`Options`' fields (``rank`` and ``report`` also
+    get the :data:`RANK_ONLY` ones; ``report`` none of the :data:`PRINTING` ones, and ``--output``);
+    Typer reads the signature, the body builds :class:`Options`."""
     hints = typing.get_type_hints(Options, include_extras=True)
     params = []
     for f in dataclasses.fields(Options):
-        hint = hints[f.name]
-        if RANK_ONLY in getattr(hint, "__metadata__", ()) and not ranked:
+        marks = getattr(hints[f.name], "__metadata__", ())
+        if (RANK_ONLY in marks and kind == "score") or (PRINTING in marks and kind == "report"):
             continue
-        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hint))
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name]))
+    if kind == "report":
+        params.insert(1, inspect.Parameter("output", inspect.Parameter.KEYWORD_ONLY, annotation=_OUTPUT))
 
     def command(**kwargs: Any) -> None:
         if kwargs.get("debug"):
             os.environ["AESCORE_DEBUG"] = "1"
-        code = run(Options(**kwargs), ranked=ranked)
+        if kind == "report":
+            kwargs["html"] = kwargs.pop("output")
+        code = run(Options(**kwargs), ranked=kind != "score", emit=kind != "report")
         if code:
             raise typer.Exit(code)
 
@@ -378,5 +417,11 @@ def _command(ranked: bool) -> Callable[..., None]:
     return command
 
 
-app.command("score", help="Score photos (input order).\n\n" + _SCORE_MEANING)(_command(ranked=False))
-app.command("rank", help="Rank photos, best first (ties by path).\n\n" + _SCORE_MEANING)(_command(ranked=True))
+app.command("score", help="Score photos (input order).\n\n" + _SCORE_MEANING)(_command("score"))
+app.command("rank", help="Rank photos, best first (ties by path).\n\n" + _SCORE_MEANING)(_command("rank"))
+app.command("report", help=(
+    "Write a contact sheet of the run to a web page: thumbnails in rank order (or by burst), score, stars, "
+    "EXIF, the model's per-region map, skipped files; filters, sort, and keyboard decisions exported as JSON "
+    "for `aescore apply`. Works offline from file://; photos are never modified. Same options as `rank`, "
+    "without the stdout formats.\n\n" + _SCORE_MEANING
+))(_command("report"))

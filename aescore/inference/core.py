@@ -154,9 +154,8 @@ class LoadedModel:
         out: dict[str, Any] = {}
         kind = self.device.split(":")[0]
         with torch.autocast(device_type=kind, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            if "region_map" in want and hasattr(self.module, "forward_outputs"):
-                raw = self.module.forward_outputs(x, want)
-                logits, emb, regions = raw["logits"], raw.get("embedding"), raw.get("region_map")
+            if "region_map" in want and getattr(self.module, "has_region_map", False):
+                logits, emb, regions = self.module.forward_with_regions(x)  # one pass for all three
             elif "embedding" in want:
                 (logits, emb), regions = self.module.forward_with_embedding(x), None  # one pass, not two
             else:

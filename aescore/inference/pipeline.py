@@ -123,7 +123,6 @@ def run_pipeline(
         keys = [CacheKey(f.real, f.size, f.mtime_ns) for f in files]
         work = [_Work(i) for i in range(len(files))]
         _fill_from_cache(cache, keys, work, checks, sha, recipe, model_key, with_embeddings)
-        run.from_cache = sum(1 for w in work if "p_high" in w.outputs)
         decoder = decoder_tag(recipe)
         writer = _Writer(cache, sha, recipe, decoder)
         pending = [w for w in work if w.needs_network(want) or _needs_pixels(w)]
@@ -137,8 +136,7 @@ def run_pipeline(
             else:
                 todo.append(w)
         try:
-            _compute(files, keys, todo, checks, want, settings, recipe_obj, writer, skip, progress, len(files))
-            run.computed = sum(1 for w in todo if "p_high" in w.outputs)
+            run.computed = _compute(files, keys, todo, checks, want, settings, recipe_obj, writer, skip, progress, len(files))
             # Photos that needed nothing decoded may still miss fields of checks that read no pixels.
             decoded = {w.index for w in todo}
             for w in work:
@@ -149,6 +147,7 @@ def run_pipeline(
         for w in work:
             if "p_high" in w.outputs:
                 run.photos.append(Photo(files[w.index].path, w.fields, w.outputs.get("embedding")))
+        run.from_cache = len(run.photos) - run.computed
     finally:
         if own_cache and cache is not None:
             cache.close()
@@ -194,11 +193,11 @@ def _compute(
     skip: Callable[[str, str], None],
     progress: Callable[[int, int], Callable[[int], None] | None] | None,
     total: int,
-) -> None:
+) -> int:
     """Decode the photos of ``todo`` once each, run the network where outputs are missing, and the
-    missing checks; cache what was computed."""
+    missing checks; cache what was computed. Returns how many photos went through the network."""
     if not todo:
-        return
+        return 0
     from aescore.inference.core import Job, infer, load_model
 
     model_key = f"{writer.sha}:{writer.recipe}"
@@ -214,6 +213,7 @@ def _compute(
         model, jobs, preprocess=recipe, want=net_want, tta_crops=settings.tta_crops,
         batch_size=settings.batch_size, workers=settings.workers, draft=settings.draft, progress=advance,
     )
+    computed = 0
     for w, out in zip(todo, results):
         key = keys[w.index]
         if out.reason is not None:
@@ -223,11 +223,13 @@ def _compute(
                 writer.failure(key, out.reason)
             continue
         if out.outputs:
+            computed += 1
             _check_finite(out.outputs["p_high"])
             w.outputs.update(out.outputs)
             writer.score(key, w.outputs["p_high"], w.outputs.get("embedding"))
         _run_checks(files[w.index].path, w, out.image, writer, key, model_key)
         writer.maybe_flush()
+    return computed
 
 
 def _check_finite(p_high: float) -> None:
