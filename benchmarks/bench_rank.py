@@ -126,7 +126,7 @@ def _pool_init(dataset: Any) -> None:
 
 
 def _pool_decode(index: int) -> tuple[int, ...]:
-    _, x, reason = _POOL_DATASET[index]
+    _, x, _, reason, _ = _POOL_DATASET[index]
     if x is None:
         raise RuntimeError(reason)
     return tuple(x.shape)
@@ -181,7 +181,7 @@ def scorer_child(spec: dict[str, Any]) -> dict[str, Any]:
     scorer.load()
     with torch.inference_mode():
         for shape in spec["shapes"]:
-            scorer._forward(torch.zeros(1, *shape), False)
+            scorer.loaded.forward(torch.zeros(1, *shape), frozenset({"p_high"}))
     start = time.perf_counter()
     scored = list(scorer.score_paths(spec["paths"]))
     seconds = time.perf_counter() - start
@@ -230,7 +230,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     import torch
 
-    from aescore.inference.scorer import Scorer, _DecodeDataset, default_batch_size, default_workers
+    from aescore.inference.core import DecodeDataset, Job, RecipeInput, default_batch_size, default_workers
+    from aescore.inference.scorer import Scorer
     from aescore.weights import load_weights
 
     paths = make_folder(workdir / "photos", n, args.quick)
@@ -246,7 +247,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cli_extra = (["--batch-size", str(args.batch_size)] if args.batch_size else []) + (
         ["--workers", str(args.workers)] if args.workers is not None else [])
     naive_model, _ = load_weights(weights)  # a plain fp32, contiguous copy, as a user would load it
-    dataset = _DecodeDataset([str(p) for p in paths], scorer.card["preprocess"], None, True)
+    recipe = scorer.loaded.preprocess
+    dataset = DecodeDataset([Job(str(p)) for p in paths], RecipeInput(recipe, None), recipe.decode_size())
     tensors = [dataset[i][1] for i in range(n)]
     cores = usable_cores()
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
@@ -258,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     child: dict[str, Any] = {}
 
     def folded(x: Any) -> Any:
-        return scorer._forward(x, False)[0]
+        return scorer.loaded.forward(x, frozenset({"p_high"}))["p_high"]
 
     plain = unfolded_forward(naive_model)
     times: dict[str, list[float]] = {"scorer": [], "naive": [], "decode": [], "network": [], "network_unfolded": [],

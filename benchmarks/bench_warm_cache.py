@@ -8,7 +8,7 @@ Generates ``--files`` (default 10,000) small JPEGs, fills an isolated score cach
 How the cache is filled (``--populate``):
 
 * ``api`` (default): rows are written directly with :class:`aescore.inference.cache.ScoreCache`
-  ``put_many``, under exactly the key ``score_with_cache`` looks up (resolved path, size,
+  ``put_many``, under exactly the key ``aescore.cull.score_photos`` looks up (resolved path, size,
   mtime_ns, the weights' sha256, recipe ``full@<preprocess fingerprint>``). Scoring 10,000 images
   for real would take many minutes on a 2-core machine and says nothing about the warm path.
 * ``cli``: a first real ``aescore rank`` run scores everything (slow; use with small ``--files``).
@@ -56,14 +56,14 @@ def make_files(folder: Path, n: int) -> list[Path]:
 
 
 def populate_api(folder: Path, weights: Path, cache_home: Path) -> int:
-    """Write one cache row per discovered file, keyed as ``score_with_cache`` looks them up."""
+    """Write one cache row per discovered file, keyed as ``aescore.cull.score_photos`` looks them up."""
+    from aescore.data.transforms import Preprocess
     from aescore.inference.cache import CacheKey, ScoreCache
     from aescore.inference.discover import discover
-    from aescore.inference.scorer import preprocess_fingerprint, recipe_name
     from aescore.weights import read_card
 
     card = read_card(weights)
-    recipe = f"{recipe_name(None)}@{preprocess_fingerprint(card['preprocess'])}"
+    recipe = Preprocess.from_card(card["preprocess"]).recipe(None)
     found = discover([str(folder)])
     rows = [(CacheKey(f.real, f.size, f.mtime_ns), (i % 997) / 997.0, None) for i, f in enumerate(found.files)]
     cache = ScoreCache(cache_home / "aescore" / "scores.sqlite")

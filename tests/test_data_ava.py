@@ -12,7 +12,7 @@ import pytest
 from aescore.data import ImageDataset, collate_skipping, load_splits
 from aescore.data.ava import is_positive, mean_score, parse_ava_line, parse_ava_txt
 from aescore.data.splits import Sample, seeded_holdout, split_fingerprint
-from aescore.data.synthetic import make_tiny_ava
+from helpers import make_tiny_ava
 from aescore.errors import DataError
 
 ROW = "1 953619 0 1 5 17 38 36 15 6 5 1 1 22 1396"

@@ -11,7 +11,7 @@ from PIL import Image
 from aescore.data import load_splits
 from aescore.data.aadb import LISTS
 from aescore.data.splits import Sample, SkipLog, capped_splits, seeded_holdout
-from aescore.data.synthetic import make_tiny_aadb, make_tiny_csv
+from helpers import make_tiny_aadb, make_tiny_csv
 from aescore.data.train_transforms import (
     build_eval_transform_for_training,
     build_train_transform,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch.distributed as dist
 
-from aescore.data.synthetic import make_tiny_ava
+from helpers import make_tiny_ava
 from aescore.weights import read_card
 
 pytestmark = pytest.mark.skipif(

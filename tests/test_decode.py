@@ -15,95 +15,7 @@ from PIL import Image
 from aescore.data.images import load_rgb
 from aescore.errors import ImageDecodeError
 
-# --------------------------------------------------------------------------- photo generators
-# Also used by test_score_cli.py (loaded by file path), so keep them dependency-free.
-
-
-def _pattern(w: int, h: int, seed: int) -> np.ndarray:
-    """A smooth, asymmetric RGB pattern (so rotations and crops change what the model sees)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    base = np.stack([xx / w, yy / h, (xx * yy) / (w * h)], axis=-1) * 200
-    return np.clip(base + rng.normal(0, 25, (h, w, 3)), 0, 255).astype("uint8")
-
-
-def png_bomb_bytes(width: int = 100_000, height: int = 100_000) -> bytes:
-    """A tiny PNG whose header claims ``width x height`` pixels (Pillow's bomb guard refuses it)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
-
-
-def rotated_pair(folder: Path, seed: int = 1) -> tuple[Path, Path]:
-    """``upright.png`` and ``stored_rotated.png``: the same pixels, the second stored turned 90
-    degrees with EXIF Orientation 6 ("rotate 90 CW to display")."""
-    upright = Image.fromarray(_pattern(72, 48, seed))
-    a = folder / "upright.png"
-    upright.save(a)
-    stored = upright.transpose(Image.Transpose.ROTATE_90)  # CCW; Orientation 6 turns it back CW
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    b = folder / "stored_rotated.png"
-    stored.save(b, exif=exif)
-    return a, b
-
-
-def make_photo_folder(root: Path) -> dict[str, Path]:
-    """Every input case of a real library; returns name -> path. Good ones first in the dict."""
-    root.mkdir(parents=True, exist_ok=True)
-    sub = root / "sub"
-    sub.mkdir()
-    p: dict[str, Path] = {}
-    img = Image.fromarray(_pattern(80, 60, 0))
-    p["jpeg"] = root / "a.jpg"
-    img.save(p["jpeg"], quality=90)
-    p["progressive"] = sub / "b progressive.jpeg"
-    Image.fromarray(_pattern(90, 64, 2)).save(p["progressive"], quality=85, progressive=True)
-    p["spaces"] = root / "name with spaces.png"
-    Image.fromarray(_pattern(64, 64, 3)).save(p["spaces"])
-    p["unicode"] = root / "фото 写真 é.webp"
-    Image.fromarray(_pattern(70, 50, 4)).save(p["unicode"])
-    p["newline"] = root / "new\nline.bmp"
-    Image.fromarray(_pattern(50, 70, 5)).save(p["newline"])
-    p["png16"] = sub / "grey16.png"
-    Image.fromarray((np.linspace(0, 65535, 64 * 48).reshape(48, 64)).astype(np.uint16)).save(p["png16"])
-    p["cmyk"] = sub / "cmyk.jpg"
-    Image.fromarray(_pattern(60, 60, 6)).convert("CMYK").save(p["cmyk"])
-    p["palette"] = sub / "palette_alpha.png"
-    pal = Image.fromarray(_pattern(48, 48, 7)).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
-    pal.save(p["palette"], transparency=0)
-    p["la"] = sub / "grey_alpha.png"
-    Image.fromarray(_pattern(48, 40, 8)).convert("LA").save(p["la"])
-    p["gif"] = sub / "anim.gif"
-    frames = [Image.fromarray(_pattern(40, 40, s)).convert("P") for s in (9, 10)]
-    frames[0].save(p["gif"], save_all=True, append_images=frames[1:], duration=100)
-    p["tiff"] = sub / "c.tif"
-    Image.fromarray(_pattern(56, 42, 11)).save(p["tiff"])
-    p["upright"], p["rotated"] = rotated_pair(root)
-    # --- unreadable ones
-    buf = io.BytesIO()
-    Image.fromarray(_pattern(120, 90, 12)).save(buf, "JPEG", quality=95)
-    p["truncated"] = root / "truncated.jpg"
-    p["truncated"].write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
-    p["empty"] = root / "empty.jpg"
-    p["empty"].write_bytes(b"")
-    p["notimage"] = root / "notes.jpg"
-    p["notimage"].write_text("this is not a photo\n")
-    p["bomb"] = root / "bomb.png"
-    p["bomb"].write_bytes(png_bomb_bytes())
-    # --- ignored: other extensions, hidden files, and a symlink loop back to the root
-    (root / "readme.txt").write_text("ignored")
-    Image.fromarray(_pattern(20, 20, 13)).save(root / ".hidden.png")
-    (sub / "loop").symlink_to(root, target_is_directory=True)
-    return p
-
-
-GOOD = ["jpeg", "progressive", "spaces", "unicode", "newline", "png16", "cmyk", "palette", "la", "gif", "tiff", "upright", "rotated"]
-BAD = ["truncated", "empty", "notimage", "bomb"]
-
+from helpers import BAD, GOOD, make_photo_folder, pattern
 
 # --------------------------------------------------------------------------- load_rgb
 
@@ -128,7 +40,7 @@ def test_unreadable_files_raise_with_reason(photos: dict[str, Path], name: str, 
 
 def test_bomb_guard_stays_on_for_a_real_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "big.png"
-    Image.fromarray(_pattern(64, 64, 0)).save(path)
+    Image.fromarray(pattern(64, 64, 0)).save(path)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4096 px > 2 * 1000: an error, not a warning
     with pytest.raises(ImageDecodeError, match="decompression-bomb"):
         load_rgb(path)
@@ -138,11 +50,11 @@ def test_big_but_allowed_image_and_corrupt_exif_decode_without_warnings(tmp_path
     import warnings
 
     big = tmp_path / "big.png"
-    Image.fromarray(_pattern(64, 64, 0)).save(big)
+    Image.fromarray(pattern(64, 64, 0)).save(big)
     exif = Image.Exif()
     exif[0x0112] = 6
     buf = io.BytesIO()
-    Image.fromarray(_pattern(60, 50, 1)).save(buf, "JPEG", exif=exif)
+    Image.fromarray(pattern(60, 50, 1)).save(buf, "JPEG", exif=exif)
     data = bytearray(buf.getvalue())
     at = data.find(b"Exif\0\0") + 6 + 8
     data[at : at + 2] = b"\xff\x7f"  # IFD0 claims 32767 entries: Pillow warns "Corrupt EXIF data"
@@ -191,7 +103,7 @@ def test_exif_orientation_is_applied(photos: dict[str, Path]) -> None:
 
 def test_draft_decodes_jpeg_at_reduced_size_but_not_below_target(tmp_path: Path) -> None:
     path = tmp_path / "big.jpg"
-    Image.fromarray(_pattern(800, 600, 0)).save(path, quality=90)
+    Image.fromarray(pattern(800, 600, 0)).save(path, quality=90)
     assert load_rgb(path).size == (800, 600)
     small = load_rgb(path, min_shorter=140)
     assert min(small.size) >= 140 and small.size == (200, 150)  # 1/4 DCT scaling
@@ -218,7 +130,7 @@ def test_heif_round_trip_when_extra_installed(tmp_path: Path) -> None:
     pillow_heif = pytest.importorskip("pillow_heif")
     path = tmp_path / "photo.heic"
     pillow_heif.register_heif_opener()
-    Image.fromarray(_pattern(64, 48, 0)).save(path, quality=90)
+    Image.fromarray(pattern(64, 48, 0)).save(path, quality=90)
     img = load_rgb(path)
     assert img.mode == "RGB" and img.size == (64, 48)
 
@@ -232,28 +144,6 @@ def test_raw_without_preview_or_garbage_is_a_decode_error(tmp_path: Path) -> Non
 
 
 # --------------------------------------------------------------------------- scorer equivalence
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_weights(tmp_path_factory.mktemp("weights"))
-
-
-def make_tiny_weights(folder: Path) -> Path:
-    """A real (random) MPA model on a tiny timm backbone, with a 64 px eval size for speed."""
-    import torch
-
-    from aescore.models import create_model
-    from aescore.weights import save_weights
-
-    torch.manual_seed(0)
-    model = create_model("mpa_resnet18", backbone="resnet10t")
-    pp = dict(model.default_preprocess)
-    pp["eval"] = {"mode": "shorter", "size": 64, "max_aspect": 1.5}
-    pp["train"] = {"kind": "mpa", "resize_shorter": 64, "crop": 48}
-    path = folder / "tiny.safetensors"
-    save_weights(model, path, {"name": "tiny", "summary": "tiny random test model", "preprocess": pp, "training": {"dataset": "none"}})
-    return path
 
 
 def _naive_scores(weights: Path, paths: list[Path]) -> list[float]:
@@ -299,7 +189,7 @@ def test_draft_changes_jpeg_scores_only_slightly(tmp_path: Path, tiny_weights: P
     from aescore.inference.scorer import Scorer
 
     path = tmp_path / "big.jpg"
-    Image.fromarray(_pattern(640, 480, 3)).save(path, quality=92)
+    Image.fromarray(pattern(640, 480, 3)).save(path, quality=92)
     draft = next(Scorer(tiny_weights, device="cpu", workers=0).score_paths([path])).score
     full = next(Scorer(tiny_weights, device="cpu", workers=0, draft=False).score_paths([path])).score
     assert draft is not None and full is not None and abs(draft - full) < 0.02

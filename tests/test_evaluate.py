@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from aescore.cli.main import get_app
 from aescore.data.splits import split_fingerprint
-from aescore.data.synthetic import make_tiny_ava
+from helpers import make_tiny_ava
 from aescore.engine.evaluate import check_train_overlap, write_train_ids
 from aescore.engine.metrics import classification_metrics, compute_metrics, correlation_metrics
 from aescore.errors import DataError, UsageError, WeightsError
@@ -146,3 +146,25 @@ def test_label_rule_defaults_to_the_weights_paper() -> None:
     assert _paper_inclusive({"training": {"preset": "mpa-ada"}}) is False  # MPA: mean > 5
     assert _paper_inclusive({"architecture": "rgnet_densenet121"}) is True
     assert _paper_inclusive({"architecture": "mpa_resnet18"}) is False
+
+
+@pytest.mark.parametrize("tta", [None, 3])
+def test_evaluate_predictions_equal_score_jsonl(weights: tuple[dict, Path], tmp_path: Path, tta: int | None) -> None:
+    """One inference core: for the same files, weights and recipe, `evaluate --predictions` and
+    `score --jsonl` give the same P(high), with and without --tta-crops."""
+    data, path = weights
+    preds = tmp_path / "pred.jsonl"
+    extra = ["--tta-crops", tta] if tta else []
+    res = _invoke(["evaluate", "--dataset", "ava", "--root", data["root"], "--weights", path, "--workers", 0,
+                   "--json", "--predictions", preds, *extra])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in preds.read_text().splitlines()]
+    scored = {r["path"]: r for r in rows if "p_high" in r}
+    assert len(scored) == json.loads(res.stdout)["n_images"] and all({"label", "target"} <= set(r) for r in rows)
+    assert sum("error" in r for r in rows) == 1  # the truncated test image
+    out = CliRunner().invoke(get_app(), ["score", *scored, "--model", str(path), "--jsonl", "--no-cache",
+                                         "--workers", "0", "--device", "cpu", *map(str, extra)])
+    assert out.exit_code == 0, out.output
+    by_path = {json.loads(line)["path"]: json.loads(line)["score"] for line in out.stdout.splitlines()}
+    assert by_path.keys() == scored.keys()
+    assert max(abs(by_path[p] - scored[p]["p_high"]) for p in scored) < 1e-4

@@ -82,7 +82,7 @@ def test_evaluate_folds_batchnorm_and_keeps_every_prediction(tmp_path: Path, mon
     # `aescore evaluate` folds too: its per-image predictions must equal the unfolded model's.
     import aescore.engine.evaluate as ev
     import aescore.inference.fold as fold
-    from aescore.data.synthetic import make_tiny_ava
+    from helpers import make_tiny_ava
     from aescore.engine.setup import sized_preprocess
     from aescore.weights import save_weights
 

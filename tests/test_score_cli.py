@@ -19,17 +19,15 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from aescore.cli.main import get_app
-from aescore.errors import AescoreError
+from aescore.errors import AescoreError, UsageError
 
-_spec = importlib.util.spec_from_file_location("_decode_helpers", Path(__file__).with_name("test_decode.py"))
-helpers = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-_spec.loader.exec_module(helpers)  # type: ignore[union-attr]
-GOOD, BAD = helpers.GOOD, helpers.BAD
+import helpers
+from helpers import BAD, GOOD
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return helpers.make_tiny_weights(tmp_path_factory.mktemp("weights"))
+@pytest.fixture()
+def weights(tiny_weights: Path) -> Path:
+    return tiny_weights
 
 
 @pytest.fixture()
@@ -38,8 +36,8 @@ def photos(tmp_path: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(autouse=True)
-def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+def _private_cache(private_cache: Path) -> None:
+    """Every test here gets its own score cache."""
 
 
 class Result:
@@ -377,7 +375,7 @@ def test_odd_names_cached_and_one_stderr_line_per_skip(weights: Path, tmp_path: 
     folder = tmp_path / "odd"
     folder.mkdir()
     odd = os.fsdecode(os.fsencode(str(folder)) + b"/bad\xffname.png")  # not valid UTF-8
-    Image.fromarray(helpers._pattern(40, 30, 1)).save(odd, format="PNG")
+    Image.fromarray(helpers.pattern(40, 30, 1)).save(odd, format="PNG")
     (folder / "broken\nname.jpg").write_bytes(b"not a jpeg")
     first = cli(["rank", folder, *base(weights)])
     assert first.code == 3 and "Traceback" not in first.err
@@ -398,3 +396,73 @@ def test_no_photos_found_warns_and_exits_0(weights: Path, tmp_path: Path) -> Non
     (tmp_path / "empty" / "notes.txt").write_text("not a photo")
     r = cli(["rank", tmp_path / "empty", *base(weights)])
     assert r.code == 0 and r.out == b"" and "no photos found" in r.err
+
+
+def test_interrupt_keeps_finished_scores_and_exits_130(photos: dict[str, Path], weights: Path, tmp_path: Path) -> None:
+    """Ctrl-C after some batches: the finished rows are in the cache, one "interrupted" line, exit 130."""
+    good = [str(photos[n]) for n in GOOD]
+    code = (
+        "import sys\n"
+        "import aescore.inference.core as core\n"
+        "real = core._forward_group\n"
+        "calls = []\n"
+        "def stop_on_third(*a, **k):\n"
+        "    calls.append(1)\n"
+        "    if len(calls) == 3:\n"
+        "        raise KeyboardInterrupt\n"
+        "    return real(*a, **k)\n"
+        "core._forward_group = stop_on_third\n"
+        "from aescore.cli.main import main\n"
+        f"main(['rank', *{good!r}, '--model', {str(weights)!r}, '--workers', '0', '--batch-size', '2', '--device', 'cpu'])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, env=dict(os.environ), timeout=120)
+    assert proc.returncode == 130, proc.stderr.decode()
+    assert proc.stderr.decode().strip().splitlines()[-1] == "aescore: interrupted"
+    again = cli(["rank", *good, *base(weights)])
+    # Batches of 2 photos; equal shapes share a pass: at least the first batch's photos were cached.
+    assert again.summary()["cached"] >= 2 and again.summary()["computed"] >= 1
+
+
+def test_decode_failures_are_keyed_on_the_recipe(photos: dict[str, Path], weights: Path, tmp_path: Path) -> None:
+    """A failure recorded under one card's recipe is not served to another card (issue: cache poisoning)."""
+    import shutil
+
+    truncated = str(photos["truncated"])
+    assert cli(["score", truncated, *base(weights)]).code == 3
+    other = tmp_path / "other" / "tiny2.safetensors"
+    other.parent.mkdir()
+    shutil.copy(weights, other)
+    card = json.loads(weights.with_suffix(".json").read_text())
+    card["preprocess"]["eval"]["size"] = 72  # another recipe
+    other.with_suffix(".json").write_text(json.dumps(card))
+    from aescore.inference.cache import ScoreCache
+
+    with ScoreCache() as cache:
+        assert cache.info()["failures"] == 1
+    assert cli(["score", truncated, "--model", other, "--workers", "0", "--device", "cpu"]).code == 3
+    with ScoreCache() as cache:
+        assert cache.info()["failures"] == 1  # one row per file; the new recipe's replaced it
+        from aescore.inference.cache import CacheKey
+        from aescore.inference.pipeline import decoder_tag
+
+        st = os.stat(truncated)
+        key = CacheKey(os.path.realpath(truncated), st.st_size, st.st_mtime_ns)
+        assert cache.get_failures([key], decoder_tag("full@00000000")) == {}
+
+
+def test_non_finite_thresholds_are_refused(photos: dict[str, Path], weights: Path) -> None:
+    for flag in ("--min-score", "--reject-below"):
+        res = CliRunner().invoke(get_app(), ["rank", str(photos["jpeg"]), *map(str, base(weights)), flag, "nan"])
+        assert isinstance(res.exception, UsageError) and "finite" in str(res.exception) and res.stdout == ""
+
+
+def test_report_command_writes_the_page_from_the_cache(photos: dict[str, Path], weights: Path, tmp_path: Path) -> None:
+    good = [str(photos[n]) for n in GOOD]
+    page = tmp_path / "cull.html"
+    first = cli(["report", *good, *base(weights), "-o", page])
+    assert first.code == 0 and first.out == b"" and page.is_file(), first.err
+    thumbs = list((tmp_path / "cull_files").rglob("*.jpg"))
+    assert len(thumbs) == len(good) and all(t.stat().st_size <= 60_000 for t in thumbs)
+    second = cli(["report", *good, *base(weights), "-o", page])
+    assert second.summary() == {"scored": len(good), "cached": len(good), "computed": 0, "skipped": 0}
+    assert cli(["score", *good, *base(weights), "--html", page]).code == 2  # rank-only option

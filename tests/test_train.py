@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from aescore.cli.main import get_app
-from aescore.data.synthetic import make_tiny_aadb, make_tiny_ava, make_tiny_csv
+from helpers import make_tiny_aadb, make_tiny_ava, make_tiny_csv
 from aescore.engine.presets import PRESETS, build_config, get_preset
 from aescore.engine.setup import build_scheduler
 from aescore.engine.train import fit, resume_config

@@ -96,6 +96,10 @@ class _AescoreGroup(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # Click would swallow it and exit silently: say so (what was finished is kept).
+            print("aescore: interrupted", file=sys.stderr, flush=True)
+            raise SystemExit(130) from None
         except Exception as err:
             if type(err).__name__ == "NoSuchOption":
                 _sibling_hint(err)

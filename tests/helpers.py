@@ -1,17 +1,134 @@
-"""Tiny synthetic datasets in the real AVA / AADB / CSV layouts, for offline tests and demos.
-
-The label is learnable: "good" images are bright, high-contrast and sharp (fine texture),
-"bad" ones dark, low-contrast and blurred. Everything is a deterministic function of ``seed``.
-"""
+"""Test-only generators shared by the test modules (photos, tiny weights, tiny AVA/AADB/CSV
+datasets). Imported as ``helpers`` (pytest puts this folder on sys.path); fixtures live in conftest.py."""
 
 from __future__ import annotations
 
 import csv
+import io
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFilter
+
+# --------------------------------------------------------------------------- photo generators
+
+
+def pattern(w: int, h: int, seed: int) -> np.ndarray:
+    """A smooth, asymmetric RGB pattern (so rotations and crops change what the model sees)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    base = np.stack([xx / w, yy / h, (xx * yy) / (w * h)], axis=-1) * 200
+    return np.clip(base + rng.normal(0, 25, (h, w, 3)), 0, 255).astype("uint8")
+
+
+def png_bomb_bytes(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A tiny PNG whose header claims ``width x height`` pixels (Pillow's bomb guard refuses it)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+def rotated_pair(folder: Path, seed: int = 1) -> tuple[Path, Path]:
+    """``upright.png`` and ``stored_rotated.png``: the same pixels, the second stored turned 90
+    degrees with EXIF Orientation 6 ("rotate 90 CW to display")."""
+    upright = Image.fromarray(pattern(72, 48, seed))
+    a = folder / "upright.png"
+    upright.save(a)
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # CCW; Orientation 6 turns it back CW
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    b = folder / "stored_rotated.png"
+    stored.save(b, exif=exif)
+    return a, b
+
+
+def make_photo_folder(root: Path) -> dict[str, Path]:
+    """Every input case of a real library; returns name -> path. Good ones first in the dict."""
+    root.mkdir(parents=True, exist_ok=True)
+    sub = root / "sub"
+    sub.mkdir()
+    p: dict[str, Path] = {}
+    img = Image.fromarray(pattern(80, 60, 0))
+    p["jpeg"] = root / "a.jpg"
+    img.save(p["jpeg"], quality=90)
+    p["progressive"] = sub / "b progressive.jpeg"
+    Image.fromarray(pattern(90, 64, 2)).save(p["progressive"], quality=85, progressive=True)
+    p["spaces"] = root / "name with spaces.png"
+    Image.fromarray(pattern(64, 64, 3)).save(p["spaces"])
+    p["unicode"] = root / "фото 写真 é.webp"
+    Image.fromarray(pattern(70, 50, 4)).save(p["unicode"])
+    p["newline"] = root / "new\nline.bmp"
+    Image.fromarray(pattern(50, 70, 5)).save(p["newline"])
+    p["png16"] = sub / "grey16.png"
+    Image.fromarray((np.linspace(0, 65535, 64 * 48).reshape(48, 64)).astype(np.uint16)).save(p["png16"])
+    p["cmyk"] = sub / "cmyk.jpg"
+    Image.fromarray(pattern(60, 60, 6)).convert("CMYK").save(p["cmyk"])
+    p["palette"] = sub / "palette_alpha.png"
+    pal = Image.fromarray(pattern(48, 48, 7)).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    pal.save(p["palette"], transparency=0)
+    p["la"] = sub / "grey_alpha.png"
+    Image.fromarray(pattern(48, 40, 8)).convert("LA").save(p["la"])
+    p["gif"] = sub / "anim.gif"
+    frames = [Image.fromarray(pattern(40, 40, s)).convert("P") for s in (9, 10)]
+    frames[0].save(p["gif"], save_all=True, append_images=frames[1:], duration=100)
+    p["tiff"] = sub / "c.tif"
+    Image.fromarray(pattern(56, 42, 11)).save(p["tiff"])
+    p["upright"], p["rotated"] = rotated_pair(root)
+    # --- unreadable ones
+    buf = io.BytesIO()
+    Image.fromarray(pattern(120, 90, 12)).save(buf, "JPEG", quality=95)
+    p["truncated"] = root / "truncated.jpg"
+    p["truncated"].write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    p["empty"] = root / "empty.jpg"
+    p["empty"].write_bytes(b"")
+    p["notimage"] = root / "notes.jpg"
+    p["notimage"].write_text("this is not a photo\n")
+    p["bomb"] = root / "bomb.png"
+    p["bomb"].write_bytes(png_bomb_bytes())
+    # --- ignored: other extensions, hidden files, and a symlink loop back to the root
+    (root / "readme.txt").write_text("ignored")
+    Image.fromarray(pattern(20, 20, 13)).save(root / ".hidden.png")
+    (sub / "loop").symlink_to(root, target_is_directory=True)
+    return p
+
+
+GOOD = ["jpeg", "progressive", "spaces", "unicode", "newline", "png16", "cmyk", "palette", "la", "gif", "tiff", "upright", "rotated"]
+BAD = ["truncated", "empty", "notimage", "bomb"]
+
+
+
+def make_tiny_weights(folder: Path) -> Path:
+    """A real (random) MPA model on a tiny timm backbone, with a 64 px eval size for speed."""
+    import torch
+
+    from aescore.models import create_model
+    from aescore.weights import save_weights
+
+    torch.manual_seed(0)
+    model = create_model("mpa_resnet18", backbone="resnet10t")
+    pp = dict(model.default_preprocess)
+    pp["eval"] = {"mode": "shorter", "size": 64, "max_aspect": 1.5}
+    pp["train"] = {"kind": "mpa", "resize_shorter": 64, "crop": 48}
+    path = folder / "tiny.safetensors"
+    save_weights(model, path, {"name": "tiny", "summary": "tiny random test model", "preprocess": pp, "training": {"dataset": "none"}})
+    return path
+
+
+
+# --------------------------------------------------------------------------- tiny datasets
+# Tiny synthetic datasets in the real AVA / AADB / CSV layouts, for offline tests and demos.
+# 
+# The label is learnable: "good" images are bright, high-contrast and sharp (fine texture),
+# "bad" ones dark, low-contrast and blurred. Everything is a deterministic function of ``seed``.
+# 
+
+
 
 AVA_TEST_LIST = Path("aesthetics_image_lists") / "generic_test.jpgl"
 
