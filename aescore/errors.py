@@ -30,3 +30,36 @@ class ImageDecodeError(AescoreError):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class ConfigError(UsageError, ValueError):
+    """A setting that no run can use, raised by library code (exit status 2).
+
+    ``setting`` is the name of the setting (a config field such as ``"variant"``), ``problem``
+    what is wrong with it; the message is ``"<setting> <problem>"`` and names no CLI flag. A
+    command turns it into one line naming its own flag (``--variant <problem>``).
+    """
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting} {problem}")
+        self.setting = setting
+        self.problem = problem
+
+
+class DeviceError(AescoreError):
+    """A compute device was asked for by name but PyTorch cannot use it on this machine."""
+
+    def __init__(self, device: str, reason: str) -> None:
+        super().__init__(f"device {device!r} is not available: {reason}")
+        self.device = device
+        self.reason = reason
+
+
+class PretrainedWeightsUnavailable(WeightsError):
+    """Pretrained backbone weights could not be fetched (offline, hub unreachable). The message
+    says what failed; callers add how to go on (a local weights file, or training from scratch)."""
+
+    def __init__(self, tag: str, reason: str) -> None:
+        super().__init__(f"could not fetch pretrained weights {tag!r} from the Hugging Face Hub ({reason})")
+        self.tag = tag
+        self.reason = reason
