@@ -54,10 +54,6 @@ class MPANet(nn.Module):
         emb = self.embed(x)
         return self.head(emb), emb
 
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Trade compute for memory in the backbone (timm's gradient checkpointing)."""
-        self.backbone.set_grad_checkpointing(enable)
-
 
 @register_model
 def mpa_resnet18(
