@@ -57,9 +57,13 @@ class DeviceError(AescoreError):
 
 class PretrainedWeightsUnavailable(WeightsError):
     """Pretrained backbone weights could not be fetched (offline, hub unreachable). The message
-    says what failed; callers add how to go on (a local weights file, or training from scratch)."""
+    names the Python parameters that avoid the download; a CLI builds its own line from ``tag``
+    and ``reason`` naming its flags."""
 
     def __init__(self, tag: str, reason: str) -> None:
-        super().__init__(f"could not fetch pretrained weights {tag!r} from the Hugging Face Hub ({reason})")
+        super().__init__(
+            f"could not fetch pretrained weights {tag!r} from the Hugging Face Hub ({reason}); pass "
+            "backbone_weights=PATH (a local .safetensors/.pth file) or pretrained=False (start from scratch)"
+        )
         self.tag = tag
         self.reason = reason

@@ -194,8 +194,9 @@ def _as_cli_error(err: Exception, ctx: typer.Context) -> BaseException:
         flag = flags.get(err.setting, "--" + err.setting.replace("_", "-"))
         return UsageError(f"{flag} {err.problem}")
     if isinstance(err, PretrainedWeightsUnavailable):
-        return WeightsError(f"{err}; pass --backbone-weights FILE (a local .safetensors/.pth of the ImageNet "
-                            "backbone) or --no-pretrained (train from scratch)")
+        return WeightsError(f"could not fetch pretrained weights {err.tag!r} from the Hugging Face Hub ({err.reason}); "
+                            "pass --backbone-weights FILE (a local .safetensors/.pth of the ImageNet backbone) "
+                            "or --no-pretrained (train from scratch)")
     if isinstance(err, DeviceError):
         return AescoreError(f"--device {err.device}: {err.reason}")
     if isinstance(err, LossNotFinite):
