@@ -36,7 +36,7 @@ def resolve_amp(amp: bool | None, device: torch.device) -> torch.dtype | None:
 
 
 def sized_preprocess(preprocess: dict[str, Any], crop_size: int | None, resize_size: int | None) -> dict[str, Any]:
-    """A copy of a model's ``default_preprocess`` with ``--crop-size``/``--resize-size`` applied.
+    """A copy of a model's ``default_preprocess`` with the ``crop_size`` / ``resize_size`` settings applied.
 
     MPA: ``resize_size`` is the shorter edge (training and evaluation), ``crop_size`` the patch.
     RGNet: either one sets the square input size (training and evaluation).
