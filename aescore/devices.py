@@ -1,20 +1,70 @@
-"""Device choice (placeholder until the engine branch's module is merged)."""
+"""Which compute device to run on: one rule for scoring, evaluation, training and ``data pairwise``.
+
+``auto`` picks CUDA when PyTorch sees a GPU, else Apple's MPS, else the CPU. A device named
+explicitly (``cuda``, ``cuda:1``, ``mps``) that PyTorch cannot use here is a
+:class:`~aescore.errors.DeviceError`; a name that is no device at all is a
+:class:`~aescore.errors.ConfigError` (setting ``device``). Neither message names a CLI flag.
+
+Import-light: torch is imported inside the functions, so ``aescore --help`` stays fast.
+"""
 
 from __future__ import annotations
 
-from aescore.errors import AescoreError
+import re
+from typing import TYPE_CHECKING
+
+from aescore.errors import ConfigError, DeviceError
+
+if TYPE_CHECKING:
+    import torch
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")  # plus "cuda:N"
+_CUDA_INDEX = re.compile(r"^cuda:(\d+)$")
+
+
+def mps_available() -> bool:
+    """True when this PyTorch build can run on Apple's Metal (MPS) GPU here."""
+    import torch
+
+    backend = getattr(torch.backends, "mps", None)
+    return backend is not None and backend.is_available()
 
 
 def resolve_device(spec: str = "auto") -> str:
-    """``auto`` -> cuda if available, else mps, else cpu; an explicit unavailable device is an error."""
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` -> the device to use, as a torch device string.
+
+    ``auto`` -> ``cuda`` if available, else ``mps``, else ``cpu``. Raises :class:`ConfigError`
+    for an unknown name and :class:`DeviceError` for a device PyTorch cannot use here.
+    """
     import torch
 
-    spec = spec.lower()
-    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    if spec == "auto":
-        return "cuda" if torch.cuda.is_available() else ("mps" if mps else "cpu")
-    if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise AescoreError("no CUDA GPU is available to PyTorch")
-    if spec == "mps" and not mps:
-        raise AescoreError("Apple MPS is not available to PyTorch")
-    return spec
+    name = str(spec).strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        return "mps" if mps_available() else "cpu"
+    if name == "cpu":
+        return name
+    if name == "mps":
+        if not mps_available():
+            raise DeviceError(name, "Apple MPS is not available to PyTorch on this machine")
+        return name
+    index = _CUDA_INDEX.match(name)
+    if name == "cuda" or index:
+        if not torch.cuda.is_available():
+            raise DeviceError(name, "no CUDA GPU is available to PyTorch on this machine")
+        if index and int(index.group(1)) >= torch.cuda.device_count():
+            raise DeviceError(name, f"PyTorch sees {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
+        return name
+    raise ConfigError("device", f"must be auto, cpu, cuda, cuda:N or mps, not {spec!r}")
+
+
+def torch_device(spec: str = "auto", local_rank: int | None = None) -> "torch.device":
+    """:func:`resolve_device` as a ``torch.device``; a bare ``cuda`` takes GPU ``local_rank`` when
+    given (one process per GPU under ``torchrun``), else the current GPU."""
+    import torch
+
+    name = resolve_device(spec)
+    if name == "cuda":
+        return torch.device("cuda", torch.cuda.current_device() if local_rank is None else local_rank)
+    return torch.device(name)

@@ -41,3 +41,40 @@ class ImageDecodeError(AescoreError):
     def __reduce__(self) -> tuple[object, ...]:
         # Picklable with all three fields (decode workers may send it to the main process).
         return (type(self), (self.path, self.reason, self.lasting))
+
+
+class ConfigError(UsageError, ValueError):
+    """A setting that no run can use, raised by library code (exit status 2).
+
+    ``setting`` is the name of the setting (a config field such as ``"variant"``), ``problem``
+    what is wrong with it; the message is ``"<setting> <problem>"`` and names no CLI flag. A
+    command turns it into one line naming its own flag (``--variant <problem>``).
+    """
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting} {problem}")
+        self.setting = setting
+        self.problem = problem
+
+
+class DeviceError(AescoreError):
+    """A compute device was asked for by name but PyTorch cannot use it on this machine."""
+
+    def __init__(self, device: str, reason: str) -> None:
+        super().__init__(f"device {device!r} is not available: {reason}")
+        self.device = device
+        self.reason = reason
+
+
+class PretrainedWeightsUnavailable(WeightsError):
+    """Pretrained backbone weights could not be fetched (offline, hub unreachable). The message
+    names the Python parameters that avoid the download; a CLI builds its own line from ``tag``
+    and ``reason`` naming its flags."""
+
+    def __init__(self, tag: str, reason: str) -> None:
+        super().__init__(
+            f"could not fetch pretrained weights {tag!r} from the Hugging Face Hub ({reason}); pass "
+            "backbone_weights=PATH (a local .safetensors/.pth file) or pretrained=False (start from scratch)"
+        )
+        self.tag = tag
+        self.reason = reason

@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from aescore.errors import UsageError
+from aescore.errors import ConfigError
 
 Objective = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -188,6 +188,6 @@ def get_objective(name: str, **kwargs: object) -> Objective:
     """
     key = name.lower().replace("-", "_")
     if key not in _OBJECTIVES:
-        raise UsageError(f"unknown objective {name!r}; choose one of: {', '.join(_OBJECTIVES)}")
+        raise ConfigError("objective", f"must be one of {', '.join(_OBJECTIVES)}, not {name!r}")
     fn = _OBJECTIVES[key]
     return partial(fn, **kwargs) if kwargs else fn

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from aescore.data import ImageDataset, collate_skipping, load_splits
-from aescore.data.ava import is_positive, mean_score, parse_ava_line, parse_ava_txt
+from aescore.data.ava import is_positive, load_ava, mean_score, parse_ava_line, parse_ava_txt
 from aescore.data.splits import Sample, seeded_holdout, split_fingerprint
 from helpers import make_tiny_ava
 from aescore.errors import DataError
@@ -195,3 +195,15 @@ def test_skips_are_counted_per_listed_split(tiny_ava: dict) -> None:
     assert sp.skipped_in("test") == {"empty": 1}  # the empty image is a test id
     assert sp.skipped_in("train") == {"missing": 1, "no_votes": 1}
     assert sum(sum(c.values()) for c in sp.n_skipped_by_split.values()) == sp.total_skipped
+
+
+def test_test_list_ids_absent_from_ava_txt_are_counted(tmp_path: Path) -> None:
+    # The usual AVA copies list ~70 test ids that AVA.txt lacks: they explain 20,000 -> ~19,930.
+    data = make_tiny_ava(tmp_path / "ava", corrupt=False)
+    jpgl = data["root"] / "aesthetics_image_lists" / "generic_test.jpgl"
+    jpgl.write_text(jpgl.read_text() + "999991\n999992.jpg\n")
+    sp = load_ava(data["root"])
+    assert sp.skipped_in("test") == {"not_in_ava_txt": 2}
+    assert ("999991", "not_in_ava_txt") in sp.skipped and sp.total_skipped == 2
+    listed = {line.strip().removesuffix(".jpg") for line in jpgl.read_text().splitlines() if line.strip()}
+    assert len(sp.test) + sum(sp.skipped_in("test").values()) == len(listed)

@@ -51,7 +51,12 @@ def test_presets_carry_the_papers_recipes() -> None:
     rg = get_preset("rgnet")
     assert (rg.model, rg.objective, rg.optimizer, rg.lr, rg.weight_decay) == ("rgnet_densenet121", "ce", "adam", 1e-4, 1e-5)
     assert (rg.schedule, rg.poly_power, rg.batch_size, rg.epochs, rg.threshold_inclusive) == ("poly", 0.9, 32, 80, True)
-    assert set(PRESETS) == {"mpa-avg", "mpa-min", "mpa-ada", "rgnet"}
+    assert set(PRESETS) == {"mpa-avg", "mpa-min", "mpa-ada", "mpa-ada-official", "rgnet"}
+    # The authors' released code (Openning07/MPADA), where it differs from the paper.
+    off = get_preset("mpa-ada-official")
+    assert (off.objective, off.threshold_inclusive, off.patches, off.batch_size, off.epochs) == ("mp_ada", True, 1, 64, 110)
+    assert (off.schedule, off.lr, off.lr_milestones) == ("milestones", 1e-3, [[20, 5e-4], [40, 1e-4], [60, 1e-5]])
+    assert (off.weight_decay, off.weight_decay_scope, off.nesterov, off.momentum) == (1e-4, "weights", True, 0.9)
 
 
 def test_overrides_and_validation() -> None:
@@ -166,14 +171,14 @@ def test_precision_and_model_options() -> None:
     assert model.variant == "FCN-G" and len(model.graph) == 2 and model.lse_r == 8.0
     assert model.arch_args == {"variant": "FCN-G", "graph_blocks": 2, "lse_r": 8.0}
     assert build_model(build_config("mpa-avg", pretrained=False, backbone="resnet10t")).arch_args == {"backbone": "resnet10t"}
-    with pytest.raises(UsageError, match="--variant must be one of"):
+    with pytest.raises(UsageError, match="variant must be one of"):  # the library names the setting, not the flag
         build_config("rgnet", variant="FCN-X")
     with pytest.raises(UsageError, match="rgnet preset only"):
         build_config("mpa-ada", graph_blocks=2)
 
 
 def test_plain_progress_lines_without_a_terminal() -> None:
-    from aescore.engine.train import EpochProgress
+    from aescore.engine.progress import EpochProgress
 
     lines: list[str] = []
     with EpochProgress(100, enabled=True, log=lines.append, plain_every=0.0) as progress:
@@ -216,7 +221,7 @@ def test_resume_is_bit_exact(ava: dict, tmp_path: Path) -> None:
 
     def interrupt(step: int) -> None:
         calls[0] += 1
-        if calls[0] == 13:  # epoch 2, step 3 (10 steps per epoch)
+        if calls[0] == 14:  # epoch 2, step 3 (11 steps per epoch: 43 images at batch 4, the last batch partial)
             signal.raise_signal(signal.SIGINT)
 
     res = fit(_cfg(ava, 2), tmp_path / "ctrl-c", command="test", on_step=interrupt)

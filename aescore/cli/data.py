@@ -6,11 +6,13 @@ Heavy imports (numpy, scipy, torch) stay inside the commands so ``aescore --help
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from typer.core import TyperCommand
 
 from aescore.cli.main import app
 
@@ -20,6 +22,13 @@ data_app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(data_app, name="data", help="Build datasets from photo folders (synthetic degradations) and evaluate on them.")
+
+
+class _PlainUsage(TyperCommand):
+    """Usage line with plain argument names (``SRC_DIR OUT_DIR``, not ``{src_dir} {out_dir}``)."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [re.sub(r"^\{(.*)\}$", r"\1", piece) for piece in super().collect_usage_pieces(ctx)]
 
 
 def _stderr() -> Any:
@@ -81,19 +90,19 @@ def _parse_copies(text: str) -> int | str:
     return n
 
 
-@data_app.command("degrade")
+@data_app.command("degrade", cls=_PlainUsage)
 def degrade_cmd(
-    src_dir: Annotated[Path, typer.Argument(help="Folder of good photographs (only read, never changed).")],
-    out_dir: Annotated[Path, typer.Argument(help="Folder to write images/, train.csv, test.csv, pairs.csv, manifest.json.")],
-    holdout: Annotated[float, typer.Option(help="Fraction of source photos held out for test.csv / pairs.csv.")] = 0.1,
-    seed: Annotated[int, typer.Option(help="Seed for the hold-out choice and every fault.")] = 0,
-    copies: Annotated[str, typer.Option(help="Degraded copies per training photo, or 'all' (every kind x severity).")] = "3",
-    kinds: Annotated[Optional[str], typer.Option(help="Comma-separated fault kinds (default: all).")] = None,
-    severities: Annotated[str, typer.Option(help="Comma-separated severities among 1,2,3.")] = "1,2,3",
-    max_side: Annotated[Optional[int], typer.Option(help="Downscale photos so the longer side is at most this.")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
-    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty OUT_DIR (files there may be overwritten).")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+    src_dir: Annotated[Path, typer.Argument(help="Folder of good photographs (only read, never changed).", metavar="SRC_DIR")],
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write images/, train.csv, test.csv, pairs.csv, manifest.json.", metavar="OUT_DIR")],
+    holdout: Annotated[float, typer.Option(help="Fraction of source photos held out for test.csv / pairs.csv.", metavar="FRACTION")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed for the hold-out choice and every fault.", metavar="N")] = 0,
+    copies: Annotated[str, typer.Option(help="Degraded copies per training photo, or 'all' (every kind x severity).", metavar="N|all")] = "3",
+    kinds: Annotated[Optional[str], typer.Option(help="Comma-separated fault kinds (default: all).", metavar="KIND,...")] = None,
+    severities: Annotated[str, typer.Option(help="Comma-separated severities among 1,2,3.", metavar="S,...")] = "1,2,3",
+    max_side: Annotated[Optional[int], typer.Option(help="Downscale photos so the longer side is at most this.", metavar="PX")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes.", metavar="N")] = 1,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty OUT_DIR (files there may be overwritten).", metavar="")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.", metavar="")] = False,
 ) -> None:
     """Turn a folder of photos into a degradation dataset for `aescore train --dataset csv`.
 
@@ -133,20 +142,28 @@ def degrade_cmd(
         console.print(f"skipped {item['file']}: {item['reason']}", highlight=False, soft_wrap=True)
 
 
-@data_app.command("pairwise")
+@data_app.command("pairwise", cls=_PlainUsage)
 def pairwise_cmd(
-    out_dir: Annotated[Path, typer.Argument(help="A folder made by `aescore data degrade` (or its pairs.csv).")],
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name, card or weights file (default: the default model).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
-    device: Annotated[str, typer.Option(help="Torch device, e.g. cpu or cuda.")] = "cpu",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    out_dir: Annotated[Path, typer.Argument(help="A folder made by `aescore data degrade` (or its pairs.csv).", metavar="DIR")],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name, card or weights file (default: the default model).", metavar="NAME")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.", metavar="N")] = 32,
+    device: Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.", metavar="DEVICE")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.", metavar="")] = False,
 ) -> None:
     """Pairwise accuracy of a model and of the Laplacian sharpness baseline on held-out pairs.
 
-    A pair counts when the original scores above its degraded copy (ties half); reported overall, per fault kind and per severity.
+    A pair counts when the original scores above its degraded copy (ties half); reported overall, per fault kind and per severity. Output: a table on a terminal, tab-separated values when piped, one JSON object with --json.
     """
+    from aescore.devices import resolve_device
     from aescore.engine.pairwise import laplacian_scores, model_scores, pair_paths, pairwise_accuracy, read_pairs
+    from aescore.errors import AescoreError, ConfigError, DeviceError, UsageError
 
+    try:
+        resolved = resolve_device(device)
+    except ConfigError as err:
+        raise UsageError(f"--device {err.problem}") from None
+    except DeviceError as err:
+        raise AescoreError(f"--device {err.device}: {err.reason}") from None
     pairs_csv = out_dir if out_dir.is_file() else out_dir / "pairs.csv"
     pairs = read_pairs(pairs_csv)
     paths = pair_paths(pairs)
@@ -154,7 +171,7 @@ def pairwise_cmd(
     with _progress(console, "scoring") as bar:
         task = bar.add_task("score", total=len(paths))
         scores, card = model_scores(
-            paths, model, batch_size=batch_size, device=device, on_progress=lambda d, t: bar.update(task, completed=d)
+            paths, model, batch_size=batch_size, device=resolved, on_progress=lambda d, t: bar.update(task, completed=d)
         )
     with _progress(console, "laplacian") as bar:
         task = bar.add_task("lap", total=len(paths))
@@ -168,17 +185,32 @@ def pairwise_cmd(
         "laplacian": pairwise_accuracy(pairs, lap.__getitem__),
     }
     if as_json:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        sys.stdout.write(json.dumps(result) + "\n")
         return
+    rows = _pairwise_rows(result)
     from rich.console import Console
+
+    out = Console()
+    if not out.is_terminal:
+        # Piped: tab-separated values with a header, one row per group (data only, no decoration).
+        lines = ["group\tpairs\tmodel\tlaplacian", *("\t".join(row) for row in rows)]
+        sys.stdout.write("\n".join(lines) + "\n")
+        return
     from rich.table import Table
 
-    m, b = result["model"], result["laplacian"]
     table = Table(title=f"pairwise accuracy on {pairs_csv} (original above degraded copy)")
-    for col in ("", "pairs", f"model {m['name']}", "laplacian"):
+    for col in ("", "pairs", f"model {result['model']['name']}", "laplacian"):
         table.add_column(col, justify="left" if not col else "right")
-    table.add_row("overall", str(m["n"]), f"{m['accuracy']:.3f}", f"{b['accuracy']:.3f}", style="bold")
+    for i, row in enumerate(rows):
+        table.add_row(*row, style="bold" if i == 0 else None)
+    out.print(table)
+
+
+def _pairwise_rows(result: dict[str, Any]) -> list[list[str]]:
+    """``[group, pairs, model accuracy, laplacian accuracy]`` rows: overall, per kind, per severity."""
+    m, b = result["model"], result["laplacian"]
+    rows = [["overall", str(m["n"]), f"{m['accuracy']:.3f}", f"{b['accuracy']:.3f}"]]
     for group, label in (("per_kind", "{}"), ("per_severity", "severity {}")):
         for key, row in m[group].items():
-            table.add_row(label.format(key), str(row["n"]), f"{row['accuracy']:.3f}", f"{b[group][key]['accuracy']:.3f}")
-    Console().print(table)
+            rows.append([label.format(key), str(row["n"]), f"{row['accuracy']:.3f}", f"{b[group][key]['accuracy']:.3f}"])
+    return rows

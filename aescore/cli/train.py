@@ -1,110 +1,133 @@
 """``aescore train``: train MPA or RGNet on AVA, AADB or a CSV of one's own scored photos.
 
-Thin: parses options into a :class:`aescore.engine.presets.TrainConfig` and calls
-:func:`aescore.engine.train.fit`. No torch import at module level (``aescore --help`` stays fast).
+Thin: every option is declared once, as a parameter named after its
+:class:`aescore.engine.presets.TrainConfig` field; the values given become the config's
+overrides as they are. Library errors name settings (``variant``), never flags; :func:`_as_cli_error`
+turns them into one line naming this command's flag (``--variant``). No torch import at module
+level (``aescore --help`` stays fast).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
 
 from aescore.cli.main import app
+from aescore.engine.presets import DATASETS, OBJECTIVES, OPTIMIZERS, PRESETS, SCHEDULES, WEIGHT_DECAY_SCOPES, TrainConfig
+from aescore.models.names import RGNET_VARIANTS
 
 _DATA = "Data"
 _RECIPE = "Recipe (overrides the preset)"
 _RUN = "Run"
 
-Dataset = Annotated[Optional[str], typer.Option("--dataset", help="ava, aadb or csv (taken from the checkpoint with --resume).", rich_help_panel=_DATA)]
-Root = Annotated[Optional[Path], typer.Option("--root", help="Dataset folder (AVA/AADB) or CSV file/folder.", rich_help_panel=_DATA)]
+# Choice types: --help lists the choices and a wrong value is refused with them.
+DatasetName = Literal[DATASETS]  # type: ignore[valid-type]
+PresetName = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
+ObjectiveName = Literal[OBJECTIVES]  # type: ignore[valid-type]
+OptimizerName = Literal[OPTIMIZERS]  # type: ignore[valid-type]
+ScheduleName = Literal[SCHEDULES]  # type: ignore[valid-type]
+VariantName = Literal[RGNET_VARIANTS]  # type: ignore[valid-type]
+DecayScope = Literal[WEIGHT_DECAY_SCOPES]  # type: ignore[valid-type]
+
+
+def _option(*names: str, help: str, panel: str | None = _RECIPE, metavar: str | None = None) -> Any:
+    """An option in a help panel; flags get an empty metavar (no ``<bool>`` in ``--help``)."""
+    return typer.Option(*names, help=help, rich_help_panel=panel, metavar=metavar)
+
+
+def _flag(*names: str, help: str, panel: str = _RUN) -> Any:
+    return typer.Option(*names, help=help, rich_help_panel=panel, metavar="")
 
 
 @app.command()
 def train(
     ctx: typer.Context,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Run folder: last.pt, metrics.jsonl, best.safetensors + best.json.")],
-    dataset: Dataset = None,
-    root: Root = None,
-    preset: Annotated[Optional[str], typer.Option(help="mpa-avg, mpa-min, mpa-ada or rgnet (default mpa-ada).", rich_help_panel=_RECIPE)] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Total epochs (with --resume: extend a run to this many).", rich_help_panel=_RECIPE)] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Images per step per process.", rich_help_panel=_RECIPE)] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Initial learning rate.", rich_help_panel=_RECIPE)] = None,
-    patches: Annotated[Optional[int], typer.Option(help="MPA: random crops per image per step (K).", rich_help_panel=_RECIPE)] = None,
-    beta: Annotated[Optional[float], typer.Option(help="MP_ada's beta (paper: 0.5).", rich_help_panel=_RECIPE)] = None,
-    objective: Annotated[Optional[str], typer.Option(help="mp_avg, mp_min, mp_ada, ce, or pair_rank (degradation CSVs: a photo vs its own degraded copy); regression data always uses mse.", rich_help_panel=_RECIPE)] = None,
-    optimizer: Annotated[Optional[str], typer.Option(help="sgd (Nesterov) or adam.", rich_help_panel=_RECIPE)] = None,
-    momentum: Annotated[Optional[float], typer.Option(help="SGD momentum.", rich_help_panel=_RECIPE)] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay.", rich_help_panel=_RECIPE)] = None,
-    schedule: Annotated[Optional[str], typer.Option(help="step, poly or constant.", rich_help_panel=_RECIPE)] = None,
-    lr_step: Annotated[Optional[int], typer.Option(help="step schedule: epochs between decays.", rich_help_panel=_RECIPE)] = None,
-    lr_gamma: Annotated[Optional[float], typer.Option(help="step schedule: decay factor.", rich_help_panel=_RECIPE)] = None,
-    backbone: Annotated[Optional[str], typer.Option(help="MPA: another timm backbone (e.g. resnet50).", rich_help_panel=_RECIPE)] = None,
-    variant: Annotated[Optional[str], typer.Option(help="RGNet Table 1 ablation: FCN, FCN-A, FCN-G, FCN-A-G (the paper's, default), FCN-C-C or FC-CNN.", rich_help_panel=_RECIPE)] = None,
-    graph_blocks: Annotated[Optional[int], typer.Option(help="RGNet: region-graph blocks (paper: 3).", rich_help_panel=_RECIPE)] = None,
-    lse_r: Annotated[Optional[float], typer.Option(help="RGNet: LSE pooling r (paper: 4).", rich_help_panel=_RECIPE)] = None,
-    pretrained: Annotated[Optional[bool], typer.Option("--pretrained/--no-pretrained", help="Start from ImageNet weights (default: yes, as the papers; needs the internet once).", rich_help_panel=_RECIPE)] = None,
-    backbone_weights: Annotated[Optional[Path], typer.Option(help="Local ImageNet backbone weights (.safetensors/.pth) instead of downloading.", rich_help_panel=_RECIPE)] = None,
-    crop_size: Annotated[Optional[int], typer.Option(help="MPA patch size (224) / RGNet input size (300).", rich_help_panel=_RECIPE)] = None,
-    resize_size: Annotated[Optional[int], typer.Option(help="MPA shorter edge before cropping (256).", rich_help_panel=_RECIPE)] = None,
-    threshold: Annotated[Optional[float], typer.Option(help="Binary label threshold (AVA default 5).", rich_help_panel=_DATA)] = None,
-    threshold_inclusive: Annotated[Optional[bool], typer.Option("--threshold-inclusive/--threshold-exclusive", help="Score == threshold is positive (RGNet) or not (MPA).", rich_help_panel=_DATA)] = None,
-    val_size: Annotated[Optional[int], typer.Option(help="Validation images held out of training (AVA default 2000).", rich_help_panel=_DATA)] = None,
-    max_items: Annotated[Optional[int], typer.Option(help="Cap each split (seeded subset) for quick trials.", rich_help_panel=_DATA)] = None,
-    eval_tta_crops: Annotated[Optional[int], typer.Option(help="MPA validation: average N random crops (official code: 15); default one centre crop.", rich_help_panel=_RECIPE)] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda.", rich_help_panel=_RUN)] = None,
-    workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes per training process.", rich_help_panel=_RUN)] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of splits, initialisation, order and augmentation.", rich_help_panel=_RUN)] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue OUTPUT/last.pt exactly where it stopped.", rich_help_panel=_RUN)] = False,
-    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision on CUDA (bf16, else fp16 + scaler); default on.", rich_help_panel=_RUN)] = None,
-    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the model for training.", rich_help_panel=_RUN)] = None,
-    deterministic: Annotated[Optional[bool], typer.Option("--deterministic/--no-deterministic", help="Deterministic kernels (bit-exact resume on CPU).", rich_help_panel=_RUN)] = None,
-    max_steps: Annotated[Optional[int], typer.Option(help="At most N optimiser steps per epoch (smoke tests).", rich_help_panel=_RUN)] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary of the run on stdout.", rich_help_panel=_RUN)] = False,
+    output: Annotated[Path, _option("--output", "-o", help="Run folder: last.pt, metrics.jsonl, best.safetensors + best.json.", panel=None, metavar="DIR")],
+    dataset: Annotated[Optional[DatasetName], _option(help="Dataset format (taken from the checkpoint with --resume).", panel=_DATA)] = None,
+    root: Annotated[Optional[Path], _option(help="Dataset folder (AVA/AADB) or CSV file/folder.", panel=_DATA, metavar="PATH")] = None,
+    preset: Annotated[Optional[PresetName], _option(help="The paper recipe to start from (default mpa-ada); see docs/training.md.")] = None,
+    epochs: Annotated[Optional[int], _option(help="Total epochs (with --resume: extend a run to this many).", metavar="N")] = None,
+    batch_size: Annotated[Optional[int], _option(help="Images per step per process.", metavar="N")] = None,
+    lr: Annotated[Optional[float], _option(help="Initial learning rate.", metavar="LR")] = None,
+    patches: Annotated[Optional[int], _option(help="MPA: random crops per image per step (K).", metavar="K")] = None,
+    beta: Annotated[Optional[float], _option(help="MP_ada's beta (paper: 0.5).", metavar="X")] = None,
+    objective: Annotated[Optional[ObjectiveName], _option(help="Loss: mp_avg, mp_min, mp_ada, ce, or pair_rank (degradation CSVs: a photo vs its own degraded copy); regression data always uses mse.")] = None,
+    optimizer: Annotated[Optional[OptimizerName], _option(help="sgd (Nesterov) or adam.")] = None,
+    momentum: Annotated[Optional[float], _option(help="SGD momentum.", metavar="X")] = None,
+    weight_decay: Annotated[Optional[float], _option(help="Weight decay.", metavar="X")] = None,
+    weight_decay_scope: Annotated[Optional[DecayScope], _option(help="weights: convolution and FC weights only (MPA's official code; default); all: every parameter, BatchNorm and biases too.")] = None,
+    schedule: Annotated[Optional[ScheduleName], _option(help="Learning-rate schedule.")] = None,
+    step_size: Annotated[Optional[int], _option("--lr-step", help="step schedule: epochs between decays.", metavar="N")] = None,
+    gamma: Annotated[Optional[float], _option("--lr-gamma", help="step schedule: decay factor.", metavar="X")] = None,
+    lr_milestones: Annotated[Optional[str], _option(help="milestones schedule: EPOCH:LR pairs, e.g. 20:5e-4,40:1e-4,60:1e-5.", metavar="E:LR,...")] = None,
+    backbone: Annotated[Optional[str], _option(help="Another timm backbone (MPA: any, e.g. resnet50; RGNet: a DenseNet or a model with output_stride, e.g. resnet101).", metavar="NAME")] = None,
+    variant: Annotated[Optional[VariantName], _option(help="RGNet Table 1 ablation (FCN-A-G is the paper's model, the default).")] = None,
+    graph_blocks: Annotated[Optional[int], _option(help="RGNet: region-graph blocks (paper: 3).", metavar="N")] = None,
+    lse_r: Annotated[Optional[float], _option(help="RGNet: LSE pooling r (paper: 4).", metavar="R")] = None,
+    aspp_rates: Annotated[Optional[str], _option(help="RGNet: DenseASPP dilation rates (paper: 3,6,12,18; Table 3).", metavar="R,R,...")] = None,
+    pretrained: Annotated[Optional[bool], _flag("--pretrained/--no-pretrained", help="Start from ImageNet weights (default: yes, as the papers; needs the internet once).", panel=_RECIPE)] = None,
+    backbone_weights: Annotated[Optional[Path], _option(help="Local ImageNet backbone weights (.safetensors/.pth) instead of downloading.", metavar="FILE")] = None,
+    crop_size: Annotated[Optional[int], _option(help="MPA patch size (224) / RGNet input size (300).", metavar="PX")] = None,
+    resize_size: Annotated[Optional[int], _option(help="MPA shorter edge before cropping (256).", metavar="PX")] = None,
+    threshold: Annotated[Optional[float], _option(help="Binary label threshold (AVA default 5).", panel=_DATA, metavar="X")] = None,
+    threshold_inclusive: Annotated[Optional[bool], _flag("--threshold-inclusive/--threshold-exclusive", help="Score == threshold is positive (RGNet) or not (MPA).", panel=_DATA)] = None,
+    val_size: Annotated[Optional[int], _option(help="Validation images held out of training (AVA default 2000).", panel=_DATA, metavar="N")] = None,
+    max_items: Annotated[Optional[int], _option(help="Cap each split (seeded subset) for quick trials.", panel=_DATA, metavar="N")] = None,
+    eval_tta_crops: Annotated[Optional[int], _option(help="MPA validation: average N random crops (official code: 15 at test time); default one centre crop.", metavar="N")] = None,
+    device: Annotated[Optional[str], _option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.", panel=_RUN, metavar="DEVICE")] = None,
+    workers: Annotated[Optional[int], _option(help="DataLoader worker processes per training process.", panel=_RUN, metavar="N")] = None,
+    seed: Annotated[Optional[int], _option(help="Seed of splits, initialisation, order and augmentation.", panel=_RUN, metavar="N")] = None,
+    resume: Annotated[bool, _flag("--resume", help="Continue OUTPUT/last.pt exactly where it stopped.")] = False,
+    amp: Annotated[Optional[bool], _flag("--amp/--no-amp", help="Mixed precision on CUDA (bf16, else fp16 + scaler); default on.")] = None,
+    compile: Annotated[Optional[bool], _flag("--compile/--no-compile", help="torch.compile the model for training.")] = None,
+    deterministic: Annotated[Optional[bool], _flag("--deterministic/--no-deterministic", help="Deterministic kernels (bit-exact resume on CPU).")] = None,
+    max_steps: Annotated[Optional[int], _option(help="At most N optimiser steps per epoch (smoke tests).", panel=_RUN, metavar="N")] = None,
+    as_json: Annotated[bool, _flag("--json", help="Print a JSON summary of the run on stdout.")] = False,
 ) -> None:
     """Train an aesthetics model; every epoch writes OUTPUT/last.pt, OUTPUT/metrics.jsonl and the best model.
 
-    Presets reproduce the papers: mpa-avg / mpa-min / mpa-ada (Sheng et al. 2018) and rgnet
-    (Liu et al. 2020); every value can be overridden. Under torchrun the same command trains
-    with DDP. See docs/training.md.
+    Presets reproduce the papers: mpa-avg / mpa-min / mpa-ada (Sheng et al. 2018), mpa-ada-official
+    (the authors' released code) and rgnet (Liu et al. 2020); every value can be overridden. Under
+    torchrun the same command trains with DDP. See docs/training.md.
     """
+    try:
+        _train(ctx, output, preset, resume, as_json)
+    except Exception as err:
+        raise _as_cli_error(err, ctx) from None
+
+
+def _train(ctx: typer.Context, output: Path, preset: str | None, resume: bool, as_json: bool) -> None:
     from aescore.engine.presets import build_config
-    from aescore.engine.train import fit, resume_config
+    from aescore.engine.train import fit, resume_config, resume_point
     from aescore.errors import UsageError
 
-    overrides = dict(
-        dataset=dataset, root=str(root) if root is not None else None, epochs=epochs, batch_size=batch_size, lr=lr,
-        patches=patches, beta=beta, objective=objective, optimizer=optimizer, momentum=momentum,
-        weight_decay=weight_decay, schedule=schedule, step_size=lr_step, gamma=lr_gamma, backbone=backbone,
-        variant=variant, graph_blocks=graph_blocks, lse_r=lse_r,
-        pretrained=pretrained, backbone_weights=str(backbone_weights) if backbone_weights else None,
-        crop_size=crop_size, resize_size=resize_size, threshold=threshold, threshold_inclusive=threshold_inclusive,
-        val_size=val_size, max_items=max_items, eval_tta_crops=eval_tta_crops, device=device, workers=workers,
-        seed=seed, amp=amp, compile=compile, deterministic=deterministic, max_steps=max_steps,
-    )
+    overrides = _overrides(ctx.params)
     if resume:
-        cfg = resume_config(output, **overrides)
+        point = resume_point(output)
+        cfg = resume_config(point, **overrides)
         if preset is not None and preset != cfg.preset:
             raise UsageError(f"--resume: {output} was trained with preset {cfg.preset!r}; "
                              "a preset cannot change on resume (override single options instead)")
     else:
-        if dataset is None or root is None:
+        if overrides.get("dataset") is None or overrides.get("root") is None:
             raise UsageError("--dataset and --root are required (except with --resume)")
+        point = None
         cfg = build_config(preset or "mpa-ada", **overrides)
-    command = _command_line(ctx)
-    result = fit(cfg, output, resume=resume, command=command)
-    import os
-
+    result = fit(cfg, output, resume=point or False, command=_command_line(ctx))
     if as_json and os.environ.get("RANK", "0") == "0":
         summary = {
             "output": str(result.output),
             "epochs_done": result.epochs_done,
             "best_epoch": result.best_epoch,
             "best_metrics": result.best_metrics,
+            "best_weights": None if result.best_weights is None else str(result.best_weights),
             "interrupted": result.interrupted,
             "n_skipped": result.n_skipped,
             "split_fingerprints": result.fingerprints,
@@ -112,6 +135,73 @@ def train(
         print(json.dumps(summary))
     if result.interrupted:
         raise typer.Exit(130)
+
+
+def _overrides(params: dict[str, Any]) -> dict[str, Any]:
+    """The options given, keyed by TrainConfig field, converted to the config's plain types."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"preset"}
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        if name not in fields or value is None:
+            continue
+        if isinstance(value, Path):
+            value = str(value)
+        elif name == "aspp_rates":
+            value = _parse_numbers(value, int, name)
+        elif name == "lr_milestones":
+            value = _parse_milestones(value)
+        out[name] = value
+    return out
+
+
+def _parse_numbers(text: str, kind: type, setting: str) -> list[Any]:
+    from aescore.errors import ConfigError
+
+    try:
+        values = [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise ConfigError(setting, f"must be a comma-separated list of numbers, not {text!r}")
+    return values
+
+
+def _parse_milestones(text: str) -> list[list[float]]:
+    from aescore.errors import ConfigError
+
+    pairs = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        epoch, sep, lr = part.partition(":")
+        try:
+            pairs.append([int(epoch), float(lr)])
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ConfigError("lr_milestones", f"must be EPOCH:LR pairs such as 20:5e-4,40:1e-4, not {text!r}")
+    return pairs
+
+
+def _as_cli_error(err: Exception, ctx: typer.Context) -> BaseException:
+    """A library error as one line naming this command's flags (other exceptions unchanged)."""
+    from aescore.engine.loop import LossNotFinite
+    from aescore.engine.run import OutputInUse
+    from aescore.errors import AescoreError, ConfigError, DeviceError, PretrainedWeightsUnavailable, UsageError, WeightsError
+
+    if isinstance(err, OutputInUse):
+        return UsageError(f"{err.problem}; pass --resume to continue it, or choose another --output")
+    if isinstance(err, ConfigError):
+        flags = {p.name: p.opts[0] for p in ctx.command.params if p.name and p.opts}
+        flag = flags.get(err.setting, "--" + err.setting.replace("_", "-"))
+        return UsageError(f"{flag} {err.problem}")
+    if isinstance(err, PretrainedWeightsUnavailable):
+        return WeightsError(f"could not fetch pretrained weights {err.tag!r} from the Hugging Face Hub ({err.reason}); "
+                            "pass --backbone-weights FILE (a local .safetensors/.pth of the ImageNet backbone) "
+                            "or --no-pretrained (train from scratch)")
+    if isinstance(err, DeviceError):
+        return AescoreError(f"--device {err.device}: {err.reason}")
+    if isinstance(err, LossNotFinite):
+        return AescoreError(f"{err} (try a lower --lr, or --no-amp)")
+    return err
 
 
 def _command_line(ctx: typer.Context) -> str:

@@ -8,7 +8,8 @@ Expected layout under ``root``::
 
 Protocol (both papers): test = the ids of ``generic_test.jpgl``; train = every other row of
 ``AVA.txt``; validation = a seeded hold-out of 2,000 training images (RGNet). Ids listed in the
-jpgl but absent from AVA.txt are ignored. Rows with no votes, and images that are missing or
+jpgl but absent from AVA.txt (about 70 of the 20,000 in the usual copies) cannot be used: they
+are counted as skipped test items with reason ``not_in_ava_txt``. Rows with no votes, and images that are missing or
 empty (``os.stat`` only — AVA has 255k files) are skipped and counted; undecodable images are
 found on first decode by :class:`aescore.data.datasets.ImageDataset`.
 """
@@ -163,6 +164,8 @@ def load_ava(
         mean = row.mean
         sample = Sample(row.image_id, path, mean, is_positive(mean, thr, threshold_inclusive), row.votes)
         (test if listed == "test" else train_pool).append(sample)
+    for image_id in sorted(test_ids - {row.image_id for row in rows}):
+        log.add(image_id, "not_in_ava_txt", "test")  # listed for testing, but AVA.txt has no votes for it
     if not train_pool:
         raise DataError(f"AVA root {root}: no usable training images under {images}")
     if val_size is None:

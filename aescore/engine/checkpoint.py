@@ -11,15 +11,21 @@ validation result so far; the run's config and split fingerprints.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from aescore.errors import UsageError
+from aescore.errors import ConfigError, DataError
 
 CHECKPOINT_FORMAT = "aescore.checkpoint/1"
+CHECKPOINT = "last.pt"  # the file name inside a run folder
+# What a resumed run may not change: the architecture, the data and labels, the split seed, and
+# the optimiser's parameter groups (their number is part of the optimiser state).
+FIXED_ON_RESUME = ("model", "backbone", "variant", "graph_blocks", "lse_r", "aspp_rates", "dataset", "objective",
+                   "threshold", "threshold_inclusive", "seed", "weight_decay_scope")
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -87,6 +93,7 @@ def make_checkpoint(
     config: dict[str, Any],
     fingerprints: dict[str, Any],
     failed_indices: list[int],
+    val_failed: int = 0,
 ) -> dict[str, Any]:
     """The checkpoint dict (see module docstring). ``model`` is the unwrapped, uncompiled module."""
     return {
@@ -103,30 +110,66 @@ def make_checkpoint(
         "config": config,
         "fingerprints": fingerprints,
         "failed_indices": sorted(int(i) for i in failed_indices),
+        "val_failed": int(val_failed),
     }
+
+
+@dataclass
+class ResumePoint:
+    """A run folder's ``last.pt``, read once: the stored config and the state to continue from."""
+
+    path: Path
+    state: dict[str, Any]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The training config the checkpoint was written with (as :meth:`TrainConfig.to_dict`)."""
+        config = dict(self.state.get("config") or {})
+        # Checkpoints from before weight decay had a scope decayed every parameter: keep doing so,
+        # or the optimiser state (one parameter group) would not fit.
+        config.setdefault("weight_decay_scope", "all")
+        return config
+
+    @property
+    def epochs_done(self) -> int:
+        """Epochs completed."""
+        return int(self.state["epoch"])
+
+    @property
+    def step(self) -> int:
+        """Optimiser steps done inside the next epoch (non-zero only after an interruption)."""
+        return int(self.state["step"])
+
+
+def load_resume_point(output: Path) -> ResumePoint:
+    """Read ``output/last.pt``; :class:`ConfigError` (setting ``resume``) when there is none."""
+    from aescore.weights import load_checkpoint
+
+    path = Path(output) / CHECKPOINT
+    if not path.is_file():
+        raise ConfigError("resume", f"found no checkpoint at {path}")
+    return ResumePoint(path, load_checkpoint(path))
 
 
 def check_resumable(ckpt: dict[str, Any], config: dict[str, Any], fingerprints: dict[str, Any], path: Path) -> None:
     """Refuse to resume a checkpoint made from other data or with another model.
 
-    Epochs, batch size, lr and the other hyperparameters may change on resume (``--epochs``
-    extends a run); the architecture, dataset splits and patch recipe may not.
+    Epochs, batch size, lr and the other hyperparameters may change on resume (``epochs``
+    extends a run); the settings in :data:`FIXED_ON_RESUME` and the data splits may not.
     """
     if ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise UsageError(f"{path}: not an aescore training checkpoint")
-    old = ckpt.get("config", {})
-    keys = ("model", "backbone", "variant", "graph_blocks", "lse_r", "dataset", "objective", "threshold",
-            "threshold_inclusive", "seed")
-    for key in keys:
+        raise ConfigError("resume", f"cannot use {path}: not an aescore training checkpoint")
+    old = ResumePoint(path, ckpt).config
+    for key in FIXED_ON_RESUME:
         if old.get(key) != config.get(key):
-            raise UsageError(
-                f"cannot resume {path}: it was trained with {key}={old.get(key)!r}, this run has "
-                f"{key}={config.get(key)!r}; use another --output folder or the same options"
+            raise ConfigError(
+                key, f"cannot change on resume: {path} was trained with {key}={old.get(key)!r}, this run has "
+                     f"{key}={config.get(key)!r} (resume with the same value, or start a new run folder)"
             )
     old_fp = ckpt.get("fingerprints", {})
     for split in ("train", "val"):
         if old_fp.get(split) != fingerprints.get(split):
-            raise UsageError(
+            raise DataError(
                 f"cannot resume {path}: the {split} split changed since the checkpoint "
                 f"(fingerprint {str(old_fp.get(split))[:12]} -> {str(fingerprints.get(split))[:12]})"
             )

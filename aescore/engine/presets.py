@@ -3,7 +3,11 @@
 ``mpa-avg`` / ``mpa-min`` / ``mpa-ada`` follow Sheng et al. (ACM MM 2018, Sec. 4.2): ResNet-18
 fine-tuned from ImageNet, Nesterov SGD (momentum 0.9), lr 1e-3 halved every 20 epochs, weight
 decay 1e-4, batch 32, 32 epochs, beta = 0.5, positive label = mean score > 5. The paper does not
-state how many patches per image it crops; we default to 4 (``--patches``).
+state how many patches per image it crops; we default to 4 (``patches``).
+
+``mpa-ada-official`` follows the authors' released code (Openning07/MPADA) where it differs from
+the paper: label = mean >= 5, one crop per image, batch 64, 110 epochs with lr 1e-3 / 5e-4 / 1e-4
+/ 1e-5 from epochs 0 / 20 / 40 / 60 (docs/training.md lists every difference).
 
 ``rgnet`` follows Liu et al. (WACV 2020, Sec. 4): DenseNet-121 RGNet, cross-entropy, Adam,
 lr 1e-4 with poly decay ``(1 - epoch / E) ** 0.9``, weight decay 1e-5, batch 32, 80 epochs,
@@ -15,16 +19,20 @@ the model's P(high) = softmax(logits)[1] and the [0, 1] score (RGNet's AADB sett
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from aescore.errors import UsageError
+from aescore.errors import ConfigError
 
 OBJECTIVES = ("mp_avg", "mp_min", "mp_ada", "ce", "mse", "pair_rank")
 OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("step", "poly", "constant")
+SCHEDULES = ("step", "poly", "milestones", "constant")
 DATASETS = ("ava", "aadb", "csv")
+# Which parameters weight decay applies to: "weights" = convolution and fully connected weights
+# only (not BatchNorm parameters, not biases; MPA's official code), "all" = every parameter.
+WEIGHT_DECAY_SCOPES = ("weights", "all")
 
 
 def default_loader_workers() -> int:
@@ -47,6 +55,7 @@ class TrainConfig:
     variant: str | None = None
     graph_blocks: int | None = None
     lse_r: float | None = None
+    aspp_rates: list[int] | None = None  # RGNet DenseASPP dilation rates (Table 3; paper: 3, 6, 12, 18)
     objective: str = "mp_avg"
     beta: float = 0.5
     optimizer: str = "sgd"
@@ -54,10 +63,14 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 1e-4
+    weight_decay_scope: str = "weights"
     schedule: str = "step"
     step_size: int = 20
     gamma: float = 0.5
     poly_power: float = 0.9
+    # schedule "milestones": [[epoch, lr], ...]; lr is the rate from that epoch on (before the
+    # first milestone: ``lr``).
+    lr_milestones: list[list[float]] | None = None
     batch_size: int = 32
     epochs: int = 32
     patches: int = 4
@@ -95,41 +108,54 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def validate(self) -> None:
-        """Raise :class:`UsageError` for values no run can use."""
+        """Raise :class:`ConfigError` (naming the setting) for values no run can use."""
+        from aescore.devices import DEVICE_CHOICES
+
+        def one_of(name: str, choices: tuple[str, ...]) -> tuple[bool, str, str]:
+            return getattr(self, name) in choices, name, f"must be one of {', '.join(choices)}"
+
         checks = [
-            (self.objective in OBJECTIVES, f"--objective must be one of {', '.join(OBJECTIVES)}"),
-            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
-            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
-            (self.dataset in DATASETS, f"--dataset must be one of {', '.join(DATASETS)}"),
-            (self.epochs >= 1, "--epochs must be at least 1"),
-            (self.batch_size >= 1, "--batch-size must be at least 1"),
-            (self.patches >= 1, "--patches must be at least 1"),
-            (self.lr > 0, "--lr must be positive"),
-            (self.beta > 0, "--beta must be positive"),
-            (self.weight_decay >= 0, "--weight-decay must be >= 0"),
-            (self.workers >= 0, "--workers must be >= 0"),
-            (self.step_size >= 1, "step size must be at least 1"),
-            (self.eval_tta_crops is None or self.eval_tta_crops >= 1, "--eval-tta-crops must be at least 1"),
-            (self.crop_size is None or self.crop_size >= 8, "--crop-size must be at least 8"),
-            (self.resize_size is None or self.resize_size >= 8, "--resize-size must be at least 8"),
-            (self.max_steps is None or self.max_steps >= 1, "--max-steps must be at least 1"),
-            (self.graph_blocks is None or self.graph_blocks >= 1, "--graph-blocks must be at least 1"),
-            (self.lse_r is None or self.lse_r >= 0, "--lse-r must be >= 0"),
-            (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "--device must be auto, cpu or cuda"),
+            one_of("objective", OBJECTIVES),
+            one_of("optimizer", OPTIMIZERS),
+            one_of("schedule", SCHEDULES),
+            one_of("dataset", DATASETS),
+            one_of("weight_decay_scope", WEIGHT_DECAY_SCOPES),
+            (self.epochs >= 1, "epochs", "must be at least 1"),
+            (self.batch_size >= 1, "batch_size", "must be at least 1"),
+            (self.patches >= 1, "patches", "must be at least 1"),
+            (self.lr > 0, "lr", "must be positive"),
+            (self.beta > 0, "beta", "must be positive"),
+            (self.weight_decay >= 0, "weight_decay", "must be >= 0"),
+            (self.workers >= 0, "workers", "must be >= 0"),
+            (self.step_size >= 1, "step_size", "must be at least 1"),
+            (self.eval_tta_crops is None or self.eval_tta_crops >= 1, "eval_tta_crops", "must be at least 1"),
+            (self.crop_size is None or self.crop_size >= 8, "crop_size", "must be at least 8"),
+            (self.resize_size is None or self.resize_size >= 8, "resize_size", "must be at least 8"),
+            (self.max_steps is None or self.max_steps >= 1, "max_steps", "must be at least 1"),
+            (self.graph_blocks is None or self.graph_blocks >= 1, "graph_blocks", "must be at least 1"),
+            (self.lse_r is None or self.lse_r >= 0, "lse_r", "must be >= 0"),
+            (not self.aspp_rates or all(int(r) >= 1 for r in self.aspp_rates), "aspp_rates",
+             "must be positive dilation rates"),
+            (self.device in DEVICE_CHOICES or self.device.startswith("cuda:"), "device",
+             "must be auto, cpu, cuda, cuda:N or mps"),
+            (self.schedule != "milestones" or bool(self.lr_milestones), "lr_milestones",
+             "must list [epoch, lr] pairs for the milestones schedule"),
+            (not self.lr_milestones or all(len(m) == 2 and m[0] >= 0 and m[1] > 0 for m in self.lr_milestones),
+             "lr_milestones", "must be [epoch >= 0, lr > 0] pairs"),
         ]
-        for ok, message in checks:
+        for ok, setting, problem in checks:
             if not ok:
-                raise UsageError(message)
+                raise ConfigError(setting, problem)
         if self.crop_size and self.resize_size and self.crop_size > self.resize_size and self.model.startswith("mpa"):
-            raise UsageError("--crop-size must not exceed --resize-size")
-        rgnet_only = [name for name in ("variant", "graph_blocks", "lse_r") if getattr(self, name) is not None]
+            raise ConfigError("crop_size", "must not exceed the resize size")
+        rgnet_only = [name for name in ("variant", "graph_blocks", "lse_r", "aspp_rates") if getattr(self, name) is not None]
         if rgnet_only and not self.model.startswith("rgnet"):
-            raise UsageError(f"--{rgnet_only[0].replace('_', '-')} applies to the rgnet preset only")
+            raise ConfigError(rgnet_only[0], "applies to the rgnet preset only")
         if self.variant is not None:
-            from aescore.models.rgnet import VARIANTS  # imports torch: only when a variant is asked for
+            from aescore.models.names import RGNET_VARIANTS as VARIANTS
 
             if self.variant not in VARIANTS:
-                raise UsageError(f"--variant must be one of {', '.join(VARIANTS)}")
+                raise ConfigError("variant", f"must be one of {', '.join(VARIANTS)}")
 
 
 def _mpa(objective: str) -> TrainConfig:
@@ -172,19 +198,32 @@ def _rgnet() -> TrainConfig:
     )
 
 
+def _mpa_official() -> TrainConfig:
+    """MP_ada as the authors' released code trains it (Openning07/MPADA, AVA2012-resnet and
+    imagenet_utils): label mean >= 5, one 224 crop of a 256 shorter edge per image, batch 64,
+    110 epochs, lr 1e-3 / 5e-4 / 1e-4 / 1e-5 from epochs 0 / 20 / 40 / 60, Nesterov momentum 0.9,
+    L2 1e-4 on convolution and FC weights only."""
+    cfg = _mpa("mp_ada")
+    return dataclasses.replace(
+        cfg, preset="mpa-ada-official", patches=1, batch_size=64, epochs=110, schedule="milestones",
+        lr_milestones=[[20, 5e-4], [40, 1e-4], [60, 1e-5]], threshold_inclusive=True,
+    )
+
+
 PRESETS: dict[str, TrainConfig] = {
     "mpa-avg": _mpa("mp_avg"),
     "mpa-min": _mpa("mp_min"),
     "mpa-ada": _mpa("mp_ada"),
+    "mpa-ada-official": _mpa_official(),
     "rgnet": _rgnet(),
 }
 
 
 def get_preset(name: str) -> TrainConfig:
-    """A fresh copy of preset ``name`` (``mpa-avg``, ``mpa-min``, ``mpa-ada``, ``rgnet``)."""
+    """A fresh copy of preset ``name`` (one of :data:`PRESETS`)."""
     if name not in PRESETS:
-        raise UsageError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-    return dataclasses.replace(PRESETS[name])
+        raise ConfigError("preset", f"must be one of {', '.join(PRESETS)}, not {name!r}")
+    return copy.deepcopy(PRESETS[name])
 
 
 def build_config(preset: str, **overrides: Any) -> TrainConfig:
@@ -193,7 +232,7 @@ def build_config(preset: str, **overrides: Any) -> TrainConfig:
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise UsageError(f"unknown training option(s): {', '.join(unknown)}")
+        raise ConfigError(unknown[0], f"is not a training setting (known: {', '.join(sorted(known))})")
     cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     cfg.validate()
     return cfg

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from aescore.errors import UsageError
+from aescore.errors import ConfigError
 
 _MODEL_FNS: dict[str, Callable[..., Any]] = {}
 
@@ -29,7 +29,7 @@ def create_model(name: str, **kwargs: Any) -> Any:
     """
     _ensure_loaded()
     if name not in _MODEL_FNS:
-        raise UsageError(f"unknown model {name!r}; available: {', '.join(sorted(_MODEL_FNS))}")
+        raise ConfigError("model", f"must be one of {', '.join(sorted(_MODEL_FNS))}, not {name!r}")
     model = _MODEL_FNS[name](**kwargs)
     model.arch_name = name
     model.arch_args = {k: v for k, v in kwargs.items() if k not in _NOT_ARCH_ARGS}

@@ -7,21 +7,31 @@ were trained with other recipes and give other starting points.
 
 from __future__ import annotations
 
+import os
 import re
+import socket
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+from urllib.parse import urlparse
 
 import timm
 import torch
 from torch import nn
 
-from aescore.errors import UsageError, WeightsError
+from aescore.errors import ConfigError, PretrainedWeightsUnavailable, WeightsError
 
-# Backbone name -> the timm weight tag the papers' torchvision weights live under.
+# Backbone name -> the timm weight tag the papers' torchvision weights live under (ResNet-101:
+# RGNet's Table 2; the other DenseNets: RGNet heads on larger DenseNets).
 TORCHVISION_TAGS: dict[str, str] = {
     "resnet18": "resnet18.tv_in1k",
+    "resnet101": "resnet101.tv_in1k",
     "densenet121": "densenet121.tv_in1k",
+    "densenet161": "densenet161.tv_in1k",
+    "densenet169": "densenet169.tv_in1k",
+    "densenet201": "densenet201.tv_in1k",
 }
+HUB_PROBE_SECONDS = 3.0  # how long to wait for a TCP connection to the Hub before calling it offline
 
 # Prefixes that wrappers (DDP, our own models, other toolkits) put in front of backbone keys.
 _WRAPPER_PREFIXES = ("module.", "backbone.", "model.", "encoder.")
@@ -47,12 +57,15 @@ def create_backbone(
     """Create the timm model ``name`` (extra ``timm_kw`` go to ``timm.create_model``).
 
     ``backbone_weights`` (a local ``.safetensors``/``.pth``/``.pt`` file) takes precedence over
-    ``pretrained``; ``pretrained=True`` downloads the pinned hub weights (see :func:`pretrained_tag`)
-    and raises :class:`WeightsError` with a one-line remedy when that fails (e.g. offline).
+    ``pretrained``; ``pretrained=True`` downloads the pinned hub weights (see :func:`pretrained_tag`),
+    or takes them from the local cache, and raises :class:`PretrainedWeightsUnavailable` when that
+    fails. Offline (no TCP connection to the Hub within :data:`HUB_PROBE_SECONDS`, or
+    ``HF_HUB_OFFLINE`` set) only the cache is tried, so the failure comes within seconds instead of
+    after a minute of HTTP retries.
     """
     arch = name.split(".", 1)[0]
     if not timm.is_model(arch):
-        raise UsageError(f"unknown timm backbone {name!r}")
+        raise ConfigError("backbone", f"{name!r} is not a timm model")
     if backbone_weights is not None:
         model = timm.create_model(name, pretrained=False, **timm_kw)
         load_backbone_weights(model, backbone_weights)
@@ -60,19 +73,57 @@ def create_backbone(
     if not pretrained:
         return timm.create_model(name, pretrained=False, **timm_kw)
     tag = pretrained_tag(name)
+    online = hub_reachable()
     try:
-        return timm.create_model(tag, pretrained=True, **timm_kw)
+        with _hub_offline(not online):
+            return timm.create_model(tag, pretrained=True, **timm_kw)
     except TypeError:
         raise  # a bad keyword argument is a programming error, not a download failure
     except Exception as err:  # hub/HTTP/cache errors come in many types (OSError, httpx, hf errors)
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if len(reason) > 160:
-            reason = reason[:160].rsplit(" ", 1)[0] + " ..."
-        raise WeightsError(
-            f"could not fetch pretrained weights {tag!r} from the Hugging Face Hub ({reason}); "
-            "connect to the internet, or pass backbone_weights=PATH (CLI: --backbone-weights PATH) "
-            "with a local .safetensors/.pth file (or pretrained=False, CLI --no-pretrained, to start from scratch)"
-        ) from err
+        if not online:
+            reason = "offline: the Hub cannot be reached and the weights are not in the local cache"
+        else:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            if len(reason) > 160:
+                reason = reason[:160].rsplit(" ", 1)[0] + " ..."
+        raise PretrainedWeightsUnavailable(tag, reason) from err
+
+
+def hub_reachable(timeout: float = HUB_PROBE_SECONDS) -> bool:
+    """Whether the Hugging Face Hub answers a TCP connection within ``timeout`` seconds.
+
+    False when ``HF_HUB_OFFLINE`` is set. With a proxy configured the probe cannot tell, so the
+    Hub counts as reachable (the download then goes through the proxy as usual).
+    """
+    from huggingface_hub import constants
+
+    if constants.is_offline_mode():
+        return False
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def _hub_offline(enabled: bool) -> Iterator[None]:
+    """huggingface_hub's offline mode (cache only, no HTTP) while the block runs, when ``enabled``."""
+    if not enabled:
+        yield
+        return
+    from huggingface_hub import constants
+
+    before = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = before
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -144,6 +195,42 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
     if problems:
         raise WeightsError(f"{path}: does not fit backbone {type(model).__name__}: " + "; ".join(problems))
     model.load_state_dict(state, strict=False)
+
+
+def dilatable(name: str) -> bool:
+    """Whether :func:`create_dilated_backbone` can build ``name``: a timm DenseNet (our surgery) or
+    a timm model whose constructor accepts ``output_stride=8`` (ResNet, ResNeXt, ResNet-D, ...)."""
+    arch = name.split(".", 1)[0]
+    if not timm.is_model(arch):
+        return False
+    if arch.startswith("densenet"):
+        return not arch.startswith("densenetblur")  # blur pools are not plain average pools
+    try:
+        with torch.device("meta"):  # builds the structure only: no memory, no weights
+            timm.create_model(arch, pretrained=False, num_classes=0, output_stride=8)
+    except Exception:  # noqa: BLE001 - TypeError (no such argument) or AssertionError (unsupported stride)
+        return False
+    return True
+
+
+def create_dilated_backbone(
+    name: str, pretrained: bool = False, backbone_weights: str | Path | None = None
+) -> nn.Module:
+    """A timm backbone turned into RGNet's FCN feature encoder: output stride 8, classifier removed.
+
+    DenseNets get :func:`dilate_densenet_` (the paper's conversion); other models are built with
+    timm's ``output_stride=8``, which for ResNets drops the stride of the last two stages and
+    dilates them by 2 and 4, as RGNet's Sec. 4.2 does for ResNet-101. No parameter changes shape,
+    so ImageNet weights load unchanged. Raises :class:`ConfigError` (setting ``backbone``) for a
+    model that cannot be dilated (e.g. timm's VGG, ViTs).
+    """
+    if not dilatable(name):
+        raise ConfigError("backbone", f"{name!r} cannot be dilated to output stride 8 for RGNet; use a timm "
+                                      "DenseNet (densenet121/161/169/201) or a model that accepts output_stride, "
+                                      "such as resnet50 or resnet101")
+    if name.split(".", 1)[0].startswith("densenet"):
+        return dilate_densenet_(create_backbone(name, pretrained, backbone_weights, num_classes=0))
+    return create_backbone(name, pretrained, backbone_weights, num_classes=0, output_stride=8)
 
 
 def dilate_densenet_(model: nn.Module) -> nn.Module:

@@ -150,17 +150,3 @@ def lse_pool(scores: torch.Tensor, r: float) -> torch.Tensor:
         return flat.mean(-1)
     return (torch.logsumexp(flat * r, dim=-1) - math.log(flat.shape[-1])) / r
 
-
-class LSEPool(nn.Module):
-    """Module form of :func:`lse_pool` (Eq. 4) with smoothness ``r`` (RGNet: r = 4)."""
-
-    def __init__(self, r: float = 4.0) -> None:
-        super().__init__()
-        self.r = float(r)
-
-    def forward(self, scores: torch.Tensor) -> torch.Tensor:
-        """[B, C, H, W] -> [B, C]."""
-        return lse_pool(scores, self.r)
-
-    def extra_repr(self) -> str:
-        return f"r={self.r}"

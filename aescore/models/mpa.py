@@ -80,10 +80,6 @@ class MPANet(nn.Module):
         """[B, 3, H, W] images -> [B, h, w] per-region logits whose mean is the image's logit (see :meth:`forward_with_regions`)."""
         return self.forward_with_regions(x)[2]
 
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Trade compute for memory in the backbone (timm's gradient checkpointing)."""
-        self.backbone.set_grad_checkpointing(enable)
-
 
 @register_model
 def mpa_resnet18(

@@ -13,21 +13,20 @@ softmax(y) is Eq. 5. The other variants of Table 1 drop or replace modules (see 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from aescore.errors import UsageError
+from aescore.errors import ConfigError
 from aescore.models._registry import register_model
-from aescore.models.backbones import create_backbone, dilate_densenet_
+from aescore.models.backbones import create_backbone, create_dilated_backbone
 from aescore.models.layers import DenseASPP, RegionGraphConv, init_he_, lse_pool
 from aescore.models.regions import RegionMapError, linear_region_logits
+from aescore.models.names import RGNET_ASPP_RATES as ASPP_RATES
+from aescore.models.names import RGNET_VARIANTS as VARIANTS
 
-# Table 1's ablation variants: A = DenseASPP, G = graph convolutions, C-C = plain convs instead of both.
-VARIANTS = ("FC-CNN", "FCN", "FCN-A", "FCN-G", "FCN-A-G", "FCN-C-C")
-ASPP_RATES = (3, 6, 12, 18)
 ASPP_GROWTH = 64
 
 
@@ -41,12 +40,16 @@ def _plain_convs(in_ch: int, width: int, n: int) -> nn.Sequential:
 
 
 class RGNet(nn.Module):
-    """RGNet and its Table 1 ablation variants on a timm DenseNet-121.
+    """RGNet and its Table 1 ablation variants, on a timm DenseNet-121 or another dilatable backbone.
 
     ``forward`` returns the LSE-pooled class scores y^c (Eq. 4) as logits, so ``softmax`` of the
     output is p(c | I) of Eq. 5. Because y^c pools probabilities, it lies in [0, 1] and the
     two-class softmax is bounded to [1/(1+e), e/(1+e)] ~ [0.27, 0.73], as in the paper.
-    "FC-CNN" is the plain DenseNet-121 classifier (global pooling + linear layer, 224 x 224 input).
+    "FC-CNN" is the plain classifier (global pooling + linear layer, 224 x 224 input, Table 1).
+
+    ``backbone``: DenseNet-121 in the paper; any model :func:`aescore.models.backbones.dilatable`
+    accepts (other DenseNets, ResNets such as Table 2's ResNet-101) for the FCN variants, any timm
+    model for FC-CNN. ``aspp_rates``: DenseASPP's dilation rates, one atrous layer each (Table 3).
     """
 
     def __init__(
@@ -58,31 +61,38 @@ class RGNet(nn.Module):
         pretrained: bool = False,
         backbone_weights: str | Path | None = None,
         cc_width: int = 512,
+        *,
+        backbone: str = "densenet121",
+        aspp_rates: Sequence[int] = ASPP_RATES,
     ) -> None:
         super().__init__()
         if variant not in VARIANTS:
-            raise UsageError(f"unknown RGNet variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+            raise ConfigError("variant", f"must be one of {', '.join(VARIANTS)}, not {variant!r}")
         if variant != "FC-CNN" and num_classes < 2:
-            raise UsageError("RGNet's per-region softmax needs num_classes >= 2")
+            raise ConfigError("num_classes", "must be at least 2 for RGNet's per-region softmax")
+        rates = tuple(int(r) for r in aspp_rates)
+        if not rates or min(rates) < 1:
+            raise ConfigError("aspp_rates", f"must be one or more positive dilation rates, not {list(aspp_rates)}")
         self.variant = variant
         self.lse_r = float(lse_r)
-        self.backbone = create_backbone("densenet121", pretrained, backbone_weights, num_classes=0)
-        dim = int(self.backbone.num_features)  # 1024
         self.context: nn.Module = nn.Identity()
         self.graph: nn.Module = nn.Identity()
         if variant == "FC-CNN":
+            self.backbone = create_backbone(backbone, pretrained, backbone_weights, num_classes=0)
+            dim = int(self.backbone.num_features)
             self.head: nn.Module = init_he_(nn.Linear(dim, num_classes))
             self.num_features = dim
             self.default_preprocess = _preprocess(224)
             return
-        dilate_densenet_(self.backbone)
+        self.backbone = create_dilated_backbone(backbone, pretrained, backbone_weights)
+        dim = int(self.backbone.num_features)  # DenseNet-121: 1024
         if variant == "FCN-C-C":
             # Same number of layers as DenseASPP + graph blocks; width 512 keeps the parameter
             # count near theirs (~19M vs ~17M), so the comparison is about structure, not size.
-            self.context = _plain_convs(dim, cc_width, len(ASPP_RATES) + graph_blocks)
+            self.context = _plain_convs(dim, cc_width, len(rates) + graph_blocks)
             dim = cc_width
         if "-A" in variant:
-            self.context = DenseASPP(dim, ASPP_RATES, ASPP_GROWTH)
+            self.context = DenseASPP(dim, rates, ASPP_GROWTH)
             dim = self.context.out_channels  # d' = 1280
         if variant.endswith("G"):
             self.graph = nn.Sequential(*[RegionGraphConv(dim) for _ in range(graph_blocks)])
@@ -99,7 +109,7 @@ class RGNet(nn.Module):
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] -> [B, d', H/8, W/8]: the region features the classifier head sees."""
         if not self.is_fcn:
-            raise UsageError("the FC-CNN variant has no region feature map")
+            raise ConfigError("variant", "FC-CNN has no region feature map")
         return self.graph(self.context(self.backbone.forward_features(x)))
 
     def region_scores(self, x: torch.Tensor) -> torch.Tensor:
@@ -162,10 +172,6 @@ class RGNet(nn.Module):
         """[B, 3, H, W] -> [B, h, w] per-region logits (see :meth:`forward_with_regions`)."""
         return self.forward_with_regions(x)[2]
 
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Trade compute for memory in the DenseNet (timm's per-dense-layer checkpointing)."""
-        self.backbone.set_grad_checkpointing(enable)
-
 
 def _preprocess(size: int) -> dict[str, Any]:
     """RGNet's recipe: whole image resized to size x size; training rescales 1.05-1.25x and crops (Sec. 3.3)."""
@@ -186,10 +192,16 @@ def rgnet_densenet121(
     graph_blocks: int = 3,
     num_classes: int = 2,
     cc_width: int = 512,
+    backbone: str = "densenet121",
+    aspp_rates: Sequence[int] = ASPP_RATES,
 ) -> RGNet:
-    """RGNet on DenseNet-121 (the paper's model is the default ``variant="FCN-A-G"``, r = 4, 3 graph blocks).
+    """RGNet on DenseNet-121 (the paper's model is the default ``variant="FCN-A-G"``, r = 4, 3 graph
+    blocks, DenseASPP rates 3, 6, 12, 18).
 
     ``pretrained=True`` starts the backbone from torchvision's ImageNet weights (``densenet121.tv_in1k``);
     ``backbone_weights`` loads a local file instead. ``cc_width`` only affects ``variant="FCN-C-C"``.
+    ``backbone`` swaps the encoder for another dilatable timm model (Table 2: ``resnet101``) and
+    ``aspp_rates`` sets DenseASPP's dilation rates (Table 3); both are recorded in the card's ``arch_args``.
     """
-    return RGNet(variant, lse_r, graph_blocks, num_classes, pretrained, backbone_weights, cc_width)
+    return RGNet(variant, lse_r, graph_blocks, num_classes, pretrained, backbone_weights, cc_width,
+                 backbone=backbone, aspp_rates=aspp_rates)
