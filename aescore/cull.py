@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from aescore.checks.base import Check, get_check
-from aescore.errors import AescoreError
+from aescore.errors import ConfigError
 from aescore.inference.discover import FoundFile
 from aescore.inference.photo import Photo, Skipped, assign_ranks, select
 
@@ -53,21 +53,11 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.batch_size is not None and self.batch_size < 1:
-            raise SettingsError("batch size must be >= 1", "batch_size")
+            raise ConfigError("batch_size", "must be >= 1")
         if self.workers is not None and self.workers < 0:
-            raise SettingsError("workers must be >= 0", "workers")
+            raise ConfigError("workers", "must be >= 0")
         if self.tta_crops is not None and self.tta_crops < 0:
-            raise SettingsError("tta crops must be >= 0", "tta_crops")
-
-
-class SettingsError(AescoreError):
-    """An invalid :class:`Settings` value; ``setting`` names the field (the CLI maps it to its flag)."""
-
-    exit_code = 2
-
-    def __init__(self, message: str, setting: str) -> None:
-        super().__init__(message)
-        self.setting = setting
+            raise ConfigError("tta_crops", "must be >= 0")
 
 
 @dataclass

@@ -157,7 +157,9 @@ def test_api_reports_unreadable_files_and_settings_errors(tiny_weights: Path, tm
     run = cull.score_photos([lib, tmp_path / "missing.jpg"], _settings(tiny_weights, tmp_path), on_skip=lambda p, r: seen.append((p, r)))
     assert len(run.photos) == 2
     assert {Path(s.path).name for s in run.skipped} == {"broken.jpg", "missing.jpg"} and len(seen) == 2
-    with pytest.raises(cull.SettingsError) as exc:
+    from aescore.errors import ConfigError
+
+    with pytest.raises(ConfigError) as exc:
         cull.Settings(batch_size=0)
     assert exc.value.setting == "batch_size" and "--" not in str(exc.value)  # a domain error, no flag
 

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from aescore.cli.main import app
-from aescore.errors import UsageError
+from aescore.errors import ConfigError, UsageError
 
 _SCORE_MEANING = """
 The score is the model's probability, in [0, 1], that the photo belongs to its "high" class as learned from its training data; see the model card (`aescore models`). The bundled default model learned "high" as "free of technical faults" (blur, noise, bad exposure, haze, JPEG artefacts, colour casts) from synthetic degradations, not from human ratings: it does not judge composition or taste. A model trained on AVA learns what photographers' votes rated above average. It is printed with 4 decimals; "high" marks scores >= 0.5. It is not an absolute grade: compare photos scored by the same model, e.g. to decide which shots to look at first.
@@ -338,8 +338,8 @@ def run(o: Options, ranked: bool, emit: bool = True) -> int:
             raise UsageError(str(exc)) from None
     try:
         settings = o.settings()
-    except cull.SettingsError as exc:
-        raise UsageError(f"--{exc.setting.replace('_', '-')}: {exc}") from None
+    except ConfigError as exc:
+        raise UsageError(f"--{exc.setting.replace('_', '-')} {exc.problem}") from None
     err = _Stderr()
     files, problems = cull.find_photos(_read_inputs(o))
     for s in problems:
