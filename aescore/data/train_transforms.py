@@ -15,7 +15,7 @@ from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess, build_eval_transform
+from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess, TrainKind, TrainRecipe, build_eval_transform
 
 Transform = Callable[..., torch.Tensor]
 
@@ -111,15 +111,12 @@ def rgnet_eval_transform(
     return build_eval_transform({"mean": list(mean), "std": list(std), "eval": {"mode": "square", "size": size}})
 
 
-def _stats(preprocess: dict[str, Any]) -> tuple[Sequence[float], Sequence[float]]:
-    return preprocess.get("mean", IMAGENET_MEAN), preprocess.get("std", IMAGENET_STD)
-
-
-def _train_cfg(preprocess: dict[str, Any]) -> dict[str, Any]:
-    cfg = preprocess.get("train")
-    if not cfg or cfg.get("kind") not in ("mpa", "rgnet"):
-        raise ValueError(f"preprocess['train']['kind'] must be 'mpa' or 'rgnet', got {cfg!r}")
-    return cfg
+def _recipe(preprocess: dict[str, Any]) -> tuple[Preprocess, TrainRecipe]:
+    """The typed recipe and its training part (ValueError when the block has none)."""
+    recipe = Preprocess.from_card({"eval": {"mode": "shorter", "size": 256}, **preprocess})
+    if recipe.train is None:
+        raise ValueError(f"preprocess['train']['kind'] must be 'mpa' or 'rgnet', got {preprocess.get('train')!r}")
+    return recipe, recipe.train
 
 
 def build_train_transform(preprocess: dict[str, Any], patches: int = 1) -> Transform:
@@ -127,15 +124,14 @@ def build_train_transform(preprocess: dict[str, Any], patches: int = 1) -> Trans
 
     kind "mpa" -> [patches, 3, crop, crop]; kind "rgnet" -> [3, size, size] (``patches`` unused).
     """
-    cfg = _train_cfg(preprocess)
-    mean, std = _stats(preprocess)
-    if cfg["kind"] == "mpa":
-        return mpa_train_transform(int(cfg.get("resize_shorter", 256)), int(cfg.get("crop", 224)), patches, mean, std)
-    return rgnet_train_transform(int(cfg.get("size", 300)), tuple(cfg.get("scale", (1.05, 1.25))), mean, std)
+    recipe, train = _recipe(preprocess)
+    if train.kind is TrainKind.MPA:
+        return mpa_train_transform(train.resize_shorter, train.crop, patches, recipe.mean, recipe.std)
+    return rgnet_train_transform(train.size, train.scale, recipe.mean, recipe.std)
 
 
 def build_eval_transform_for_training(preprocess: dict[str, Any], tta_crops: int | None = None, seed: int = 0) -> Transform:
-    """The evaluation transform used by validation and ``evaluate``; always batchable.
+    """The evaluation transform used by validation; always batchable.
 
     kind "mpa": ``tta_crops`` = n >= 1 -> [n, 3, crop, crop], the crops of
     :meth:`~aescore.data.transforms.Preprocess.tta_views` keyed by the sample id (average the n
@@ -143,12 +139,9 @@ def build_eval_transform_for_training(preprocess: dict[str, Any], tta_crops: int
     kind "rgnet": the whole image at size x size, [3, size, size] (``tta_crops`` unused: cheap
     per-epoch validation; ``aescore evaluate`` applies the multi-crop recipe to RGNet too).
     """
-    cfg = _train_cfg(preprocess)
-    mean, std = _stats(preprocess)
-    if cfg["kind"] == "mpa":
-        shorter, crop = int(cfg.get("resize_shorter", 256)), int(cfg.get("crop", 224))
+    recipe, train = _recipe(preprocess)
+    if train.kind is TrainKind.MPA:
         if tta_crops:
-            recipe = Preprocess.from_card(preprocess)
             n = int(tta_crops)
 
             def crops(img: Image.Image, key: object = 0) -> torch.Tensor:
@@ -156,15 +149,14 @@ def build_eval_transform_for_training(preprocess: dict[str, Any], tta_crops: int
 
             crops.needs_key = True  # type: ignore[attr-defined]  (ImageDataset passes the sample id)
             return crops
-        return mpa_center_crop(shorter, crop, mean, std)
-    return rgnet_eval_transform(int(cfg.get("size", 300)), mean, std)
+        return mpa_center_crop(train.resize_shorter, train.crop, recipe.mean, recipe.std)
+    return rgnet_eval_transform(train.size, recipe.mean, recipe.std)
 
 
 def decode_min_shorter(preprocess: dict[str, Any]) -> int | None:
     """Smallest shorter edge the transforms need, for JPEG draft decoding (``load_rgb(min_shorter=)``)."""
-    cfg = preprocess.get("train") or {}
-    if cfg.get("kind") == "mpa":
-        return int(cfg.get("resize_shorter", 256))
-    if cfg.get("kind") == "rgnet":
-        return int(cfg.get("size", 300))
-    return None
+    try:
+        _, train = _recipe(preprocess)
+    except ValueError:
+        return None
+    return train.resize_shorter if train.kind is TrainKind.MPA else train.size

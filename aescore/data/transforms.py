@@ -54,6 +54,21 @@ class TrainKind(str, Enum):
     RGNET = "rgnet"  # the whole photo at `size` x `size` with scale jitter
 
 
+class RecipeError(WeightsError, ValueError):
+    """A preprocessing recipe (a card's ``preprocess`` block) that no model can use."""
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """The training-patch part of a recipe (``preprocess["train"]``)."""
+
+    kind: TrainKind
+    resize_shorter: int = 256  # MPA: shorter edge before the random crops
+    crop: int = 224  # MPA: patch size
+    size: int = 300  # RGNet: square input size
+    scale: tuple[float, float] = (1.05, 1.25)  # RGNet: random rescale factor range
+
+
 @dataclass(frozen=True)
 class Preprocess:
     """A model's input recipe (see the module docstring); build it with :meth:`from_card`."""
@@ -64,37 +79,31 @@ class Preprocess:
     crop: int = 224  # crop size of the multi-crop recipe: the training patch size
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    train_kind: TrainKind | None = None
+    train: TrainRecipe | None = None
     card_block: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_card(cls, block: Any) -> "Preprocess":
-        """Parse and validate a card's ``preprocess`` block (:class:`WeightsError` on nonsense:
+        """Parse and validate a card's ``preprocess`` block (:class:`RecipeError` on nonsense:
         sizes must be positive, std positive and finite, mean/std three numbers, modes known)."""
         if not isinstance(block, dict) or not isinstance(block.get("eval"), dict):
-            raise WeightsError("model card: preprocess.eval must be an object")
+            raise RecipeError("model card: preprocess.eval must be an object")
         ev, train = block["eval"], block.get("train") or {}
         if not isinstance(train, dict):
-            raise WeightsError("model card: preprocess.train must be an object")
+            raise RecipeError("model card: preprocess.train must be an object")
         try:
             mode = EvalMode(ev.get("mode"))
         except ValueError:
-            raise WeightsError(f"model card: unknown preprocess.eval.mode {ev.get('mode')!r} (expected shorter or square)") from None
-        kind = None
-        if train.get("kind") is not None:
-            try:
-                kind = TrainKind(train["kind"])
-            except ValueError:
-                raise WeightsError(f"model card: unknown preprocess.train.kind {train['kind']!r} (expected mpa or rgnet)") from None
+            raise RecipeError(f"model card: unknown preprocess.eval.mode {ev.get('mode')!r} (expected shorter or square)") from None
         size = _positive_int(ev.get("size"), "preprocess.eval.size")
         max_aspect = _positive_float(ev.get("max_aspect", 1.5), "preprocess.eval.max_aspect")
         if max_aspect < 1.0:
-            raise WeightsError(f"model card: preprocess.eval.max_aspect must be >= 1, got {max_aspect}")
+            raise RecipeError(f"model card: preprocess.eval.max_aspect must be >= 1, got {max_aspect}")
         crop_default = size if mode is EvalMode.SQUARE else 224
         crop = _positive_int(train.get("crop", crop_default) or crop_default, "preprocess.train.crop")
         mean = _triple(block.get("mean", IMAGENET_MEAN), "preprocess.mean", positive=False)
         std = _triple(block.get("std", IMAGENET_STD), "preprocess.std", positive=True)
-        return cls(mode, size, max_aspect, crop, mean, std, kind, dict(block))
+        return cls(mode, size, max_aspect, crop, mean, std, _train_recipe(train, crop), dict(block))
 
     # -- identity -----------------------------------------------------------------------------
     def fingerprint(self) -> str:
@@ -181,6 +190,26 @@ class Preprocess:
         return self.tta_views(img, tta_crops, key) if tta_crops else self.view(img)
 
 
+def _train_recipe(train: dict[str, Any], crop: int) -> TrainRecipe | None:
+    """The typed ``preprocess["train"]`` block (None when the card has none)."""
+    if train.get("kind") is None:
+        return None
+    try:
+        kind = TrainKind(train["kind"])
+    except ValueError:
+        raise RecipeError(f"model card: unknown preprocess.train.kind {train['kind']!r} (expected mpa or rgnet)") from None
+    scale = train.get("scale", (1.05, 1.25))
+    if not (isinstance(scale, (list, tuple)) and len(scale) == 2 and all(isinstance(v, (int, float)) for v in scale)):
+        raise RecipeError(f"model card: preprocess.train.scale must be two numbers, got {scale!r}")
+    return TrainRecipe(
+        kind,
+        _positive_int(train.get("resize_shorter", 256), "preprocess.train.resize_shorter"),
+        crop,
+        _positive_int(train.get("size", 300), "preprocess.train.size"),
+        (float(scale[0]), float(scale[1])),
+    )
+
+
 def recipe_name(tta_crops: int | None) -> str:
     """``"full"`` for the one-pass recipe, ``"ttaN"`` for N-crop evaluation."""
     return f"tta{tta_crops}" if tta_crops else "full"
@@ -194,13 +223,13 @@ def key_seed(key: str) -> int:
 
 def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or int(value) != value or value < 1:
-        raise WeightsError(f"model card: {name} must be a whole number >= 1, got {value!r}")
+        raise RecipeError(f"model card: {name} must be a whole number >= 1, got {value!r}")
     return int(value)
 
 
 def _positive_float(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise WeightsError(f"model card: {name} must be a number > 0, got {value!r}")
+        raise RecipeError(f"model card: {name} must be a number > 0, got {value!r}")
     return float(value)
 
 
@@ -210,7 +239,7 @@ def _triple(value: Any, name: str, positive: bool) -> tuple[float, float, float]
     )
     if not ok:
         need = "three numbers > 0" if positive else "three finite numbers"
-        raise WeightsError(f"model card: {name} must be {need}, got {value!r}")
+        raise RecipeError(f"model card: {name} must be {need}, got {value!r}")
     return (float(value[0]), float(value[1]), float(value[2]))
 
 
