@@ -44,7 +44,7 @@ def resize_for_eval(img: Image.Image, cfg: dict[str, Any]) -> Image.Image:
 def build_eval_transform(preprocess: dict[str, Any]) -> Callable[[Image.Image], Any]:
     """PIL image -> normalised float tensor [3, H, W], per a model card's ``preprocess`` block."""
     import torch
-    from torchvision.transforms.functional import pil_to_tensor
+    from aescore.tensorutil import pil_to_tensor  # not torchvision's: its import costs ~1-2 s (torch._dynamo)
 
     cfg = preprocess["eval"]
     mean = torch.tensor(preprocess.get("mean", IMAGENET_MEAN)).view(3, 1, 1)

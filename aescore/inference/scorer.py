@@ -82,7 +82,7 @@ def tta_tensor(img: Any, preprocess: dict[str, Any], crops: int, seed_text: str)
     """``[crops, 3, c, c]`` normalised random crops of the resized image (deterministic per ``seed_text``)."""
     import torch
     from PIL import Image
-    from torchvision.transforms.functional import pil_to_tensor
+    from aescore.tensorutil import pil_to_tensor  # not torchvision's: its import costs ~1-2 s (torch._dynamo)
 
     from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
