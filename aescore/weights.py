@@ -338,12 +338,17 @@ def load_weights(path: str | os.PathLike[str], device: Any = "cpu", *, plain: bo
 
 def _build_plain(arch: str, arch_args: dict[str, Any], state: dict[str, Any], weights_path: Path) -> Any:
     """The plain-torch network for this card, or None when :mod:`aescore.models.plain` does not cover it."""
-    from aescore.models.plain import build_plain_model, plain_supported
+    from aescore.models.plain import create_plain_model, plain_supported
 
     if not plain_supported(arch, arch_args):
         return None
+    model = create_plain_model(arch, arch_args)  # on the meta device: the file's tensors are assigned
+    problems = _state_mismatch(model.state_dict(), state)
+    if problems:
+        raise WeightsError(f"{weights_path}: tensors do not fit architecture {arch!r}: {problems}")
     try:
-        return build_plain_model(arch, arch_args, state)
+        model.load_state_dict(state, strict=True, assign=True)
+        return model
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())
         raise WeightsError(f"{weights_path}: tensors do not fit architecture {arch!r}: {detail[:300]}") from None
@@ -671,11 +676,15 @@ def set_default_model(spec: str | os.PathLike[str] | None) -> Path | None:
     keys there are kept. A name is stored as given (it must resolve now, unambiguously); a path
     is stored absolute.
     """
-    data = _read_config() if os.path.lexists(config_path()) else {}
     chosen: Path | None = None
     if spec is None:
+        try:
+            data = _read_config()
+        except WeightsError:
+            data = {}  # going back to the shipped default must work even over a damaged file
         data.pop("default_model", None)
     else:
+        data = _read_config()
         chosen = resolve_model(spec)  # an unknown or ambiguous name fails here, before writing
         text = str(spec)
         is_path = Path(text).expanduser().exists() or _looks_like_path(text)

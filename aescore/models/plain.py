@@ -24,7 +24,7 @@ from torch import nn
 
 from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
-__all__ = ["RESNETS", "PlainMPANet", "PlainResNet", "ResNetConfig", "build_plain_model", "plain_supported"]
+__all__ = ["RESNETS", "PlainMPANet", "PlainResNet", "ResNetConfig", "build_plain_model", "create_plain_model", "plain_supported"]
 
 
 @dataclass(frozen=True)
@@ -234,17 +234,27 @@ def plain_supported(architecture: str, arch_args: Mapping[str, Any]) -> bool:
     )
 
 
+def create_plain_model(architecture: str, arch_args: Mapping[str, Any]) -> PlainMPANet:
+    """The card's network on the ``meta`` device: shapes only, no memory, no random initialisation.
+
+    Give it its tensors with ``load_state_dict(state, strict=True, assign=True)``. Raises
+    ``ValueError`` when :func:`plain_supported` is false.
+    """
+    if not plain_supported(architecture, arch_args):
+        raise ValueError(f"architecture {architecture!r} with {dict(arch_args)} has no plain-torch definition")
+    with torch.device("meta"):
+        model = PlainMPANet(**arch_args)
+    model.arch_name = architecture  # as create_model records them
+    model.arch_args = dict(arch_args)
+    return model.eval()
+
+
 def build_plain_model(architecture: str, arch_args: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> PlainMPANet:
-    """The card's network, built without timm, holding ``state`` (checked with ``strict=True``), in eval mode.
+    """The card's network, built without timm, holding ``state`` (``strict=True``), in eval mode.
 
     Raises ``ValueError`` when :func:`plain_supported` is false, ``RuntimeError`` (from
     ``load_state_dict``) when the tensors do not fit.
     """
-    if not plain_supported(architecture, arch_args):
-        raise ValueError(f"architecture {architecture!r} with {dict(arch_args)} has no plain-torch definition")
-    with torch.device("meta"):  # shapes only: the tensors come from the file
-        model = PlainMPANet(**arch_args)
+    model = create_plain_model(architecture, arch_args)
     model.load_state_dict(state, strict=True, assign=True)
-    model.arch_name = architecture  # as create_model records them
-    model.arch_args = dict(arch_args)
-    return model.eval()
+    return model
