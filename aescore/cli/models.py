@@ -104,7 +104,7 @@ def models_cmd(
         return
     for clash in report["clashes"]:
         paths = "; ".join(display_path(p) for p in clash["paths"])
-        _warn(f"name {display_path(clash['name'])!s} is used by {len(clash['paths'])} different models ({paths}); pass the file path to --model")
+        _warn(f"name '{display_path(clash['name'])}' is used by {len(clash['paths'])} different models ({paths}); pass the file path to --model")
     if report["default_error"]:
         _warn(f"no usable default model: {display_path(report['default_error'])}")
     if not report["models"]:
