@@ -145,7 +145,12 @@ def read_card(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float range (JSON allows any length)
+        return False
 
 
 def _positive_int(value: Any) -> bool:
