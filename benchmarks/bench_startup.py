@@ -162,6 +162,16 @@ def export_baseline(ref: str, workdir: Path) -> Path | None:
     return target
 
 
+def _check_runs_from(root: Path, env: dict[str, str]) -> None:
+    """Fail unless ``env`` makes a child Python import ``aescore`` from ``root``."""
+    proc = subprocess.run([sys.executable, "-c", "import aescore; print(aescore.__file__)"], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False)
+    check_ok(proc, "aescore location probe")
+    found = Path(proc.stdout.strip()).resolve()
+    if found.parent.parent != root.resolve():
+        raise RuntimeError(f"a child imports aescore from {found}, expected it under {root}")
+
+
 def cli_argv() -> list[str]:
     """The CLI as its console script runs it (``main()`` with the process's own argv), for whichever
     checkout ``PYTHONPATH`` names."""
@@ -215,8 +225,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     # The user's own cache and config stay out of it: a private cache (verified sha256) and no
     # chosen default model.
+    # PYTHONSAFEPATH: no current folder in front of PYTHONPATH, which alone says whose aescore runs
+    # (this checkout's or the baseline's), wherever the script is started from.
     env = dict(os.environ, XDG_CACHE_HOME=str(workdir / "xdg-cache"), XDG_CONFIG_HOME=str(workdir / "xdg-config"),
-               PYTHONPATH=str(REPO))
+               PYTHONPATH=str(REPO), PYTHONSAFEPATH="1")
 
     log("aescore --help")
     warmup = 0 if args.quick else 1
@@ -244,6 +256,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     baseline_root = export_baseline(args.baseline_ref, workdir) if args.baseline_ref else None
     baseline_env = dict(env, PYTHONPATH=str(baseline_root)) if baseline_root else None
+    if baseline_env:
+        _check_runs_from(baseline_root, baseline_env)
+        _check_runs_from(REPO, env)
     log("aescore score one.jpg" + (f", alternating with {args.baseline_ref}" if baseline_env else ""))
     for _ in range(warmup):
         run_timed([*cli_argv(), *score_args], env=env)
