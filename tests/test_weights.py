@@ -187,7 +187,7 @@ def test_resolve_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     names = [p.stem for p, _ in list_available()]
     assert names[:2] == ["alpha", "beta"] and "notes" not in names
 
-    assert resolve_model("alpha") == alpha
+    assert resolve_model("alpha") == alpha and resolve_model("beta") == beta
     assert resolve_model(str(alpha.with_suffix(".safetensors"))) == alpha.with_suffix(".safetensors")
     assert resolve_model(alpha) == alpha
     with pytest.raises(w.UnknownModelError, match="unknown model 'gamma'.*alpha, beta") as unknown:
