@@ -10,14 +10,26 @@ back with ``torch.load(weights_only=True)``, which refuses pickled code.
 
 Named models are searched in :func:`weights_dirs`: ``$AESCORE_WEIGHTS_DIR`` first, then the
 weights bundled as package data (``aescore/_weights`` in a wheel), then ``weights/`` of a source
-checkout.
+checkout. A model is named by its card's ``name`` or its file stem. The default model is the
+shipped one unless the user chose another (:func:`set_default_model`, stored in
+``$XDG_CONFIG_HOME/aescore/config.json``).
+
+Loading for inference builds the networks that :mod:`aescore.models.plain` covers (MPA on timm's
+plain ResNets, the bundled default among them) without importing timm or torchvision, and
+remembers a verified sha256 per file (path, size, mtime, ctime, inode) in
+``$XDG_CACHE_HOME/aescore/verified.json``, so the 45 MB default is hashed once, not on every run.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
+import math
 import os
+import stat
+import time
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,21 +41,47 @@ CARD_FORMAT = "aescore.model-card/1"
 WEIGHTS_ENV = "AESCORE_WEIGHTS_DIR"
 DEFAULT_FILE = "DEFAULT"
 _CARD_REQUIRED = ("architecture", "arch_args", "preprocess", "sha256")
+EVAL_MODES = ("shorter", "square")  # what aescore.data.transforms.eval_size understands
+_MAX_INPUT_SIZE = 8192  # pixels: far above any model input; a larger card value is a typo
+_MAX_CARD_BYTES = 4 << 20
+_MAX_SMALL_JSON_BYTES = 1 << 20  # config.json, verified.json
 
 __all__ = [
     "CARD_FORMAT",
+    "EVAL_MODES",
     "WEIGHTS_ENV",
+    "AmbiguousModelError",
+    "ModelEntry",
+    "UnknownModelError",
+    "check_card",
+    "config_path",
+    "configured_default",
     "default_weights_path",
     "file_sha256",
     "list_available",
+    "list_models_found",
     "load_checkpoint",
     "load_weights",
+    "name_clashes",
     "read_card",
     "resolve_model",
     "save_checkpoint",
     "save_weights",
+    "set_default_model",
+    "shipped_weights_dirs",
+    "verified_cache_path",
     "weights_dirs",
 ]
+
+
+class UnknownModelError(WeightsError):
+    """No model answers to the name given (a usage error: exit status 2)."""
+
+    exit_code = 2
+
+
+class AmbiguousModelError(UnknownModelError):
+    """Several different models answer to the name given (exit status 2)."""
 
 
 # --------------------------------------------------------------------------- file helpers
@@ -59,14 +97,29 @@ def _pair(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     raise WeightsError(f"{p}: expected a .safetensors weights file or its .json model card")
 
 
-def read_card(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check the model card of ``path`` (the ``.json`` card or its ``.safetensors`` file)."""
-    _, card_path = _pair(path)
+def _read_small_json(path: Path, limit: int) -> Any:
+    """Parse a small JSON file: regular files only, at most ``limit`` bytes (raises OSError/ValueError)."""
+    with open(path, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("not a regular file")
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"larger than {limit >> 10} KiB")
+    return json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _card_structure(card_path: Path) -> dict[str, Any]:
+    """The card's JSON with its format and required fields checked (values unchecked)."""
     if not card_path.is_file():
         raise WeightsError(f"model card not found: {card_path} (every .safetensors needs its .json card beside it)")
     try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        card = _read_small_json(card_path, _MAX_CARD_BYTES)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise WeightsError(f"{card_path}: not a readable model card ({exc})") from None
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
         found = card.get("format") if isinstance(card, dict) else type(card).__name__
@@ -77,6 +130,81 @@ def read_card(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(card["arch_args"], dict):
         raise WeightsError(f"{card_path}: model card field arch_args must be an object")
     return card
+
+
+def read_card(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check the model card of ``path`` (the ``.json`` card or its ``.safetensors`` file).
+
+    Raises :class:`WeightsError` (one line) when the card is missing, unreadable, of another
+    format, or fails :func:`check_card`.
+    """
+    _, card_path = _pair(path)
+    card = _card_structure(card_path)
+    check_card(card, card_path)
+    return card
+
+
+def _is_number(value: Any) -> bool:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float range (JSON allows any length)
+        return False
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= _MAX_INPUT_SIZE
+
+
+def check_card(card: dict[str, Any], where: str | os.PathLike[str] = "model card") -> None:
+    """Refuse a card whose values would break scoring: raises :class:`WeightsError` naming the field.
+
+    Checks: ``architecture`` a name, ``sha256`` 64 hex digits; ``preprocess.mean`` / ``std`` three
+    finite numbers each, ``std`` > 0 (a zero std divides by zero: NaN scores); ``preprocess.eval``
+    with a known ``mode`` (:data:`EVAL_MODES`), ``size`` a whole number in 1..8192, ``max_aspect``
+    a finite number >= 1; ``preprocess.train.crop`` / ``resize_shorter``, when present, whole
+    numbers in 1..8192 (``crop`` may be 0 or null: "the default").
+    """
+
+    def bad(field: str, why: str, value: Any) -> WeightsError:
+        shown = json.dumps(value, allow_nan=True)
+        return WeightsError(f"{where}: invalid model card: {field} {why} (found {shown[:60]})")
+
+    if not isinstance(card.get("architecture"), str) or not card["architecture"]:
+        raise bad("architecture", "must be a model name", card.get("architecture"))
+    sha = card.get("sha256")
+    if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha.lower())):
+        raise bad("sha256", "must be 64 hexadecimal digits", sha)
+    pp = card.get("preprocess")
+    if not isinstance(pp, dict):
+        raise bad("preprocess", "must be an object", pp)
+    for key in ("mean", "std"):
+        if key not in pp:
+            continue  # the loaders fall back to ImageNet's statistics
+        value = pp[key]
+        if not (isinstance(value, list) and len(value) == 3 and all(_is_number(v) for v in value)):
+            raise bad(f"preprocess.{key}", "must be 3 finite numbers (R, G, B)", value)
+        if key == "std" and not all(v > 0 for v in value):
+            raise bad("preprocess.std", "must be > 0 for every channel", value)
+    ev = pp.get("eval")
+    if not isinstance(ev, dict):
+        raise bad("preprocess.eval", "must be an object", ev)
+    if ev.get("mode") not in EVAL_MODES:
+        raise bad("preprocess.eval.mode", f"must be one of {', '.join(EVAL_MODES)}", ev.get("mode"))
+    if not _positive_int(ev.get("size")):
+        raise bad("preprocess.eval.size", f"must be a whole number of pixels in 1..{_MAX_INPUT_SIZE}", ev.get("size"))
+    if "max_aspect" in ev and not (_is_number(ev["max_aspect"]) and ev["max_aspect"] >= 1):
+        raise bad("preprocess.eval.max_aspect", "must be a finite number >= 1", ev["max_aspect"])
+    train = pp.get("train", {})
+    if not isinstance(train, dict):
+        raise bad("preprocess.train", "must be an object", train)
+    for key in ("crop", "resize_shorter"):
+        value = train.get(key)
+        if value is None or (key == "crop" and value == 0 and not isinstance(value, bool)):
+            continue
+        if not _positive_int(value):
+            raise bad(f"preprocess.train.{key}", f"must be a whole number of pixels in 1..{_MAX_INPUT_SIZE}", value)
 
 
 # --------------------------------------------------------------------------- weights
@@ -168,39 +296,79 @@ def save_weights(model: Any, path: str | os.PathLike[str], card: dict[str, Any] 
     return out
 
 
-def load_weights(path: str | os.PathLike[str], device: Any = "cpu") -> tuple[Any, dict[str, Any]]:
+def load_weights(path: str | os.PathLike[str], device: Any = "cpu", *, plain: bool = True) -> tuple[Any, dict[str, Any]]:
     """Rebuild the model described by a card and load its verified weights: ``(model.eval(), card)``.
 
     ``path`` is the ``.safetensors`` file or its ``.json`` card. Raises :class:`WeightsError` when
-    either file is missing, the sha256 differs from the card's (file modified or corrupted), the
-    architecture is unknown, or the tensors do not match the architecture. Never unpickles.
+    either file is missing, the card is invalid (:func:`check_card`), the sha256 differs from the
+    card's (file modified or corrupted), a weight is NaN or infinite, the architecture is unknown,
+    or the tensors do not match the architecture. Never unpickles.
+
+    For inference: with ``plain`` (default) a card whose network :mod:`aescore.models.plain`
+    covers is built there, without importing timm or torchvision (same state-dict keys, same
+    outputs); ``plain=False`` always builds through :func:`aescore.models.create_model`. A file
+    verified once is not hashed again while its path, size, mtime, ctime and inode stay the same
+    (see :func:`verified_cache_path`).
     """
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from aescore.models import create_model
+    from safetensors.torch import load as load_safetensors
 
     weights_path, card_path = _pair(path)
     card = read_card(card_path)
     if not weights_path.is_file():
         raise WeightsError(f"weights file not found: {weights_path} (named by model card {card_path})")
-    sha = file_sha256(weights_path)
-    if sha != card["sha256"]:
-        raise WeightsError(
-            f"{weights_path}: sha256 mismatch: file was modified or corrupted "
-            f"(card says {str(card['sha256'])[:12]}..., file is {sha[:12]}...); refusing to load it"
-        )
-    arch = card["architecture"]
+    data, identity = _read_file(weights_path)
+    known = _remembered_sha256(identity) == card["sha256"]
+    if not known:
+        sha = hashlib.sha256(data).hexdigest()
+        if sha != card["sha256"]:
+            raise WeightsError(
+                f"{weights_path}: sha256 mismatch: file was modified or corrupted "
+                f"(card says {str(card['sha256'])[:12]}..., file is {sha[:12]}...); refusing to load it"
+            )
     try:
-        model = create_model(arch, **card["arch_args"])
+        state = load_safetensors(data)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{weights_path}: not a readable safetensors file ({exc})") from None
+    del data
+    if not known:
+        _check_finite(state, weights_path)  # part of verifying: remembered with the hash
+        _remember_sha256(identity, card["sha256"])
+    arch = card["architecture"]
+    model = _build_plain(arch, card["arch_args"], state, weights_path) if plain else None
+    if model is None:
+        model = _build_registered(arch, card["arch_args"], state, weights_path, card_path)
+    return model.to(device).eval(), card
+
+
+def _build_plain(arch: str, arch_args: dict[str, Any], state: dict[str, Any], weights_path: Path) -> Any:
+    """The plain-torch network for this card, or None when :mod:`aescore.models.plain` does not cover it."""
+    from aescore.models.plain import create_plain_model, plain_supported
+
+    if not plain_supported(arch, arch_args):
+        return None
+    model = create_plain_model(arch, arch_args)  # on the meta device: the file's tensors are assigned
+    problems = _state_mismatch(model.state_dict(), state)
+    if problems:
+        raise WeightsError(f"{weights_path}: tensors do not fit architecture {arch!r}: {problems}")
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+        return model
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())
+        raise WeightsError(f"{weights_path}: tensors do not fit architecture {arch!r}: {detail[:300]}") from None
+
+
+def _build_registered(arch: str, arch_args: dict[str, Any], state: dict[str, Any], weights_path: Path, card_path: Path) -> Any:
+    """The network built by :func:`aescore.models.create_model` (timm backbones), holding ``state``."""
+    from aescore.models import create_model
+
+    try:
+        model = create_model(arch, **arch_args)
     except AescoreError as exc:
         raise WeightsError(f"{card_path}: architecture {arch!r} cannot be built by this aescore ({exc})") from None
     except TypeError as exc:
         raise WeightsError(f"{card_path}: bad arch_args for architecture {arch!r} ({exc})") from None
-    try:
-        state = load_file(str(weights_path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise WeightsError(f"{weights_path}: not a readable safetensors file ({exc})") from None
     problems = _state_mismatch(model.state_dict(), state)
     if problems:
         raise WeightsError(f"{weights_path}: tensors do not fit architecture {arch!r}: {problems}")
@@ -209,7 +377,102 @@ def load_weights(path: str | os.PathLike[str], device: Any = "cpu") -> tuple[Any
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())
         raise WeightsError(f"{weights_path}: tensors do not fit architecture {arch!r}: {detail[:300]}") from None
-    return model.to(device).eval(), card
+    return model
+
+
+def _check_finite(state: dict[str, Any], weights_path: Path) -> None:
+    """Refuse weights holding NaN or infinity: every score would be NaN."""
+    import torch
+
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise WeightsError(f"{weights_path}: weights hold NaN or infinite values (e.g. {key}); refusing to load them")
+
+
+# --------------------------------------------------------------------------- verified sha256 memory
+
+_VERIFIED_FORMAT = "aescore.verified/1"
+_VERIFIED_MAX = 64  # entries kept (the newest): one per weights file a user has loaded
+
+
+@dataclass(frozen=True)
+class _FileIdentity:
+    """What must stay equal for a file's remembered sha256 to still hold."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    ctime_ns: int  # changes on any write and cannot be set back by the user (unlike mtime)
+    inode: int
+    device: int
+
+    def fields(self) -> dict[str, int]:
+        return {"size": self.size, "mtime_ns": self.mtime_ns, "ctime_ns": self.ctime_ns, "inode": self.inode, "device": self.device}
+
+
+def _read_file(path: Path) -> tuple[bytes, _FileIdentity]:
+    """The file's bytes and its identity, read through one descriptor.
+
+    The bytes loaded are the bytes hashed (no window to swap the file between hashing and
+    loading); a file that changes while being read is refused.
+    """
+    try:
+        with open(path, "rb") as fh:
+            before = os.fstat(fh.fileno())
+            if not stat.S_ISREG(before.st_mode):
+                raise WeightsError(f"{path}: not a regular file")
+            data = fh.read()
+            after = os.fstat(fh.fileno())
+    except OSError as exc:
+        raise WeightsError(f"{path}: cannot read weights ({exc.strerror or exc})") from None
+    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or len(data) != after.st_size:
+        raise WeightsError(f"{path}: the file changed while it was read; try again")
+    identity = _FileIdentity(
+        str(path.resolve()), after.st_size, after.st_mtime_ns, after.st_ctime_ns, after.st_ino, after.st_dev
+    )
+    return data, identity
+
+
+def verified_cache_path() -> Path:
+    """``$XDG_CACHE_HOME/aescore/verified.json`` (default ``~/.cache/aescore/verified.json``): the
+    sha256 of weights files already verified, keyed by path, size, mtime, ctime and inode."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "aescore" / "verified.json"
+
+
+def _verified_entries() -> dict[str, Any]:
+    try:
+        data = _read_small_json(verified_cache_path(), _MAX_SMALL_JSON_BYTES)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}  # missing or damaged: verify again (and rewrite it)
+    if not isinstance(data, dict) or data.get("format") != _VERIFIED_FORMAT or not isinstance(data.get("files"), dict):
+        return {}
+    return data["files"]
+
+
+def _remembered_sha256(identity: _FileIdentity) -> str | None:
+    """The sha256 verified earlier for exactly this file state, else None."""
+    entry = _verified_entries().get(identity.path)
+    if not isinstance(entry, dict) or any(entry.get(k) != v for k, v in identity.fields().items()):
+        return None
+    sha = entry.get("sha256")
+    return sha if isinstance(sha, str) else None
+
+
+def _remember_sha256(identity: _FileIdentity, sha: str) -> None:
+    """Record a verified sha256 (atomically; a cache: any failure only means hashing again next time)."""
+    files = _verified_entries()
+    files[identity.path] = {**identity.fields(), "sha256": sha, "verified_at": int(time.time())}
+    if len(files) > _VERIFIED_MAX:
+        newest = sorted(files.items(), key=lambda kv: kv[1].get("verified_at", 0) if isinstance(kv[1], dict) else 0)
+        files = dict(newest[-_VERIFIED_MAX:])
+    target = verified_cache_path()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"format": _VERIFIED_FORMAT, "files": files}, indent=1, sort_keys=True) + "\n"
+        atomic_write_text(target, text, fsync=False)  # regenerable: a lost write costs one hash
+    except OSError:
+        pass
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -262,6 +525,13 @@ def weights_dirs() -> list[Path]:
     for part in os.environ.get(WEIGHTS_ENV, "").split(os.pathsep):
         if part.strip():
             candidates.append(Path(part.strip()).expanduser())
+    candidates += _shipped_candidates()
+    return _existing_unique(candidates)
+
+
+def _shipped_candidates() -> list[Path]:
+    """Where aescore's own weights live: package data (a wheel), then ``weights/`` of a source checkout."""
+    candidates: list[Path] = []
     try:
         bundled = resources.files("aescore") / "_weights"
         if isinstance(bundled, Path):
@@ -274,6 +544,10 @@ def weights_dirs() -> list[Path]:
     # Only a source checkout: site-packages/weights would belong to some other distribution.
     if (root / "pyproject.toml").is_file():
         candidates.append(root / "weights")
+    return candidates
+
+
+def _existing_unique(candidates: list[Path]) -> list[Path]:
     out: list[Path] = []
     seen: set[Path] = set()
     for d in candidates:
@@ -283,33 +557,153 @@ def weights_dirs() -> list[Path]:
     return out
 
 
+def shipped_weights_dirs() -> list[Path]:
+    """The folders of the models shipped with aescore (never ``$AESCORE_WEIGHTS_DIR``): the only
+    place the default comes from unless the user chose one (:func:`set_default_model`)."""
+    return _existing_unique(_shipped_candidates())
+
+
 def _cards_in(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
-    """Valid model cards directly in ``folder`` (other JSON files are ignored), sorted by name."""
+    """Model cards directly in ``folder`` (other JSON files are ignored), sorted by file name.
+
+    Values are not checked here (:func:`read_card` does, on use), so a card with a bad value is
+    still listed and found by name, and then refused with a line saying what is wrong.
+    """
     found = []
     for card_path in sorted(folder.glob("*.json")):
         try:
-            found.append((card_path, read_card(card_path)))
+            found.append((card_path, _card_structure(card_path)))
         except WeightsError:
             continue
     return found
 
 
-def list_available() -> list[tuple[Path, dict[str, Any]]]:
-    """Every model card in :func:`weights_dirs`, as ``(card path, card)``; earlier folders shadow later."""
-    out: list[tuple[Path, dict[str, Any]]] = []
-    names: set[str] = set()
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model card found in :func:`weights_dirs`."""
+
+    card_path: Path
+    card: dict[str, Any]
+
+    @property
+    def stem(self) -> str:
+        """The file name without ``.json`` (``--model STEM`` finds it)."""
+        return self.card_path.stem
+
+    @property
+    def name(self) -> str:
+        """The card's ``name`` (``--model NAME`` finds it), else the file stem."""
+        name = self.card.get("name")
+        return name if isinstance(name, str) and name.strip() else self.stem
+
+    def answers_to(self, name: str) -> bool:
+        """Whether ``--model name`` means this model (its card name or its file stem)."""
+        return name in (self.name, self.stem)
+
+
+def list_models_found() -> list[ModelEntry]:
+    """Every model card in :func:`weights_dirs`, folder by folder (a card reached twice counts once)."""
+    out: list[ModelEntry] = []
+    seen: set[Path] = set()
     for folder in weights_dirs():
         for card_path, card in _cards_in(folder):
-            if card_path.stem not in names:
-                names.add(card_path.stem)
-                out.append((card_path, card))
+            if card_path.resolve() not in seen:
+                seen.add(card_path.resolve())
+                out.append(ModelEntry(card_path, card))
     return out
 
 
-def default_weights_path() -> Path:
-    """The default model's card: in the first weights folder with cards, the one its ``DEFAULT``
-    file names, or its only card."""
-    for folder in weights_dirs():
+def list_available() -> list[tuple[Path, dict[str, Any]]]:
+    """Every model card in :func:`weights_dirs`, as ``(card path, card)``."""
+    return [(e.card_path, e.card) for e in list_models_found()]
+
+
+def _same_model(a: ModelEntry, b: ModelEntry) -> bool:
+    # Two copies of one model (same weights, same recipe) are not a clash: they score alike.
+    keys = ("architecture", "arch_args", "preprocess", "sha256")
+    return all(a.card.get(k) == b.card.get(k) for k in keys)
+
+
+def _distinct(entries: list[ModelEntry]) -> list[ModelEntry]:
+    out: list[ModelEntry] = []
+    for e in entries:
+        if not any(_same_model(e, o) for o in out):
+            out.append(e)
+    return out
+
+
+def name_clashes(entries: list[ModelEntry] | None = None) -> dict[str, list[ModelEntry]]:
+    """Names (card names and file stems) that more than one different model answers to,
+    mapped to those models (in search order)."""
+    entries = list_models_found() if entries is None else entries
+    names = sorted({n for e in entries for n in (e.name, e.stem)})
+    clashes = {}
+    for name in names:
+        distinct = _distinct([e for e in entries if e.answers_to(name)])
+        if len(distinct) > 1:
+            clashes[name] = distinct
+    return clashes
+
+
+# --------------------------------------------------------------------------- the default model
+
+
+def config_path() -> Path:
+    """``$XDG_CONFIG_HOME/aescore/config.json`` (default ``~/.config/aescore/config.json``)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "aescore" / "config.json"
+
+
+def _read_config() -> dict[str, Any]:
+    path = config_path()
+    if not os.path.lexists(path):
+        return {}
+    try:
+        data = _read_small_json(path, _MAX_SMALL_JSON_BYTES)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise WeightsError(f"{path}: not a readable aescore config ({exc}); fix or delete it") from None
+    if not isinstance(data, dict):
+        raise WeightsError(f"{path}: not a readable aescore config (a JSON object expected); fix or delete it")
+    return data
+
+
+def configured_default() -> str | None:
+    """The model the user chose as default (a name or a card path, as given), or None."""
+    value = _read_config().get("default_model")
+    return value if isinstance(value, str) and value else None
+
+
+def set_default_model(spec: str | os.PathLike[str] | None) -> Path | None:
+    """Make ``spec`` (a model name or a weights/card path) the default of score and rank, or with
+    None go back to the shipped default. Returns the chosen model's path (None after a reset).
+
+    The choice is ``{"default_model": ...}`` in :func:`config_path`, written atomically; other
+    keys there are kept. A name is stored as given (it must resolve now, unambiguously); a path
+    is stored absolute.
+    """
+    chosen: Path | None = None
+    if spec is None:
+        try:
+            data = _read_config()
+        except WeightsError:
+            data = {}  # going back to the shipped default must work even over a damaged file
+        data.pop("default_model", None)
+    else:
+        data = _read_config()
+        chosen = resolve_model(spec)  # an unknown or ambiguous name fails here, before writing
+        text = str(spec)
+        is_path = Path(text).expanduser().exists() or _looks_like_path(text)
+        data["default_model"] = str(chosen.expanduser().resolve()) if is_path else text
+    target = config_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(target, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    return chosen
+
+
+def _shipped_default() -> Path | None:
+    """The shipped default's card: in the first shipped folder with cards, the one its
+    ``DEFAULT`` file names, or its only card."""
+    for folder in shipped_weights_dirs():
         cards = _cards_in(folder)
         if not cards:
             continue
@@ -325,13 +719,46 @@ def default_weights_path() -> Path:
         if len(cards) == 1:
             return cards[0][0]
         names = ", ".join(p.stem for p, _ in cards)
-        raise WeightsError(f"{folder} holds several models ({names}) and no {DEFAULT_FILE} file; pass --model NAME")
-    raise WeightsError("no default weights found; pass --model FILE")
+        raise WeightsError(f"{folder} holds several models ({names}) and no {DEFAULT_FILE} file; name one explicitly")
+    return None
+
+
+def default_source() -> str:
+    """Where the default comes from: ``"config"`` (the user's choice) or ``"shipped"``."""
+    return "config" if configured_default() is not None else "shipped"
+
+
+def default_weights_path() -> Path:
+    """The default model's card or weights path.
+
+    The model the user chose (:func:`set_default_model`), else the shipped one (the model the
+    ``DEFAULT`` file of aescore's own weights folder names). Models in ``$AESCORE_WEIGHTS_DIR``
+    never become the default by being there: a trained ``best`` is used only when named.
+    """
+    chosen = configured_default()
+    if chosen is not None:
+        try:
+            return resolve_model(chosen)
+        except WeightsError as exc:
+            raise type(exc)(f"the default model chosen in {config_path()} cannot be used: {exc}") from None
+    shipped = _shipped_default()
+    if shipped is None:
+        raise WeightsError("no default weights found; name a model or a .safetensors file")
+    return shipped
+
+
+def _looks_like_path(text: str) -> bool:
+    return Path(text).suffix in (".json", ".safetensors") or os.sep in text or bool(os.altsep and os.altsep in text)
 
 
 def resolve_model(spec: str | os.PathLike[str] | None) -> Path:
     """Turn ``--model`` into a weights path: None -> the default; an existing file -> itself;
-    otherwise a model name (a card's file stem) looked up in :func:`weights_dirs`."""
+    otherwise a model name: a card's ``name`` or file stem in :func:`weights_dirs`.
+
+    Raises :class:`UnknownModelError` for a name no model has and :class:`AmbiguousModelError`
+    when different models answer to it (both exit status 2), :class:`WeightsError` for a
+    missing file.
+    """
     if spec is None:
         return default_weights_path()
     p = Path(spec).expanduser()
@@ -343,11 +770,14 @@ def resolve_model(spec: str | os.PathLike[str] | None) -> Path:
             raise WeightsError(f"model card not found: {card_path} (every .safetensors needs its .json card beside it)")
         return p
     text = str(spec)
-    if p.suffix in (".json", ".safetensors") or os.sep in text or (os.altsep and os.altsep in text):
+    if _looks_like_path(text):
         raise WeightsError(f"model file not found: {p}")
-    for folder in weights_dirs():
-        card_path = folder / f"{text}.json"
-        if card_path.is_file():
-            return card_path
-    available = ", ".join(path.stem for path, _ in list_available()) or "none installed"
-    raise WeightsError(f"unknown model {text!r}; available: {available}; or pass a .safetensors/.json path")
+    entries = list_models_found()
+    matches = _distinct([e for e in entries if e.answers_to(text)])
+    if len(matches) == 1:
+        return matches[0].card_path
+    if len(matches) > 1:
+        where = "; ".join(str(e.card_path) for e in matches)
+        raise AmbiguousModelError(f"model name {text!r} is ambiguous: {len(matches)} different models answer to it ({where}); pass the file path")
+    available = ", ".join(sorted({e.name for e in entries})) or "none installed"
+    raise UnknownModelError(f"unknown model {text!r}; available: {available}; or pass a .safetensors/.json path")

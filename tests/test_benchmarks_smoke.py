@@ -85,7 +85,12 @@ def test_bench_startup(workdir: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert out["torch_imported_by_cli"] is False
     assert not any(out["heavy_modules_after_cli_import"].values())
     assert out["slowest_cli_imports"]
-    assert set(out["first_score_breakdown_s"]) == {"import_torch", "build_and_load_model", "decode_and_resize", "first_forward"}
+    stages = {"interpreter", "imports", "weights_read_and_verified", "model_built", "first_batch", "exit"}
+    assert set(out["breakdown"]["new"]["stages_s"]) == set(out["breakdown"]["old_way"]["stages_s"]) == stages
+    # the new path builds the plain-torch model without timm; the old way still goes through timm
+    assert out["breakdown"]["new"]["timm_imported"] is False and out["breakdown"]["old_way"]["timm_imported"] is True
+    assert out["breakdown"]["score_difference"] < 1e-4
+    assert out["first_score_first_run_s"] > 0 and out["baseline"] is None
 
 
 def test_report_updates_marked_blocks(tmp_path: Path) -> None:

@@ -299,7 +299,7 @@ def test_cache_commands(photos: dict[str, Path], weights: Path) -> None:
 
 def test_models_lists_cards(weights: Path, monkeypatch: pytest.MonkeyPatch, photos: dict[str, Path]) -> None:
     monkeypatch.setenv("AESCORE_WEIGHTS_DIR", str(weights.parent))
-    entries = json.loads(cli(["models", "--json"]).text)
+    entries = json.loads(cli(["models", "--json"]).text)["models"]  # one JSON object (issue 11 item 9)
     tiny = next(e for e in entries if e["name"] == "tiny")
     assert tiny["architecture"] == "mpa_resnet18" and tiny["summary"] and tiny["trained_on"] == "none"
     assert "tiny" in cli(["models"]).text

@@ -37,7 +37,7 @@ class _Tied(nn.Module):
         self.b = nn.Linear(width, width)
         self.b.weight = self.a.weight
         self.head = nn.Linear(width, 2)
-        self.default_preprocess = {"mean": [0.5], "std": [0.5], "eval": {"mode": "square", "size": 8}}
+        self.default_preprocess = {"mean": [0.5] * 3, "std": [0.5] * 3, "eval": {"mode": "square", "size": 8}}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.b(self.a(x)))
@@ -45,6 +45,14 @@ class _Tied(nn.Module):
 
 def _test_weights_tied(width: int = 4, **_: Any) -> nn.Module:
     return _Tied(width)
+
+
+@pytest.fixture(autouse=True)
+def _private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # verified.json and config.json go to the test's own folders, never the user's
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.delenv("AESCORE_WEIGHTS_DIR", raising=False)
 
 
 @pytest.fixture(autouse=True)
@@ -167,26 +175,24 @@ def _write_card(folder: Path, name: str) -> Path:
 
 
 def test_resolve_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import aescore.weights as w
+
     wdir = tmp_path / "w"
     monkeypatch.setenv("AESCORE_WEIGHTS_DIR", str(wdir))
     wdir.mkdir()
     assert weights_dirs()[0] == wdir
     alpha = _write_card(wdir, "alpha")
-    assert default_weights_path() == alpha  # the only card in the first folder with cards
     beta = _write_card(wdir, "beta")
-    with pytest.raises(WeightsError, match="DEFAULT"):
-        default_weights_path()
-    (wdir / "DEFAULT").write_text("beta\n")
-    assert default_weights_path() == beta == resolve_model(None)
     (wdir / "notes.json").write_text('{"unrelated": true}')  # ignored: not a model card
     names = [p.stem for p, _ in list_available()]
     assert names[:2] == ["alpha", "beta"] and "notes" not in names
 
-    assert resolve_model("alpha") == alpha
+    assert resolve_model("alpha") == alpha and resolve_model("beta") == beta
     assert resolve_model(str(alpha.with_suffix(".safetensors"))) == alpha.with_suffix(".safetensors")
     assert resolve_model(alpha) == alpha
-    with pytest.raises(WeightsError, match="unknown model 'gamma'.*alpha, beta"):
+    with pytest.raises(w.UnknownModelError, match="unknown model 'gamma'.*alpha, beta") as unknown:
         resolve_model("gamma")
+    assert unknown.value.exit_code == 2  # a usage error, as the docs say
     with pytest.raises(WeightsError, match="not found"):
         resolve_model(str(tmp_path / "missing.safetensors"))
     lone = tmp_path / "lone.safetensors"
@@ -197,16 +203,83 @@ def test_resolve_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert card["summary"] == "alpha" and isinstance(model, nn.Module)
 
 
+def test_default_is_the_shipped_model_unless_chosen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 15 item 21: a trained `best` in $AESCORE_WEIGHTS_DIR never becomes the default by itself."""
+    import aescore.weights as w
+
+    shipped = default_weights_path()
+    assert shipped.parent in w.shipped_weights_dirs() and w.default_source() == "shipped"
+    runs = tmp_path / "runs"
+    best = _write_card(runs, "best")
+    monkeypatch.setenv("AESCORE_WEIGHTS_DIR", str(runs))
+    assert resolve_model("best") == best
+    assert default_weights_path() == shipped == resolve_model(None)  # before: the lone `best` won
+    (runs / "DEFAULT").write_text("best\n")  # a marker file in a user folder is not a choice either
+    assert default_weights_path() == shipped
+
+    assert w.set_default_model("best") == best
+    config = json.loads(w.config_path().read_text())
+    assert config == {"default_model": "best"} and w.default_source() == "config"
+    assert default_weights_path() == best == resolve_model(None)
+    # other keys of the config file are kept; a path is stored absolute
+    w.config_path().write_text(json.dumps({"other": 1, "default_model": "best"}))
+    w.set_default_model(str(best.with_suffix(".safetensors")))
+    assert json.loads(w.config_path().read_text()) == {"other": 1, "default_model": str(best.with_suffix(".safetensors").resolve())}
+    assert default_weights_path() == best.with_suffix(".safetensors").resolve()
+    with pytest.raises(w.UnknownModelError):
+        w.set_default_model("gamma")  # refused before anything is written
+    assert w.configured_default() == str(best.with_suffix(".safetensors").resolve())
+    assert w.set_default_model(None) is None
+    assert json.loads(w.config_path().read_text()) == {"other": 1} and default_weights_path() == shipped
+    # the chosen model disappears: one line saying where the choice was made
+    w.set_default_model("best")
+    monkeypatch.delenv("AESCORE_WEIGHTS_DIR")
+    with pytest.raises(WeightsError, match=r"default model chosen in .*config.json cannot be used: unknown model 'best'"):
+        default_weights_path()
+    w.config_path().write_text("{broken")
+    with pytest.raises(WeightsError, match="not a readable aescore config"):
+        default_weights_path()
+    w.set_default_model(None)  # a reset always works, even over a broken file
+    assert default_weights_path() == shipped
+
+
+def test_models_by_card_name_and_clashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import aescore.weights as w
+
+    one, two = tmp_path / "run1", tmp_path / "run2"
+    save_weights(create_model("_test_weights_tied", width=3), one / "best.safetensors", {"name": "portraits"})
+    save_weights(create_model("_test_weights_tied", width=4), two / "best.safetensors", {"name": "landscapes"})
+    monkeypatch.setenv("AESCORE_WEIGHTS_DIR", f"{one}{os.pathsep}{two}")
+    assert resolve_model("portraits") == one / "best.json"  # the card's name
+    assert resolve_model("landscapes") == two / "best.json"
+    with pytest.raises(w.AmbiguousModelError, match=r"model name 'best' is ambiguous: 2 different models.*run1/best.json.*run2/best.json") as amb:
+        resolve_model("best")
+    assert amb.value.exit_code == 2
+    assert {n: [e.card_path for e in es] for n, es in w.name_clashes().items()} == {"best": [one / "best.json", two / "best.json"]}
+    # the same model installed twice answers to its name without a clash
+    three = tmp_path / "copy"
+    three.mkdir()
+    for suffix in (".json", ".safetensors"):
+        (three / f"portraits{suffix}").write_bytes((one / f"best{suffix}").read_bytes())
+    monkeypatch.setenv("AESCORE_WEIGHTS_DIR", f"{one}{os.pathsep}{three}")
+    assert resolve_model("portraits") == one / "best.json" and w.name_clashes() == {}
+
+
 def test_default_missing_everywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import aescore.weights as w
 
-    monkeypatch.setattr(w, "weights_dirs", lambda: [tmp_path])
-    with pytest.raises(WeightsError, match="no default weights found; pass --model FILE"):
+    monkeypatch.setattr(w, "shipped_weights_dirs", lambda: [tmp_path])
+    with pytest.raises(WeightsError, match="no default weights found"):
         default_weights_path()
     (tmp_path / "x.json").write_text(json.dumps({"format": CARD_FORMAT, "architecture": "a", "arch_args": {},
                                                   "preprocess": {}, "sha256": "0"}))
     (tmp_path / "DEFAULT").write_text("y")
     with pytest.raises(WeightsError, match="names 'y'"):
+        default_weights_path()
+    (tmp_path / "DEFAULT").unlink()
+    assert default_weights_path() == tmp_path / "x.json"  # the only card of a shipped folder
+    (tmp_path / "z.json").write_text((tmp_path / "x.json").read_text())
+    with pytest.raises(WeightsError, match="several models"):
         default_weights_path()
 
 

@@ -166,6 +166,14 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or os.environ.get("AESCORE_DEBUG") == "1"
     try:
         application(args=argv, standalone_mode=True)
+    except SystemExit as done:
+        if argv is None and done.code in (None, 0, 3) and _first_word(sys.argv[1:]) in ("score", "rank"):
+            # score/rank finished: results printed, sidecars and cache written and closed. Skip
+            # the interpreter's ~2 s teardown of torch (only as the process entry point).
+            from aescore.sysinfo import fast_exit
+
+            fast_exit(done.code or 0)
+        raise
     except AescoreError as err:
         if debug:
             raise
@@ -179,6 +187,11 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"aescore: internal error: {type(err).__name__}: {err} (run with --debug for the traceback)", file=sys.stderr)
         sys.exit(1)
+
+
+def _first_word(args: list[str]) -> str | None:
+    """The command named on the command line (the first argument that is not an option)."""
+    return next((a for a in args if not a.startswith("-")), None)
 
 
 if __name__ == "__main__":

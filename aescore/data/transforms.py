@@ -153,10 +153,11 @@ class Preprocess:
 
     def normalise(self, img: Image.Image) -> Any:
         """8-bit RGB ``img`` -> float tensor ``[3, H, W]`` scaled to [0, 1], minus mean, over std."""
-        import numpy as np
         import torch
 
-        x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
+        from aescore.tensorutil import pil_to_tensor
+
+        x = pil_to_tensor(img).float().div_(255.0)
         mean = torch.tensor(self.mean).view(3, 1, 1)
         std = torch.tensor(self.std).view(3, 1, 1)
         return x.sub_(mean).div_(std)

@@ -147,6 +147,8 @@ class LoadedModel:
         """``[B, 3, H, W]`` -> the asked-for outputs as float32 tensors on the CPU."""
         import torch
 
+        from aescore.tensorutil import ensure_finite_scores
+
         self.forward_calls += 1
         weight = next(self.module.parameters(), None)  # None: a parameter-free model (test stubs)
         dtype = weight.dtype if weight is not None else torch.float32
@@ -161,6 +163,7 @@ class LoadedModel:
             else:
                 logits, emb, regions = self.module(x), None, None
         out["p_high"] = torch.softmax(logits.float(), dim=1)[:, 1].cpu()
+        ensure_finite_scores(out["p_high"], str(self.card.get("name") or "the model"))
         if emb is not None and "embedding" in want:
             out["embedding"] = emb.float().cpu()
         if regions is not None and "region_map" in want:

@@ -59,11 +59,15 @@ def fold_batchnorm_(model: nn.Module) -> int:
     methods stay untouched; only submodules are swapped: the conv for the fused conv, the BN for
     ``nn.Identity``). Returns the number of pairs folded: all 20 of the MPA ResNet-18; none in
     RGNet's DenseNet, whose BatchNorms come before their convolutions or carry an activation
-    (timm's ``BatchNormAct2d``). Inference only: the model must be in eval mode, and must not
-    be trained afterwards.
+    (timm's ``BatchNormAct2d``). A model with its own ``fold_batchnorm_()`` method (the
+    plain-torch networks of :mod:`aescore.models.plain`) folds itself. Inference only: the model
+    must be in eval mode, and must not be trained afterwards.
     """
     if model.training:
         raise ValueError("fold_batchnorm_ needs a model in eval mode")
+    own = getattr(model, "fold_batchnorm_", None)
+    if callable(own):  # a model that knows its conv+BN pairs (aescore.models.plain): no tracing
+        return int(own())
     folded = 0
     for child in list(model.children()):
         for conv_name, bn_name in _conv_bn_pairs(child):

@@ -224,21 +224,11 @@ def _compute(
             continue
         if out.outputs:
             computed += 1
-            _check_finite(out.outputs["p_high"])
             w.outputs.update(out.outputs)
             writer.score(key, w.outputs["p_high"], w.outputs.get("embedding"))
         _run_checks(files[w.index].path, w, out.image, writer, key, model_key)
         writer.maybe_flush()
     return computed
-
-
-def _check_finite(p_high: float) -> None:
-    import math
-
-    from aescore.errors import WeightsError
-
-    if not math.isfinite(p_high):
-        raise WeightsError("the model produced a non-finite score (NaN or infinity): its weights or card are broken")
 
 
 def _run_checks(path: str, w: _Work, image: Any, writer: _Writer, key: Any, model_key: str) -> None:
