@@ -42,6 +42,7 @@ __all__ = [
     "resolve_model",
     "save_checkpoint",
     "save_weights",
+    "user_models_dir",
     "weights_dirs",
 ]
 
@@ -252,11 +253,20 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- lookup
 
 
+def user_models_dir() -> Path:
+    """Where ``aescore learn`` keeps personal models: ``$XDG_DATA_HOME/aescore/models``
+    (default ``~/.local/share/aescore/models``). May not exist yet."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "aescore" / "models"
+
+
 def weights_dirs() -> list[Path]:
     """Existing folders searched for named models, in priority order.
 
     ``$AESCORE_WEIGHTS_DIR`` (``os.pathsep``-separated list allowed), the package data folder
-    ``aescore/_weights`` (filled by a wheel build), and ``weights/`` of a source checkout.
+    ``aescore/_weights`` (filled by a wheel build), ``weights/`` of a source checkout, and last the
+    personal models of :func:`user_models_dir` (last, so a personal model never becomes the
+    default just by being the only card in its folder).
     """
     candidates: list[Path] = []
     for part in os.environ.get(WEIGHTS_ENV, "").split(os.pathsep):
@@ -274,6 +284,7 @@ def weights_dirs() -> list[Path]:
     # Only a source checkout: site-packages/weights would belong to some other distribution.
     if (root / "pyproject.toml").is_file():
         candidates.append(root / "weights")
+    candidates.append(user_models_dir())
     out: list[Path] = []
     seen: set[Path] = set()
     for d in candidates:
@@ -308,7 +319,12 @@ def list_available() -> list[tuple[Path, dict[str, Any]]]:
 
 def default_weights_path() -> Path:
     """The default model's card: in the first weights folder with cards, the one its ``DEFAULT``
-    file names, or its only card."""
+    file names, or its only card. A default chosen with ``set_default_model`` comes first."""
+    from aescore.learn.default_model import configured_default  # stand-in until the startup helper's config lands
+
+    chosen = configured_default()
+    if chosen is not None:
+        return resolve_model(chosen)
     for folder in weights_dirs():
         cards = _cards_in(folder)
         if not cards:

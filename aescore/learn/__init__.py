@@ -1,0 +1,234 @@
+"""Learn one photographer's taste from the ratings they already have (``aescore learn``).
+
+Workflow: :func:`aescore.ratings.collect_ratings` reads the ratings (sidecars, embedded XMP,
+catalogs, CSV); :func:`aescore.learn.features.embed_photos` gets the base model's embedding and
+generic score of every rated photo (through the score cache); :mod:`aescore.learn.evaluate`
+compares a pairwise ranking head with the generic model on held-out shoots; the head fitted on
+all ratings is saved with the base network as a normal model (architecture ``personal_ranker``)
+under :func:`aescore.weights.user_models_dir`, usable as ``aescore rank --model NAME``.
+
+Example::
+
+    from aescore.learn import learn, make_default
+    result = learn(["~/Pictures/2024"], "my-taste")
+    print(result.held_out.personal_accuracy, result.held_out.beats_generic)
+    if result.held_out.beats_generic:
+        make_default(result)
+
+Heavy libraries are imported inside the functions (the CLI imports this module at start-up).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from aescore.errors import AescoreError, DataError, UsageError
+
+__all__ = ["LearnResult", "NotEnoughRatings", "learn", "make_default", "MIN_RATED", "validate_name"]
+
+#: Fewest rated photos (with at least two distinct ratings) learn accepts.
+MIN_RATED = 50
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class NotEnoughRatings(AescoreError):
+    """Too few usable ratings to learn from (exit status 1)."""
+
+
+@dataclass
+class LearnResult:
+    """What :func:`learn` did: the ratings report, photos skipped as unreadable, the held-out
+    comparison (:class:`aescore.learn.evaluate.HeldOut`), and the saved model (``path``, ``card``)."""
+
+    ratings: Any  # aescore.ratings.RatingsReport
+    skipped: list[tuple[str, str]]
+    held_out: Any  # aescore.learn.evaluate.HeldOut
+    path: Path
+    card: dict[str, Any]
+    photos: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The personal model's name (``--model NAME``)."""
+        return self.path.stem
+
+
+def validate_name(name: str) -> None:
+    """A personal model name: letters, digits, ``.``, ``_``, ``-`` (a file stem); UsageError otherwise,
+    also when the name is taken by a model that is not a personal model in the user folder."""
+    from aescore.weights import list_available, user_models_dir
+
+    if not _NAME_RE.match(name) or name.endswith((".json", ".safetensors")):
+        raise UsageError(f"model name {name!r}: use letters, digits, '.', '_' and '-' (at most 64, no path)")
+    mine = user_models_dir().resolve()
+    for card_path, _card in list_available():
+        if card_path.stem == name and card_path.parent.resolve() != mine:
+            raise UsageError(f"model name {name!r} is taken by {card_path}; choose another name")
+
+
+def _check_enough(ratings: Sequence[int], minimum: int, where: str) -> None:
+    distinct = sorted(set(ratings))
+    if len(ratings) < minimum or len(distinct) < 2:
+        got = f"{len(ratings)} rated photo(s)" + (f", all rated {distinct[0]}" if len(distinct) == 1 else "")
+        raise NotEnoughRatings(
+            f"not enough ratings to learn from {where}: {got}; need at least {minimum} with at least two different ratings"
+        )
+
+
+def learn(
+    paths: Sequence[str | os.PathLike[str]],
+    name: str,
+    *,
+    model: str | os.PathLike[str] | None = None,
+    ratings_csv: str | os.PathLike[str] | None = None,
+    catalog: str | os.PathLike[str] | None = None,
+    digikam_db: str | os.PathLike[str] | None = None,
+    read_xmp: bool = True,
+    include_aescore: bool = False,
+    use_generic: bool = True,
+    use_cache: bool = True,
+    device: str = "auto",
+    folds: int = 5,
+    min_rated: int = MIN_RATED,
+    seed: int = 0,
+    progress: Callable[[int, int], Callable[[int], None] | None] | None = None,
+    on_skip: Callable[[str, str], None] | None = None,
+    on_ratings: Callable[[Any], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> LearnResult:
+    """Learn a personal model named ``name`` from the ratings of the photos under ``paths``.
+
+    ``paths``: photos and folders (searched like ``aescore rank``); may be empty when a catalog,
+    database or CSV names the photos. ``model``: the base model (None = the default). Ratings
+    sources and precedence: :mod:`aescore.ratings`. ``use_generic``: give the head the base
+    model's generic score as an input. ``folds``: held-out folds (whole shoots each).
+    ``on_ratings(report)`` is called once the ratings are read (before the slow part).
+
+    Raises :class:`NotEnoughRatings` below ``min_rated`` usable rated photos or with a single
+    distinct rating; UsageError for a bad name. Always saves the model (see :func:`make_default`
+    for the gate). Photos, sidecars and catalogs are only read.
+    """
+    import time
+
+    import numpy as np
+
+    from aescore.inference.discover import discover
+    from aescore.learn.evaluate import fit_personal, held_out, single_threaded_blas
+    from aescore.learn.features import embed_photos, generic_logit, shoots_of
+    from aescore.ratings import collect_ratings
+
+    validate_name(name)
+    if folds < 2:
+        raise UsageError("folds must be at least 2")
+    t0 = time.perf_counter()
+    seconds: dict[str, float] = {}
+    photos: list[str] = []
+    problems: list[tuple[str, str]] = []
+    if paths:
+        found = discover([os.fspath(p) for p in paths])
+        photos = [f.path for f in found.files]
+        problems = list(found.problems)
+        for path, reason in problems:
+            if on_skip is not None:
+                on_skip(path, reason)
+        if not photos and not (ratings_csv or catalog or digikam_db):
+            raise DataError("no photos found under the given paths")
+    elif not (ratings_csv or catalog or digikam_db):
+        raise UsageError("nothing to learn from: give photo folders, a catalog, a digiKam database or a ratings CSV")
+    report = collect_ratings(
+        photos, ratings_csv=ratings_csv, catalog=catalog, digikam_db=digikam_db,
+        read_xmp=read_xmp, include_aescore=include_aescore,
+    )
+    seconds["ratings"] = time.perf_counter() - t0
+    if on_ratings is not None:
+        on_ratings(report)
+    _check_enough([r.rating for r in report.ratings], min_rated, "the ratings found")
+
+    t1 = time.perf_counter()
+    rating_of = {r.path: r.rating for r in report.ratings}
+    emb = embed_photos([r.path for r in report.ratings], model, use_cache=use_cache, device=device,
+                       progress=progress, on_skip=on_skip, warn=warn)
+    seconds["embeddings"] = time.perf_counter() - t1
+    r = np.array([rating_of[p] for p in emb.paths], dtype=np.int64)
+    _check_enough(list(r), min_rated, "the photos that could be read")
+
+    t2 = time.perf_counter()
+    shoots = shoots_of(emb.paths)
+    seconds["shoots"] = time.perf_counter() - t2
+    t3 = time.perf_counter()
+    with single_threaded_blas():
+        result = held_out(emb.embeddings, emb.generic, r, shoots.keys, shoots.times, use_generic=use_generic, k=folds, seed=seed)
+        g = generic_logit(emb.generic)
+        head = fit_personal(emb.embeddings, g if use_generic else None, r, shoots.keys, shoots.times, seed)
+    seconds["learning"] = time.perf_counter() - t3
+
+    path, card = _save(name, model, head, report, result, use_generic, len(r))
+    seconds["total"] = time.perf_counter() - t0
+    return LearnResult(report, problems + emb.skipped, result, path, card, len(r), seconds)
+
+
+def _save(name: str, model: Any, head: Any, report: Any, result: Any, use_generic: bool, photos: int) -> tuple[Path, dict[str, Any]]:
+    """Build ``personal_ranker`` = base network + head and save it under the user models folder."""
+    from aescore.models import create_model
+    from aescore.weights import load_weights, resolve_model, save_weights, user_models_dir
+
+    base_path = resolve_model(None if model is None else str(model))
+    base, base_card = load_weights(base_path)
+    if base_card.get("architecture") == "personal_ranker":
+        raise UsageError(f"{base_path.stem} is itself a personal model; learn from a generic base model")
+    dim = int(head.mean.shape[0])
+    net = create_model(
+        "personal_ranker",
+        base_architecture=str(base_card["architecture"]),
+        base_args=dict(base_card["arch_args"]),
+        embed_dim=dim,
+    )
+    net.base.load_state_dict(base.state_dict(), strict=True)
+    net.set_head(head.mean, head.scale, head.weight, head.generic_weight, head.g_mean, head.g_scale)
+    per_source = {s.value: n for s, n in report.per_source().items()}
+    card = {
+        "name": name,
+        "summary": (
+            f"Personal ranking model learned from {photos} rated photos on top of {base_card.get('name', base_path.stem)}: "
+            "scores how this photographer would rate a photo, not a general quality."
+        ),
+        "preprocess": base_card["preprocess"],
+        "training": {
+            "dataset": "personal ratings",
+            "task": "personal-ranking",
+            "base_model": {
+                "name": base_card.get("name", base_path.stem),
+                "architecture": base_card["architecture"],
+                "sha256": base_card["sha256"],
+            },
+            "ratings": {
+                "photos": photos,
+                "per_rating": {str(k): v for k, v in report.per_rating().items()},
+                "per_source": per_source,
+            },
+            "head": {"kind": "pairwise logistic (linear RankNet)", "l2": head.l2, "uses_generic_score": use_generic},
+        },
+        "metrics": {"held_out": result.to_dict()},
+    }
+    folder = user_models_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    written = save_weights(net, folder / f"{name}.safetensors", card)
+    return folder / f"{name}.json", written
+
+
+def make_default(result: LearnResult, force: bool = False) -> bool:
+    """Make the personal model the default for score/rank when it beats the generic model on
+    held-out shoots (or always with ``force``). Returns whether it was made the default."""
+    if not (result.held_out.beats_generic or force):
+        return False
+    try:
+        from aescore.weights import set_default_model  # type: ignore[attr-defined]
+    except ImportError:
+        from aescore.learn.default_model import set_default_model
+    set_default_model(result.name)
+    return True

@@ -1,0 +1,121 @@
+"""What the personal head learns from: the base model's embedding and generic score per photo,
+and the shoot each photo belongs to (for held-out evaluation).
+
+:func:`embed_photos` is the ONE place that runs the base network; it goes through the score cache,
+so ``learn`` after ``rank`` (same model, embeddings cached) decodes nothing again.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import Any, Callable, NamedTuple, Sequence
+
+import numpy as np
+
+
+class Embedded(NamedTuple):
+    """Photos that went through the base model: ``paths`` (those that decoded), ``embeddings``
+    float32 ``[N, D]``, ``generic`` scores in [0, 1] ``[N]``, and ``skipped`` ``(path, reason)``."""
+
+    paths: list[str]
+    embeddings: np.ndarray
+    generic: np.ndarray
+    skipped: list[tuple[str, str]]
+
+
+def embed_photos(
+    paths: Sequence[str],
+    model: str | os.PathLike[str] | None = None,
+    *,
+    use_cache: bool = True,
+    device: str = "auto",
+    progress: Callable[[int, int], Callable[[int], None] | None] | None = None,
+    on_skip: Callable[[str, str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> Embedded:
+    """Embeddings and generic scores of ``paths`` with ``model`` (name or file; None = the default).
+
+    Uses the score cache unless ``use_cache`` is false. ``progress(total_to_compute, done_already)``
+    may return a callable advanced by the number of files finished (the CLI's progress bar).
+    Photos that cannot be read come back in ``skipped`` (and through ``on_skip``), never raised.
+    """
+    # The integrator re-points this body at the culling API (aescore.cull); callers only rely on
+    # the signature and the Embedded result.
+    from aescore.inference.cache import ScoreCache
+    from aescore.inference.discover import FoundFile
+    from aescore.inference.scorer import score_with_cache
+    from aescore.weights import read_card, resolve_model
+
+    skipped: list[tuple[str, str]] = []
+    files: list[FoundFile] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError as err:
+            reason = "file not found" if isinstance(err, FileNotFoundError) else (err.strerror or str(err))
+            skipped.append((path, reason))
+            if on_skip is not None:
+                on_skip(path, reason)
+            continue
+        files.append(FoundFile(path, os.path.realpath(path), st.st_size, st.st_mtime_ns))
+    weights_path = resolve_model(None if model is None else str(model))
+    card = read_card(weights_path)
+    cache = None
+    if use_cache:
+        cache = ScoreCache(warn=warn) if warn is not None else ScoreCache()
+    try:
+        run = score_with_cache(
+            files, weights_path, card, cache,
+            scorer_options={"device": device},
+            with_embeddings=True, on_skip=on_skip, progress=progress,
+        )
+    finally:
+        if cache is not None:
+            cache.close()
+    skipped.extend(run.skipped)
+    order = sorted(run.scores)
+    vectors = [np.frombuffer(run.scores[i][1], dtype=np.float32) for i in order]  # type: ignore[arg-type]
+    emb = np.stack(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
+    generic = np.array([run.scores[i][0] for i in order], dtype=np.float64)
+    return Embedded([files[i].path for i in order], emb, generic, skipped)
+
+
+def generic_logit(p: np.ndarray) -> np.ndarray:
+    """Log-odds of generic scores (clipped at 1e-6 from 0 and 1): the input the head sees."""
+    q = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.log(q) - np.log1p(-q)
+
+
+class Shoots(NamedTuple):
+    """Per photo: ``keys`` (the shoot: capture date, else folder) and ``times`` (capture time or
+    mtime, POSIX seconds) for ordering photos inside a shoot."""
+
+    keys: list[str]
+    times: np.ndarray
+
+
+def shoots_of(paths: Sequence[str]) -> Shoots:
+    """The shoot of each photo: its EXIF capture date (``date:2024-05-01``), else its folder
+    (``folder:/path``). Never raises for a bad or missing file."""
+    from aescore.inference.exif import read_exif
+
+    keys: list[str] = []
+    times: list[float] = []
+    for path in paths:
+        info = read_exif(path)
+        captured: datetime | None = info.capture_time
+        if captured is not None:
+            keys.append(f"date:{captured.date().isoformat()}")
+            try:
+                times.append(captured.timestamp())
+                continue
+            except (OverflowError, OSError, ValueError):
+                pass
+        else:
+            keys.append(f"folder:{os.path.dirname(os.path.abspath(path))}")
+        try:
+            times.append(os.stat(path).st_mtime)
+        except OSError:
+            times.append(0.0)
+    return Shoots(keys, np.asarray(times, dtype=np.float64))
