@@ -348,3 +348,28 @@ def test_personal_model_contract(world: dict[str, Any]) -> None:
         assert torch.allclose(net(x), logits)
         folded = prepare_for_inference(net, "cpu")
         assert torch.allclose(folded(x.contiguous(memory_format=torch.channels_last)), logits, atol=1e-3)
+
+
+def test_fine_tune_trains_the_backbone_and_reports_its_own_held_out_fold(world: dict[str, Any], shared_lib: Any, private: Path) -> None:
+    """--fine-tune's machinery, on the CPU with a few steps (the CLI asks for a GPU)."""
+    import torch
+
+    from aescore.learn import learn
+    from aescore.learn.finetune import FineTuneConfig
+    from aescore.weights import load_weights
+
+    lib, facts = shared_lib
+    rng = np.random.default_rng(5)
+    table = write_csv(private / "content.csv", {p: content_rater(f, rng) for p, f in facts.items()})
+    result = learn([lib], "tuned", ratings_csv=table, device="cpu", fine_tune=True, fine_tune_config=FineTuneConfig(steps=3, batch_pairs=4, crop=48))
+    assert result.baseline is not None and result.baseline.folds == 5
+    assert result.held_out.folds == 1 and result.held_out.split == "shoot (one held-out fold)"
+    assert result.held_out.photos < len(facts)  # only the held-out shoots
+    tuned = result.card["training"]["fine_tuned"]
+    assert tuned["steps"] == 3 and tuned["train_photos"] + tuned["held_out_photos"] == len(facts)
+    net, _ = load_weights(result.path)
+    base, _ = load_weights(world["weights"])
+    changed = [k for k, v in base.state_dict().items() if not torch.equal(v, net.base.state_dict()[k])]
+    assert changed  # the backbone was trained
+    r = cli("learn", lib, "--ratings", table, "--name", "tuned", "--device", "cpu", "--fine-tune")
+    assert r.code == 2 and "needs a GPU" in r.err

@@ -39,7 +39,8 @@ def learn_cmd(
     no_generic: Annotated[bool, typer.Option("--no-generic", help="Do not give the head the generic score as an input (embeddings only).")] = False,
     set_default: Annotated[bool, typer.Option("--set-default", help="Make the personal model the default for score/rank, if it beats the generic model on held-out shoots.")] = False,
     force: Annotated[bool, typer.Option("--force", help="With --set-default: make it the default even if it does not beat the generic model.")] = False,
-    fine_tune: Annotated[bool, typer.Option("--fine-tune", help="Also fine-tune the backbone (GPU): not implemented yet.")] = False,
+    fine_tune: Annotated[bool, typer.Option("--fine-tune", help="Also fine-tune the backbone on a GPU (held out: one fold of shoots; the saved model is trained on the others).")] = False,
+    fine_tune_steps: Annotated[Optional[int], typer.Option("--fine-tune-steps", help="Training steps of --fine-tune (default: 4 passes over the photos, 100-2000).")] = None,
     folds: Annotated[int, typer.Option("--folds", help="Held-out folds (whole shoots each).")] = 5,
     min_ratings: Annotated[int, typer.Option("--min-ratings", help="Refuse with fewer rated photos than this.")] = 50,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps (for the base model's pass).")] = "auto",
@@ -58,8 +59,16 @@ def learn_cmd(
         raise UsageError("--name NAME is required (the personal model's name)")
     if force and not set_default:
         raise UsageError("--force needs --set-default")
+    config = None
+    if fine_tune_steps is not None and (not fine_tune or fine_tune_steps < 1):
+        raise UsageError("--fine-tune-steps needs --fine-tune and a count >= 1")
     if fine_tune:
-        raise UsageError("--fine-tune is not implemented yet: the personal head is learned on the base model's embeddings")
+        from aescore.inference.scorer import resolve_device
+        from aescore.learn.finetune import FineTuneConfig
+
+        if resolve_device(device) == "cpu":
+            raise UsageError("--fine-tune needs a GPU (--device cuda or mps); none is available to PyTorch")
+        config = FineTuneConfig(steps=fine_tune_steps)
     if folds < 2:
         raise UsageError("--folds must be at least 2")
     if min_ratings < 2:
@@ -71,6 +80,7 @@ def learn_cmd(
             paths or [], name, model=model, ratings_csv=ratings, catalog=catalog, digikam_db=digikam_db,
             read_xmp=not no_xmp, include_aescore=include_aescore, use_generic=not no_generic,
             use_cache=not no_cache, device=device, folds=folds, min_rated=min_ratings,
+            fine_tune=fine_tune, fine_tune_config=config,
             progress=err.progress_factory(), on_skip=err.skipped,
             on_ratings=lambda report: _print_ratings(report, err), warn=lambda m: err.line(f"aescore: warning: {m}"),
         )
@@ -128,6 +138,7 @@ def _print_result(result: Any, as_json: bool, set_default: bool, made_default: b
             "missing": len(result.ratings.missing),
             "unreadable": len(result.ratings.unreadable) + len(result.skipped),
             "held_out": h.to_dict(),
+            "held_out_embedding_head": result.baseline.to_dict() if result.baseline is not None else None,
             "default": made_default,
             "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
         }
@@ -143,6 +154,10 @@ def _print_result(result: Any, as_json: bool, set_default: bool, made_default: b
         f"  Spearman's rho     personal {_fmt(h.personal_spearman)}",
         f"                     generic  {_fmt(h.generic_spearman)}",
     ]
+    if result.baseline is not None:
+        b = result.baseline
+        lines.insert(2, "  (backbone fine-tuned; the figures below are on one held-out fold of shoots)")
+        lines.append(f"  embedding head alone, {b.folds} folds: pairwise accuracy {_fmt(b.personal_accuracy)}")
     if h.beats_generic:
         lines.append(f"verdict: BETTER than the generic model on held-out shoots, by {_fmt(gain, signed=True)} pairwise accuracy")
     else:

@@ -51,6 +51,7 @@ class LearnResult:
     card: dict[str, Any]
     photos: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    baseline: Any = None  # with fine-tuning: the embedding head's cross-validated HeldOut
 
     @property
     def name(self) -> str:
@@ -96,6 +97,8 @@ def learn(
     folds: int = 5,
     min_rated: int = MIN_RATED,
     seed: int = 0,
+    fine_tune: bool = False,
+    fine_tune_config: Any = None,
     progress: Callable[[int, int], Callable[[int], None] | None] | None = None,
     on_skip: Callable[[str, str], None] | None = None,
     on_ratings: Callable[[Any], None] | None = None,
@@ -108,6 +111,9 @@ def learn(
     sources and precedence: :mod:`aescore.ratings`. ``use_generic``: give the head the base
     model's generic score as an input. ``folds``: held-out folds (whole shoots each).
     ``on_ratings(report)`` is called once the ratings are read (before the slow part).
+    ``fine_tune``: also train the backbone (:mod:`aescore.learn.finetune`; meant for a GPU) on
+    the training shoots of one split; the held-out figures are then those of the fine-tuned model
+    on the other shoots, and the embedding head's cross-validated figures stay in ``baseline``.
 
     Raises :class:`NotEnoughRatings` below ``min_rated`` usable rated photos or with a single
     distinct rating; UsageError for a bad name. Always saves the model (see :func:`make_default`
@@ -167,53 +173,118 @@ def learn(
         head = fit_personal(emb.embeddings, g if use_generic else None, r, shoots.keys, shoots.times, seed)
     seconds["learning"] = time.perf_counter() - t3
 
-    path, card = _save(name, model, head, report, result, use_generic, len(r))
+    net, base_card, base_path = _build_net(model, head)
+    extra: dict[str, Any] = {}
+    baseline = None
+    if fine_tune:
+        t4 = time.perf_counter()
+        baseline = result
+        result, extra = _fine_tune(net, base_card, emb, r, shoots, head_fn=lambda x, g_, rr, sh, tm: fit_personal(x, g_ if use_generic else None, rr, sh, tm, seed),
+                                   device=device, config=fine_tune_config, seed=seed, folds=folds)
+        seconds["fine_tune"] = time.perf_counter() - t4
+    path, card = _save(name, net, base_card, base_path, head, report, result, use_generic, len(r), extra, baseline)
     seconds["total"] = time.perf_counter() - t0
-    return LearnResult(report, problems + emb.skipped, result, path, card, len(r), seconds)
+    return LearnResult(report, problems + emb.skipped, result, path, card, len(r), seconds, baseline)
 
 
-def _save(name: str, model: Any, head: Any, report: Any, result: Any, use_generic: bool, photos: int) -> tuple[Path, dict[str, Any]]:
-    """Build ``personal_ranker`` = base network + head and save it under the user models folder."""
+def _build_net(model: Any, head: Any) -> tuple[Any, dict[str, Any], Path]:
+    """``personal_ranker`` = the base network (its verified weights) + ``head``."""
     from aescore.models import create_model
-    from aescore.weights import load_weights, resolve_model, save_weights, user_models_dir
+    from aescore.weights import load_weights, resolve_model
 
     base_path = resolve_model(None if model is None else str(model))
     base, base_card = load_weights(base_path)
     if base_card.get("architecture") == "personal_ranker":
         raise UsageError(f"{base_path.stem} is itself a personal model; learn from a generic base model")
-    dim = int(head.mean.shape[0])
     net = create_model(
         "personal_ranker",
         base_architecture=str(base_card["architecture"]),
         base_args=dict(base_card["arch_args"]),
-        embed_dim=dim,
+        embed_dim=int(head.mean.shape[0]),
     )
     net.base.load_state_dict(base.state_dict(), strict=True)
     net.set_head(head.mean, head.scale, head.weight, head.generic_weight, head.g_mean, head.g_scale)
+    return net.eval(), base_card, base_path
+
+
+def _fine_tune(net: Any, base_card: dict[str, Any], emb: Any, r: Any, shoots: Any, head_fn: Any, device: str, config: Any, seed: int, folds: int) -> tuple[Any, dict[str, Any]]:
+    """Fine-tune on all but one fold of shoots; held-out metrics on that fold (see :func:`learn`)."""
+    import numpy as np
+
+    from aescore.inference.scorer import resolve_device
+    from aescore.learn.evaluate import assign_folds, compare, single_threaded_blas
+    from aescore.learn.features import generic_logit
+    from aescore.learn.finetune import FineTuneConfig, decode_for_model, fine_tune, personal_scores
+
+    config = config or FineTuneConfig(seed=seed)
+    dev = resolve_device(device)
+    fold = assign_folds(shoots.keys, shoots.times, folds, seed)
+    val = fold == 0
+    train = ~val
+    if len(set(r[train].tolist())) < 2 or len(set(r[val].tolist())) < 2:
+        raise NotEnoughRatings("fine-tuning needs at least two different ratings on each side of its held-out split")
+    g = generic_logit(emb.generic)
+    with single_threaded_blas():
+        head = head_fn(emb.embeddings[train], g[train], r[train], [shoots.keys[i] for i in np.flatnonzero(train)], shoots.times[train])
+    net.set_head(head.mean, head.scale, head.weight, head.generic_weight, head.g_mean, head.g_scale)
+    pp = base_card["preprocess"]
+    images = decode_for_model(emb.paths, pp)
+    steps = fine_tune(net, [images[i] for i in np.flatnonzero(train)], r[train], pp, dev, config)
+    scores = personal_scores(net, [images[i] for i in np.flatnonzero(val)], pp, dev)
+    personal = np.zeros(len(r))
+    personal[val] = scores
+    linear = np.zeros(len(r))
+    linear[val] = head.score(emb.embeddings[val], g[val])
+    split = "shoot (one held-out fold)"
+    folds_val = np.where(val, 0, -1)
+    result = compare(personal, emb.generic, r, shoots.keys, folds_val, seed=seed, split=split)
+    before = compare(linear, emb.generic, r, shoots.keys, folds_val, seed=seed, split=split)
+    net.to("cpu").eval()
+    extra = {
+        "fine_tuned": {
+            "config": config.to_dict(), "steps": steps, "device": dev,
+            "train_photos": int(train.sum()), "held_out_photos": int(val.sum()),
+            "held_out_embedding_head_accuracy": before.personal_accuracy.value,
+        }
+    }
+    return result, extra
+
+
+def _save(name: str, net: Any, base_card: dict[str, Any], base_path: Path, head: Any, report: Any, result: Any,
+          use_generic: bool, photos: int, extra: dict[str, Any], baseline: Any) -> tuple[Path, dict[str, Any]]:
+    """Save ``net`` with its card under the user models folder."""
+    from aescore.weights import save_weights, user_models_dir
+
     per_source = {s.value: n for s, n in report.per_source().items()}
+    training: dict[str, Any] = {
+        "dataset": "personal ratings",
+        "task": "personal-ranking",
+        "base_model": {
+            "name": base_card.get("name", base_path.stem),
+            "architecture": base_card["architecture"],
+            "sha256": base_card["sha256"],
+        },
+        "ratings": {
+            "photos": photos,
+            "per_rating": {str(k): v for k, v in report.per_rating().items()},
+            "per_source": per_source,
+        },
+        "head": {"kind": "pairwise logistic (linear RankNet)", "l2": head.l2, "uses_generic_score": use_generic},
+    }
+    training.update(extra)
+    metrics: dict[str, Any] = {"held_out": result.to_dict()}
+    if baseline is not None:
+        metrics["held_out_embedding_head"] = baseline.to_dict()
     card = {
         "name": name,
         "summary": (
-            f"Personal ranking model learned from {photos} rated photos on top of {base_card.get('name', base_path.stem)}: "
-            "scores how this photographer would rate a photo, not a general quality."
+            f"Personal ranking model learned from {photos} rated photos on top of {base_card.get('name', base_path.stem)}"
+            + (" (backbone fine-tuned)" if extra.get("fine_tuned") else "")
+            + ": scores how this photographer would rate a photo, not a general quality."
         ),
         "preprocess": base_card["preprocess"],
-        "training": {
-            "dataset": "personal ratings",
-            "task": "personal-ranking",
-            "base_model": {
-                "name": base_card.get("name", base_path.stem),
-                "architecture": base_card["architecture"],
-                "sha256": base_card["sha256"],
-            },
-            "ratings": {
-                "photos": photos,
-                "per_rating": {str(k): v for k, v in report.per_rating().items()},
-                "per_source": per_source,
-            },
-            "head": {"kind": "pairwise logistic (linear RankNet)", "l2": head.l2, "uses_generic_score": use_generic},
-        },
-        "metrics": {"held_out": result.to_dict()},
+        "training": training,
+        "metrics": metrics,
     }
     folder = user_models_dir()
     folder.mkdir(parents=True, exist_ok=True)

@@ -185,17 +185,33 @@ def held_out(
     g = generic_logit(generic)
     folds = assign_folds(shoots, times, k, seed)
     personal = np.zeros(len(r))
-    rng = np.random.default_rng(seed)
-    his, los = [], []
+    usable = np.zeros(len(r), dtype=bool)
     for f in np.unique(folds):
         test = np.flatnonzero(folds == f)
         train = np.flatnonzero(folds != f)
         if len(np.unique(r[train])) < 2:
-            continue  # nothing to learn from: the fold gets no pairs
+            continue  # nothing to learn from: the fold is not evaluated
         tr_shoots = [shoots[i] for i in train]
         head = fit_personal(x[train], g[train] if use_generic else None, r[train], tr_shoots, times[train], seed)
         personal[test] = head.score(x[test], g[test])
-        hi, lo = rated_pairs(r[test], MAX_EVAL_PAIRS // max(1, len(np.unique(folds))), rng)
+        usable[test] = True
+    return compare(personal, generic, r, shoots, np.where(usable, folds, -1), seed=seed)
+
+
+def compare(personal: np.ndarray, generic: np.ndarray, r: np.ndarray, shoots: list[str], folds: np.ndarray, seed: int = 0, split: str | None = None) -> HeldOut:
+    """Held-out metrics of ``personal`` and ``generic`` scores against ratings ``r``: pairs are
+    formed inside each fold (scores of different folds come from different fits); photos with
+    fold -1 are left out. ``split`` names how the folds were made (default: from the shoots)."""
+    r = np.asarray(r)
+    keep = np.flatnonzero(np.asarray(folds) >= 0)
+    personal, generic, r, folds = personal[keep], generic[keep], r[keep], np.asarray(folds)[keep]
+    shoots = [shoots[i] for i in keep]
+    rng = np.random.default_rng(seed)
+    his, los = [], []
+    fold_ids = np.unique(folds)
+    for f in fold_ids:
+        test = np.flatnonzero(folds == f)
+        hi, lo = rated_pairs(r[test], MAX_EVAL_PAIRS // max(1, len(fold_ids)), rng)
         his.append(test[hi])
         los.append(test[lo])
     hi = np.concatenate(his) if his else np.zeros(0, dtype=np.int64)
@@ -230,8 +246,8 @@ def held_out(
         samples["rg"].append(_fold_spearman(generic, r, folds, photo_w))
     acc_p, acc_g = float(correct_p.mean()), float(correct_g.mean())
     return HeldOut(
-        folds=len(np.unique(folds)),
-        split="shoot" if len(names) >= 2 else "capture order",
+        folds=len(fold_ids),
+        split=split or ("shoot" if len(names) >= 2 else "capture order"),
         bootstrap_unit="shoot" if by_shoot else "photo",
         pairs=len(hi),
         photos=len(r),

@@ -101,7 +101,7 @@ def fit_ranker(
         w0[:d] = start.weight
         if use_g:
             w0[d] = start.generic_weight
-    res = minimize(loss_grad, w0, jac=True, method="L-BFGS-B", options={"maxiter": 200})
+    res = minimize(loss_grad, w0, jac=True, method="L-BFGS-B", options={"maxiter": 200, "ftol": 1e-6, "gtol": 1e-4})
     w = res.x
     return LinearRanker(mean, scale, w[:d], float(w[d]) if use_g else 0.0, g_mean, g_scale, float(l2))
 

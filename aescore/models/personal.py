@@ -31,7 +31,9 @@ class PersonalNet(nn.Module):
         self.base = create_model(base_architecture, **base_args)
         self.register_buffer("mean", torch.zeros(embed_dim))
         self.register_buffer("scale", torch.ones(embed_dim))
-        self.register_buffer("weight", torch.zeros(embed_dim))
+        # A parameter (not a buffer) so that `aescore learn --fine-tune` can train it; the
+        # standardisation and the generic-score terms stay fixed.
+        self.weight = nn.Parameter(torch.zeros(embed_dim))
         # [generic_weight, g_mean, g_scale]
         self.register_buffer("generic", torch.tensor([0.0, 0.0, 1.0]))
         self.default_preprocess: dict[str, Any] = dict(getattr(self.base, "default_preprocess", {}))
