@@ -121,7 +121,7 @@ def _print_ratings(report: Any, err: Any) -> None:
 
 def _fmt(iv: Any, signed: bool = False) -> str:
     sign = "+" if signed else ""
-    return f"{iv.value:{sign}.3f} (95% CI {iv.low:{sign}.3f} to {iv.high:{sign}.3f})"
+    return f"{iv.value:{sign}.3f} [95% CI {iv.low:{sign}.3f}, {iv.high:{sign}.3f}]"
 
 
 def _print_result(result: Any, as_json: bool, set_default: bool, made_default: bool) -> None:
