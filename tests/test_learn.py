@@ -227,6 +227,11 @@ def test_random_rater_is_not_better_and_not_made_default(world: dict[str, Any], 
     forced = cli("learn", lib, "--ratings", table, "--name", "coin", "--device", "cpu", "--set-default", "--force")
     assert forced.code == 0 and "warning: --force" in forced.err
     assert resolve_model(None).stem == "coin"
+    # With a personal default, learning again builds on its generic base, never on a personal model.
+    again = cli("learn", lib, "--ratings", table, "--name", "coin2", "--device", "cpu")
+    assert again.code == 0, again.err
+    assert json.loads(resolve_model("coin2").read_text())["training"]["base_model"]["name"] == "tiny"
+    assert cli("learn", lib, "--ratings", table, "--name", "coin3", "--model", "coin").code == 2
 
 
 def make_catalogs(folder: Path, lib: Path, ratings: dict[str, int]) -> tuple[Path, Path]:

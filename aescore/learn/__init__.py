@@ -129,6 +129,7 @@ def learn(
     from aescore.ratings import collect_ratings
 
     validate_name(name)
+    model = _base_model(model)  # before the slow part
     if folds < 2:
         raise UsageError("folds must be at least 2")
     t0 = time.perf_counter()
@@ -179,12 +180,33 @@ def learn(
     if fine_tune:
         t4 = time.perf_counter()
         baseline = result
-        result, extra = _fine_tune(net, base_card, emb, r, shoots, head_fn=lambda x, g_, rr, sh, tm: fit_personal(x, g_ if use_generic else None, rr, sh, tm, seed),
+        result, extra, head = _fine_tune(net, base_card, emb, r, shoots, head_fn=lambda x, g_, rr, sh, tm: fit_personal(x, g_ if use_generic else None, rr, sh, tm, seed),
                                    device=device, config=fine_tune_config, seed=seed, folds=folds)
         seconds["fine_tune"] = time.perf_counter() - t4
     path, card = _save(name, net, base_card, base_path, head, report, result, use_generic, len(r), extra, baseline)
     seconds["total"] = time.perf_counter() - t0
     return LearnResult(report, problems + emb.skipped, result, path, card, len(r), seconds, baseline)
+
+
+def _base_model(model: Any) -> Any:
+    """The base model to learn on: ``model``; for None, the default model — or, when the default
+    is itself a personal model, the base it was learned on. UsageError for a personal model given
+    explicitly (a head on a head would hide where the taste came from)."""
+    from aescore.errors import WeightsError
+    from aescore.weights import read_card, resolve_model
+
+    base_path = resolve_model(None if model is None else str(model))
+    card = read_card(base_path)
+    if card.get("architecture") != "personal_ranker":
+        return model
+    base_name = ((card.get("training") or {}).get("base_model") or {}).get("name")
+    if model is None and isinstance(base_name, str):
+        try:
+            resolve_model(base_name)
+            return base_name
+        except WeightsError:
+            pass
+    raise UsageError(f"{base_path.stem} is itself a personal model; learn on a generic base model")
 
 
 def _build_net(model: Any, head: Any) -> tuple[Any, dict[str, Any], Path]:
@@ -194,8 +216,6 @@ def _build_net(model: Any, head: Any) -> tuple[Any, dict[str, Any], Path]:
 
     base_path = resolve_model(None if model is None else str(model))
     base, base_card = load_weights(base_path)
-    if base_card.get("architecture") == "personal_ranker":
-        raise UsageError(f"{base_path.stem} is itself a personal model; learn from a generic base model")
     net = create_model(
         "personal_ranker",
         base_architecture=str(base_card["architecture"]),
@@ -207,8 +227,9 @@ def _build_net(model: Any, head: Any) -> tuple[Any, dict[str, Any], Path]:
     return net.eval(), base_card, base_path
 
 
-def _fine_tune(net: Any, base_card: dict[str, Any], emb: Any, r: Any, shoots: Any, head_fn: Any, device: str, config: Any, seed: int, folds: int) -> tuple[Any, dict[str, Any]]:
-    """Fine-tune on all but one fold of shoots; held-out metrics on that fold (see :func:`learn`)."""
+def _fine_tune(net: Any, base_card: dict[str, Any], emb: Any, r: Any, shoots: Any, head_fn: Any, device: str, config: Any, seed: int, folds: int) -> tuple[Any, dict[str, Any], Any]:
+    """Fine-tune on all but one fold of shoots: ``(held-out metrics on that fold, card fields,
+    the starting head fitted on the training shoots)`` (see :func:`learn`)."""
     import numpy as np
 
     from aescore.inference.scorer import resolve_device
@@ -247,7 +268,7 @@ def _fine_tune(net: Any, base_card: dict[str, Any], emb: Any, r: Any, shoots: An
             "held_out_embedding_head_accuracy": before.personal_accuracy.value,
         }
     }
-    return result, extra
+    return result, extra, head
 
 
 def _save(name: str, net: Any, base_card: dict[str, Any], base_path: Path, head: Any, report: Any, result: Any,
