@@ -74,7 +74,7 @@ def read_regular_file(path: str | os.PathLike[str], limit: int) -> bytes:
     with os.fdopen(fd, "rb") as fh:
         st = os.fstat(fh.fileno())
         if not stat.S_ISREG(st.st_mode):
-            raise OSError(f"not a regular file")
+            raise OSError("not a regular file")
         if st.st_size > limit:
             raise OSError(f"larger than {limit // (1024 * 1024)} MB")
         return fh.read(limit + 1)[:limit]
