@@ -70,6 +70,7 @@ __all__ = [
     "set_default_model",
     "shipped_weights_dirs",
     "verified_cache_path",
+    "user_models_dir",
     "weights_dirs",
 ]
 
@@ -515,17 +516,27 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- lookup
 
 
+def user_models_dir() -> Path:
+    """Where ``aescore learn`` keeps personal models: ``$XDG_DATA_HOME/aescore/models``
+    (default ``~/.local/share/aescore/models``). May not exist yet."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "aescore" / "models"
+
+
 def weights_dirs() -> list[Path]:
     """Existing folders searched for named models, in priority order.
 
     ``$AESCORE_WEIGHTS_DIR`` (``os.pathsep``-separated list allowed), the package data folder
-    ``aescore/_weights`` (filled by a wheel build), and ``weights/`` of a source checkout.
+    ``aescore/_weights`` (filled by a wheel build), ``weights/`` of a source checkout, and last the
+    personal models of :func:`user_models_dir` (last, so a personal model never becomes the
+    default just by being the only card in its folder).
     """
     candidates: list[Path] = []
     for part in os.environ.get(WEIGHTS_ENV, "").split(os.pathsep):
         if part.strip():
             candidates.append(Path(part.strip()).expanduser())
     candidates += _shipped_candidates()
+    candidates.append(user_models_dir())
     return _existing_unique(candidates)
 
 

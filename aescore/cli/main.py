@@ -154,8 +154,7 @@ def get_app() -> typer.Typer:
 
 def _register() -> None:
     """Attach every command module; each keeps heavy imports inside its functions."""
-    from aescore.cli import cache, data, evaluate, models, score, train  # noqa: F401  (they register on `app`)
-    from aescore.cli import report  # noqa: F401  (aescore apply)
+    from aescore.cli import cache, data, evaluate, learn, models, report, score, train  # noqa: F401  (they register on `app`)
 
 
 def main(argv: list[str] | None = None) -> None:

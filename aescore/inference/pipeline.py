@@ -21,8 +21,6 @@ if TYPE_CHECKING:
     from aescore.cull import ScoreRun, Settings
     from aescore.inference.discover import FoundFile
 
-#: Outputs stored in the score cache's rows (others, e.g. region_map, are recomputed when needed).
-_CACHED_OUTPUTS = frozenset({"p_high", "embedding"})
 _FLUSH_EVERY = 64
 
 
@@ -167,7 +165,7 @@ def _fill_from_cache(
         hit = hits.get(key.path)
         if hit is not None:
             w.outputs["p_high"] = hit.score
-            if hit.embedding is not None:
+            if hit.embedding is not None and with_embeddings:
                 import numpy as np  # only here: a fully cached run without embeddings never imports it
 
                 w.outputs["embedding"] = np.frombuffer(hit.embedding, dtype=np.float32).copy()
@@ -206,8 +204,10 @@ def _compute(
         sizes = [c.needs.image_size for c in w.missing if c.needs.image_size]
         jobs.append(Job(files[w.index].path, network=w.needs_network(want), image_size=max(sizes) if sizes else None))
     model = load_model(settings.model, settings.device) if any(j.network for j in jobs) else None
-    # Outputs the checks need besides the cached ones come from the same pass.
-    net_want = want.union(*(c.needs.outputs for c in checks))
+    # Outputs the checks need come from the same pass; the embedding always does (it is the
+    # pooled features of that pass, ~2 kB a photo in the cache), so `learn` or `--similarity`
+    # after a plain `rank` decodes nothing again.
+    net_want = want.union({"embedding"}, *(c.needs.outputs for c in checks))
     advance = progress(len(todo), total - len(todo)) if progress is not None else None
     results = infer(
         model, jobs, preprocess=recipe, want=net_want, tta_crops=settings.tta_crops,

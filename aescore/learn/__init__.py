@@ -1,0 +1,324 @@
+"""Learn one photographer's taste from the ratings they already have (``aescore learn``).
+
+Workflow: :func:`aescore.ratings.collect_ratings` reads the ratings (sidecars, embedded XMP,
+catalogs, CSV); :func:`aescore.learn.features.embed_photos` gets the base model's embedding and
+generic score of every rated photo (through the score cache); :mod:`aescore.learn.evaluate`
+compares a pairwise ranking head with the generic model on held-out shoots; the head fitted on
+all ratings is saved with the base network as a normal model (architecture ``personal_ranker``)
+under :func:`aescore.weights.user_models_dir`, usable as ``aescore rank --model NAME``.
+
+Example::
+
+    from aescore.learn import learn, make_default
+    result = learn(["~/Pictures/2024"], "my-taste")
+    print(result.held_out.personal_accuracy, result.held_out.beats_generic)
+    if result.held_out.beats_generic:
+        make_default(result)
+
+Heavy libraries are imported inside the functions (the CLI imports this module at start-up).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from aescore.errors import AescoreError, DataError, UsageError
+
+__all__ = ["LearnResult", "NotEnoughRatings", "learn", "make_default", "MIN_RATED", "validate_name"]
+
+#: Fewest rated photos (with at least two distinct ratings) learn accepts.
+MIN_RATED = 50
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class NotEnoughRatings(AescoreError):
+    """Too few usable ratings to learn from (exit status 1)."""
+
+
+@dataclass
+class LearnResult:
+    """What :func:`learn` did: the ratings report, photos skipped as unreadable, the held-out
+    comparison (:class:`aescore.learn.evaluate.HeldOut`), and the saved model (``path``, ``card``)."""
+
+    ratings: Any  # aescore.ratings.RatingsReport
+    skipped: list[tuple[str, str]]
+    held_out: Any  # aescore.learn.evaluate.HeldOut
+    path: Path
+    card: dict[str, Any]
+    photos: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+    baseline: Any = None  # with fine-tuning: the embedding head's cross-validated HeldOut
+
+    @property
+    def name(self) -> str:
+        """The personal model's name (``--model NAME``)."""
+        return self.path.stem
+
+
+def validate_name(name: str) -> None:
+    """A personal model name: letters, digits, ``.``, ``_``, ``-`` (a file stem); UsageError otherwise,
+    also when the name is taken by a model that is not a personal model in the user folder."""
+    from aescore.weights import list_available, user_models_dir
+
+    if not _NAME_RE.match(name) or name.endswith((".json", ".safetensors")):
+        raise UsageError(f"model name {name!r}: use letters, digits, '.', '_' and '-' (at most 64, no path)")
+    mine = user_models_dir().resolve()
+    for card_path, _card in list_available():
+        if card_path.stem == name and card_path.parent.resolve() != mine:
+            raise UsageError(f"model name {name!r} is taken by {card_path}; choose another name")
+
+
+def _check_enough(ratings: Sequence[int], minimum: int, where: str) -> None:
+    distinct = sorted(set(ratings))
+    if len(ratings) < minimum or len(distinct) < 2:
+        got = f"{len(ratings)} rated photo(s)" + (f", all rated {distinct[0]}" if len(distinct) == 1 else "")
+        raise NotEnoughRatings(
+            f"not enough ratings to learn from {where}: {got}; need at least {minimum} with at least two different ratings"
+        )
+
+
+def learn(
+    paths: Sequence[str | os.PathLike[str]],
+    name: str,
+    *,
+    model: str | os.PathLike[str] | None = None,
+    ratings_csv: str | os.PathLike[str] | None = None,
+    catalog: str | os.PathLike[str] | None = None,
+    digikam_db: str | os.PathLike[str] | None = None,
+    read_xmp: bool = True,
+    include_aescore: bool = False,
+    use_generic: bool = True,
+    use_cache: bool = True,
+    device: str = "auto",
+    folds: int = 5,
+    min_rated: int = MIN_RATED,
+    seed: int = 0,
+    fine_tune: bool = False,
+    fine_tune_config: Any = None,
+    progress: Callable[[int, int], Callable[[int], None] | None] | None = None,
+    on_skip: Callable[[str, str], None] | None = None,
+    on_ratings: Callable[[Any], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> LearnResult:
+    """Learn a personal model named ``name`` from the ratings of the photos under ``paths``.
+
+    ``paths``: photos and folders (searched like ``aescore rank``); may be empty when a catalog,
+    database or CSV names the photos. ``model``: the base model (None = the default). Ratings
+    sources and precedence: :mod:`aescore.ratings`. ``use_generic``: give the head the base
+    model's generic score as an input. ``folds``: held-out folds (whole shoots each).
+    ``on_ratings(report)`` is called once the ratings are read (before the slow part).
+    ``fine_tune``: also train the backbone (:mod:`aescore.learn.finetune`; meant for a GPU) on
+    the training shoots of one split; the held-out figures are then those of the fine-tuned model
+    on the other shoots, and the embedding head's cross-validated figures stay in ``baseline``.
+
+    Raises :class:`NotEnoughRatings` below ``min_rated`` usable rated photos or with a single
+    distinct rating; UsageError for a bad name. Always saves the model (see :func:`make_default`
+    for the gate). Photos, sidecars and catalogs are only read.
+    """
+    import time
+
+    import numpy as np
+
+    from aescore.inference.discover import discover
+    from aescore.learn.evaluate import fit_personal, held_out, single_threaded_blas
+    from aescore.learn.features import embed_photos, generic_logit, shoots_of
+    from aescore.ratings import collect_ratings
+
+    validate_name(name)
+    model = _base_model(model)  # before the slow part
+    if folds < 2:
+        raise UsageError("folds must be at least 2")
+    t0 = time.perf_counter()
+    seconds: dict[str, float] = {}
+    photos: list[str] = []
+    problems: list[tuple[str, str]] = []
+    if paths:
+        found = discover([os.fspath(p) for p in paths])
+        photos = [f.path for f in found.files]
+        problems = list(found.problems)
+        for path, reason in problems:
+            if on_skip is not None:
+                on_skip(path, reason)
+        if not photos and not (ratings_csv or catalog or digikam_db):
+            raise DataError("no photos found under the given paths")
+    elif not (ratings_csv or catalog or digikam_db):
+        raise UsageError("nothing to learn from: give photo folders, a catalog, a digiKam database or a ratings CSV")
+    report = collect_ratings(
+        photos, ratings_csv=ratings_csv, catalog=catalog, digikam_db=digikam_db,
+        read_xmp=read_xmp, include_aescore=include_aescore,
+    )
+    seconds["ratings"] = time.perf_counter() - t0
+    if on_ratings is not None:
+        on_ratings(report)
+    _check_enough([r.rating for r in report.ratings], min_rated, "the ratings found")
+
+    t1 = time.perf_counter()
+    rating_of = {r.path: r.rating for r in report.ratings}
+    emb = embed_photos([r.path for r in report.ratings], model, use_cache=use_cache, device=device,
+                       progress=progress, on_skip=on_skip, warn=warn)
+    seconds["embeddings"] = time.perf_counter() - t1
+    r = np.array([rating_of[p] for p in emb.paths], dtype=np.int64)
+    _check_enough(list(r), min_rated, "the photos that could be read")
+
+    t2 = time.perf_counter()
+    shoots = shoots_of(emb.paths)
+    seconds["shoots"] = time.perf_counter() - t2
+    t3 = time.perf_counter()
+    with single_threaded_blas():
+        result = held_out(emb.embeddings, emb.generic, r, shoots.keys, shoots.times, use_generic=use_generic, k=folds, seed=seed)
+        g = generic_logit(emb.generic)
+        head = fit_personal(emb.embeddings, g if use_generic else None, r, shoots.keys, shoots.times, seed)
+    seconds["learning"] = time.perf_counter() - t3
+
+    net, base_card, base_path = _build_net(model, head)
+    extra: dict[str, Any] = {}
+    baseline = None
+    if fine_tune:
+        t4 = time.perf_counter()
+        baseline = result
+        result, extra, head = _fine_tune(net, base_card, emb, r, shoots, head_fn=lambda x, g_, rr, sh, tm: fit_personal(x, g_ if use_generic else None, rr, sh, tm, seed),
+                                   device=device, config=fine_tune_config, seed=seed, folds=folds)
+        seconds["fine_tune"] = time.perf_counter() - t4
+    path, card = _save(name, net, base_card, base_path, head, report, result, use_generic, len(r), extra, baseline)
+    seconds["total"] = time.perf_counter() - t0
+    return LearnResult(report, problems + emb.skipped, result, path, card, len(r), seconds, baseline)
+
+
+def _base_model(model: Any) -> Any:
+    """The base model to learn on: ``model``; for None, the default model — or, when the default
+    is itself a personal model, the base it was learned on. UsageError for a personal model given
+    explicitly (a head on a head would hide where the taste came from)."""
+    from aescore.errors import WeightsError
+    from aescore.weights import read_card, resolve_model
+
+    base_path = resolve_model(None if model is None else str(model))
+    card = read_card(base_path)
+    if card.get("architecture") != "personal_ranker":
+        return model
+    base_name = ((card.get("training") or {}).get("base_model") or {}).get("name")
+    if model is None and isinstance(base_name, str):
+        try:
+            resolve_model(base_name)
+            return base_name
+        except WeightsError:
+            pass
+    raise UsageError(f"{base_path.stem} is itself a personal model; learn on a generic base model")
+
+
+def _build_net(model: Any, head: Any) -> tuple[Any, dict[str, Any], Path]:
+    """``personal_ranker`` = the base network (its verified weights) + ``head``."""
+    from aescore.models import create_model
+    from aescore.weights import load_weights, resolve_model
+
+    base_path = resolve_model(None if model is None else str(model))
+    base, base_card = load_weights(base_path)
+    net = create_model(
+        "personal_ranker",
+        base_architecture=str(base_card["architecture"]),
+        base_args=dict(base_card["arch_args"]),
+        embed_dim=int(head.mean.shape[0]),
+    )
+    net.base.load_state_dict(base.state_dict(), strict=True)
+    net.set_head(head.mean, head.scale, head.weight, head.generic_weight, head.g_mean, head.g_scale)
+    return net.eval(), base_card, base_path
+
+
+def _fine_tune(net: Any, base_card: dict[str, Any], emb: Any, r: Any, shoots: Any, head_fn: Any, device: str, config: Any, seed: int, folds: int) -> tuple[Any, dict[str, Any], Any]:
+    """Fine-tune on all but one fold of shoots: ``(held-out metrics on that fold, card fields,
+    the starting head fitted on the training shoots)`` (see :func:`learn`)."""
+    import numpy as np
+
+    from aescore.inference.scorer import resolve_device
+    from aescore.learn.evaluate import assign_folds, compare, single_threaded_blas
+    from aescore.learn.features import generic_logit
+    from aescore.learn.finetune import FineTuneConfig, decode_for_model, fine_tune, personal_scores
+
+    config = config or FineTuneConfig(seed=seed)
+    dev = resolve_device(device)
+    fold = assign_folds(shoots.keys, shoots.times, folds, seed)
+    val = fold == 0
+    train = ~val
+    if len(set(r[train].tolist())) < 2 or len(set(r[val].tolist())) < 2:
+        raise NotEnoughRatings("fine-tuning needs at least two different ratings on each side of its held-out split")
+    g = generic_logit(emb.generic)
+    with single_threaded_blas():
+        head = head_fn(emb.embeddings[train], g[train], r[train], [shoots.keys[i] for i in np.flatnonzero(train)], shoots.times[train])
+    net.set_head(head.mean, head.scale, head.weight, head.generic_weight, head.g_mean, head.g_scale)
+    pp = base_card["preprocess"]
+    images = decode_for_model(emb.paths, pp)
+    steps = fine_tune(net, [images[i] for i in np.flatnonzero(train)], r[train], pp, dev, config)
+    scores = personal_scores(net, [images[i] for i in np.flatnonzero(val)], pp, dev)
+    personal = np.zeros(len(r))
+    personal[val] = scores
+    linear = np.zeros(len(r))
+    linear[val] = head.score(emb.embeddings[val], g[val])
+    split = "shoot (one held-out fold)"
+    folds_val = np.where(val, 0, -1)
+    result = compare(personal, emb.generic, r, shoots.keys, folds_val, seed=seed, split=split)
+    before = compare(linear, emb.generic, r, shoots.keys, folds_val, seed=seed, split=split)
+    net.to("cpu").eval()
+    extra = {
+        "fine_tuned": {
+            "config": config.to_dict(), "steps": steps, "device": dev,
+            "train_photos": int(train.sum()), "held_out_photos": int(val.sum()),
+            "held_out_embedding_head_accuracy": before.personal_accuracy.value,
+        }
+    }
+    return result, extra, head
+
+
+def _save(name: str, net: Any, base_card: dict[str, Any], base_path: Path, head: Any, report: Any, result: Any,
+          use_generic: bool, photos: int, extra: dict[str, Any], baseline: Any) -> tuple[Path, dict[str, Any]]:
+    """Save ``net`` with its card under the user models folder."""
+    from aescore.weights import save_weights, user_models_dir
+
+    per_source = {s.value: n for s, n in report.per_source().items()}
+    training: dict[str, Any] = {
+        "dataset": "personal ratings",
+        "task": "personal-ranking",
+        "base_model": {
+            "name": base_card.get("name", base_path.stem),
+            "architecture": base_card["architecture"],
+            "sha256": base_card["sha256"],
+        },
+        "ratings": {
+            "photos": photos,
+            "per_rating": {str(k): v for k, v in report.per_rating().items()},
+            "per_source": per_source,
+        },
+        "head": {"kind": "pairwise logistic (linear RankNet)", "l2": head.l2, "uses_generic_score": use_generic},
+    }
+    training.update(extra)
+    metrics: dict[str, Any] = {"held_out": result.to_dict()}
+    if baseline is not None:
+        metrics["held_out_embedding_head"] = baseline.to_dict()
+    card = {
+        "name": name,
+        "summary": (
+            f"Personal ranking model learned from {photos} rated photos on top of {base_card.get('name', base_path.stem)}"
+            + (" (backbone fine-tuned)" if extra.get("fine_tuned") else "")
+            + ": scores how this photographer would rate a photo, not a general quality."
+        ),
+        "preprocess": base_card["preprocess"],
+        "training": training,
+        "metrics": metrics,
+    }
+    folder = user_models_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    written = save_weights(net, folder / f"{name}.safetensors", card)
+    return folder / f"{name}.json", written
+
+
+def make_default(result: LearnResult, force: bool = False) -> bool:
+    """Make the personal model the default for score/rank when it beats the generic model on
+    held-out shoots (or always with ``force``). Returns whether it was made the default."""
+    if not (result.held_out.beats_generic or force):
+        return False
+    from aescore.weights import set_default_model
+
+    set_default_model(result.name)
+    return True

@@ -1,0 +1,260 @@
+"""Held-out evaluation of the personal head against the generic model, split by shoot.
+
+Photos of one shoot (capture date, else folder) are always on the same side of a split: a burst
+of near-identical frames on both sides would let the head "recognise" rather than judge. The
+photos are dealt into ``k`` folds of whole shoots (largest shoots first, each into the currently
+smallest fold); every fold is held out once while the head is fitted on the others, its L2
+strength chosen on an inner split of those training shoots only. With a single shoot, the folds
+are contiguous runs of the capture order instead (only the photos at a run's edges can share a
+burst with the training side).
+
+Metrics, on the same held-out pairs for both models (pairs of photos of the same fold with
+different ratings): pairwise accuracy (ties count half) and Spearman's rho between score and
+rating (per fold, averaged weighted by fold size). 95 % confidence intervals by bootstrap: over
+shoots when there are at least :data:`MIN_SHOOTS_FOR_SHOOT_BOOTSTRAP`, else over photos.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass
+from typing import Iterator
+
+import numpy as np
+
+from aescore.learn.ranker import L2_GRID, LinearRanker, fit_ranker, pairwise_accuracy, rated_pairs
+
+MIN_SHOOTS_FOR_SHOOT_BOOTSTRAP = 10
+BOOTSTRAP_ROUNDS = 200
+MAX_EVAL_PAIRS = 50_000
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with its 95 % bootstrap interval."""
+
+    value: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """Held-out comparison of the personal and the generic model (see the module docstring)."""
+
+    folds: int
+    split: str  # "shoot" or "capture order" (one shoot only)
+    bootstrap_unit: str  # "shoot" or "photo"
+    pairs: int
+    photos: int
+    shoots: int
+    personal_accuracy: Interval
+    generic_accuracy: Interval
+    accuracy_gain: Interval  # personal - generic
+    personal_spearman: Interval
+    generic_spearman: Interval
+
+    @property
+    def beats_generic(self) -> bool:
+        """True when the personal model is better on held-out pairs beyond chance: the 95 %
+        interval of the accuracy gain lies above 0."""
+        return self.accuracy_gain.low > 0
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-friendly form (intervals as ``{value, low, high}``)."""
+        out = asdict(self)
+        out["beats_generic"] = self.beats_generic
+        return out
+
+
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """Run BLAS on one thread: the head's matrix-vector products are small, and OpenBLAS's
+    threads spinning for work made them ~15x slower on a busy 2-core machine (measured)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # scikit-learn's dependency; without it, just run
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def assign_folds(shoots: list[str], times: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Fold index per photo: whole shoots per fold (``min(k, shoots)`` folds), or with a single
+    shoot ``k`` contiguous runs of the capture order."""
+    n = len(shoots)
+    names, inverse, counts = np.unique(np.asarray(shoots, dtype=object), return_inverse=True, return_counts=True)
+    if len(names) >= 2:
+        k = min(k, len(names))
+        rng = np.random.default_rng(seed)
+        order = sorted(range(len(names)), key=lambda s: (-counts[s], rng.random()))
+        sizes = np.zeros(k, dtype=np.int64)
+        fold_of_shoot = np.zeros(len(names), dtype=np.int64)
+        for s in order:
+            f = int(np.argmin(sizes))
+            fold_of_shoot[s] = f
+            sizes[f] += counts[s]
+        return fold_of_shoot[inverse]
+    ranks = np.argsort(np.argsort(times, kind="stable"), kind="stable")
+    return (ranks * k) // max(n, 1)
+
+
+def select_l2(x: np.ndarray, g: np.ndarray | None, r: np.ndarray, shoots: list[str], times: np.ndarray, seed: int) -> float:
+    """The L2 strength of :data:`L2_GRID` with the best pairwise accuracy on an inner held-out
+    third of the shoots (ties: the stronger penalty)."""
+    inner = assign_folds(shoots, times, 3, seed + 1)
+    val = inner == 0
+    if len(np.unique(r[~val])) < 2 or len(np.unique(r[val])) < 2:
+        return 1.0
+    hi, lo = rated_pairs(r[val], MAX_EVAL_PAIRS, np.random.default_rng(seed))
+    best, best_acc = L2_GRID[-1], -1.0
+    head = None
+    for l2 in sorted(L2_GRID, reverse=True):  # strongest first, each fit warm-starting the next
+        head = fit_ranker(x[~val], None if g is None else g[~val], r[~val], l2, seed=seed, start=head)
+        acc = pairwise_accuracy(head.score(x[val], np.zeros(val.sum()) if g is None else g[val]), r[val], hi, lo)
+        if acc > best_acc + 1e-9:
+            best, best_acc = l2, acc
+    return best
+
+
+def fit_personal(x: np.ndarray, g: np.ndarray | None, r: np.ndarray, shoots: list[str], times: np.ndarray, seed: int = 0) -> LinearRanker:
+    """The head fitted on all photos, its L2 strength chosen on an inner split by shoot."""
+    l2 = select_l2(x, g, r, shoots, times, seed)
+    return fit_ranker(x, g, r, l2, seed=seed)
+
+
+def _midranks(values: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Average ranks (1-based) of ``values`` as if each were repeated ``weight`` times."""
+    uniq, inverse = np.unique(values, return_inverse=True)
+    per_value = np.bincount(inverse, weight, minlength=len(uniq))
+    upper = np.cumsum(per_value)
+    return (upper - (per_value - 1) / 2)[inverse]
+
+
+def _weighted_spearman(scores: np.ndarray, ratings: np.ndarray, weight: np.ndarray | None = None) -> float:
+    """Spearman's rho of ``scores`` and ``ratings`` with each row counted ``weight`` times (the
+    value :func:`scipy.stats.spearmanr` gives on the repeated rows, without repeating them)."""
+    w = np.ones(len(scores)) if weight is None else np.asarray(weight, dtype=np.float64)
+    keep = w > 0
+    scores, ratings, w = scores[keep], ratings[keep], w[keep]
+    if w.sum() < 3 or np.ptp(ratings) == 0 or np.ptp(scores) == 0:
+        return float("nan")
+    a, b = _midranks(scores, w), _midranks(ratings, w)
+    a, b = a - (w @ a) / w.sum(), b - (w @ b) / w.sum()
+    den = np.sqrt((w @ (a * a)) * (w @ (b * b)))
+    return float((w @ (a * b)) / den) if den > 0 else float("nan")
+
+
+def _fold_spearman(scores: np.ndarray, r: np.ndarray, folds: np.ndarray, weight: np.ndarray | None = None) -> float:
+    """Spearman's rho per fold, averaged weighted by the fold's (resampled) photo count."""
+    total, acc = 0.0, 0.0
+    for f in np.unique(folds):
+        m = folds == f
+        w = None if weight is None else weight[m]
+        rho = _weighted_spearman(scores[m], r[m], w)
+        size = float(m.sum() if w is None else w.sum())
+        if not np.isnan(rho):
+            acc, total = acc + rho * size, total + size
+    return acc / total if total else float("nan")
+
+
+def _interval(value: float, samples: list[float]) -> Interval:
+    s = np.asarray([v for v in samples if not np.isnan(v)])
+    if len(s) == 0:
+        return Interval(value, float("nan"), float("nan"))
+    return Interval(value, float(np.percentile(s, 2.5)), float(np.percentile(s, 97.5)))
+
+
+def held_out(
+    x: np.ndarray,
+    generic: np.ndarray,
+    r: np.ndarray,
+    shoots: list[str],
+    times: np.ndarray,
+    *,
+    use_generic: bool = True,
+    k: int = 5,
+    seed: int = 0,
+) -> HeldOut:
+    """Cross-validated comparison of the personal head (on embeddings ``x`` and, with
+    ``use_generic``, the generic log-odds) with the generic scores ``generic`` (probabilities)."""
+    from aescore.learn.features import generic_logit
+
+    r = np.asarray(r)
+    g = generic_logit(generic)
+    folds = assign_folds(shoots, times, k, seed)
+    personal = np.zeros(len(r))
+    usable = np.zeros(len(r), dtype=bool)
+    for f in np.unique(folds):
+        test = np.flatnonzero(folds == f)
+        train = np.flatnonzero(folds != f)
+        if len(np.unique(r[train])) < 2:
+            continue  # nothing to learn from: the fold is not evaluated
+        tr_shoots = [shoots[i] for i in train]
+        head = fit_personal(x[train], g[train] if use_generic else None, r[train], tr_shoots, times[train], seed)
+        personal[test] = head.score(x[test], g[test])
+        usable[test] = True
+    return compare(personal, generic, r, shoots, np.where(usable, folds, -1), seed=seed)
+
+
+def compare(personal: np.ndarray, generic: np.ndarray, r: np.ndarray, shoots: list[str], folds: np.ndarray, seed: int = 0, split: str | None = None) -> HeldOut:
+    """Held-out metrics of ``personal`` and ``generic`` scores against ratings ``r``: pairs are
+    formed inside each fold (scores of different folds come from different fits); photos with
+    fold -1 are left out. ``split`` names how the folds were made (default: from the shoots)."""
+    r = np.asarray(r)
+    keep = np.flatnonzero(np.asarray(folds) >= 0)
+    personal, generic, r, folds = personal[keep], generic[keep], r[keep], np.asarray(folds)[keep]
+    shoots = [shoots[i] for i in keep]
+    rng = np.random.default_rng(seed)
+    his, los = [], []
+    fold_ids = np.unique(folds)
+    for f in fold_ids:
+        test = np.flatnonzero(folds == f)
+        hi, lo = rated_pairs(r[test], MAX_EVAL_PAIRS // max(1, len(fold_ids)), rng)
+        his.append(test[hi])
+        los.append(test[lo])
+    hi = np.concatenate(his) if his else np.zeros(0, dtype=np.int64)
+    lo = np.concatenate(los) if los else np.zeros(0, dtype=np.int64)
+    if len(hi) == 0:
+        raise ValueError("no held-out pair of photos with different ratings")
+    correct_p = personal[hi] - personal[lo]
+    correct_p = (correct_p > 0) + 0.5 * (correct_p == 0)
+    correct_g = generic[hi] - generic[lo]
+    correct_g = (correct_g > 0) + 0.5 * (correct_g == 0)
+
+    names, unit = np.unique(np.asarray(shoots, dtype=object), return_inverse=True)
+    by_shoot = len(names) >= MIN_SHOOTS_FOR_SHOOT_BOOTSTRAP
+    if not by_shoot:
+        unit = np.arange(len(r))
+    n_units = int(unit.max()) + 1
+    unit_hi, unit_lo = unit[hi], unit[lo]
+    boot_rng = np.random.default_rng(seed + 7)
+    samples: dict[str, list[float]] = {k_: [] for k_ in ("p", "g", "d", "rp", "rg")}
+    for _ in range(BOOTSTRAP_ROUNDS):
+        m = np.bincount(boot_rng.integers(0, n_units, n_units), minlength=n_units).astype(np.float64)
+        w = m[unit_hi] * m[unit_lo]
+        wsum = w.sum()
+        if wsum == 0:
+            continue
+        ap, ag = float(w @ correct_p / wsum), float(w @ correct_g / wsum)
+        samples["p"].append(ap)
+        samples["g"].append(ag)
+        samples["d"].append(ap - ag)
+        photo_w = m[unit].astype(np.int64)
+        samples["rp"].append(_fold_spearman(personal, r, folds, photo_w))
+        samples["rg"].append(_fold_spearman(generic, r, folds, photo_w))
+    acc_p, acc_g = float(correct_p.mean()), float(correct_g.mean())
+    return HeldOut(
+        folds=len(fold_ids),
+        split=split or ("shoot" if len(names) >= 2 else "capture order"),
+        bootstrap_unit="shoot" if by_shoot else "photo",
+        pairs=len(hi),
+        photos=len(r),
+        shoots=len(names),
+        personal_accuracy=_interval(acc_p, samples["p"]),
+        generic_accuracy=_interval(acc_g, samples["g"]),
+        accuracy_gain=_interval(acc_p - acc_g, samples["d"]),
+        personal_spearman=_interval(_fold_spearman(personal, r, folds), samples["rp"]),
+        generic_spearman=_interval(_fold_spearman(generic, r, folds), samples["rg"]),
+    )

@@ -1,0 +1,109 @@
+"""What the personal head learns from: the base model's embedding and generic score per photo,
+and the shoot each photo belongs to (for held-out evaluation).
+
+:func:`embed_photos` is the ONE place that runs the base network; it goes through the score cache,
+so ``learn`` after ``rank`` (same model, embeddings cached) decodes nothing again.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from typing import Callable, NamedTuple, Sequence
+
+import numpy as np
+
+
+class Embedded(NamedTuple):
+    """Photos that went through the base model: ``paths`` (those that decoded), ``embeddings``
+    float32 ``[N, D]``, ``generic`` scores in [0, 1] ``[N]``, and ``skipped`` ``(path, reason)``."""
+
+    paths: list[str]
+    embeddings: np.ndarray
+    generic: np.ndarray
+    skipped: list[tuple[str, str]]
+
+
+def embed_photos(
+    paths: Sequence[str],
+    model: str | os.PathLike[str] | None = None,
+    *,
+    use_cache: bool = True,
+    device: str = "auto",
+    progress: Callable[[int, int], Callable[[int], None] | None] | None = None,
+    on_skip: Callable[[str, str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> Embedded:
+    """Embeddings and generic scores of ``paths`` with ``model`` (name or file; None = the default).
+
+    Uses the score cache unless ``use_cache`` is false. ``progress(total_to_compute, done_already)``
+    may return a callable advanced by the number of files finished (the CLI's progress bar).
+    Photos that cannot be read come back in ``skipped`` (and through ``on_skip``), never raised.
+    """
+    from aescore import cull
+    from aescore.inference.cache import ScoreCache
+    from aescore.inference.discover import FoundFile
+
+    skipped: list[tuple[str, str]] = []
+    files: list[FoundFile] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError as err:
+            reason = "file not found" if isinstance(err, FileNotFoundError) else (err.strerror or str(err))
+            skipped.append((path, reason))
+            if on_skip is not None:
+                on_skip(path, reason)
+            continue
+        files.append(FoundFile(path, os.path.realpath(path), st.st_size, st.st_mtime_ns))
+    cache = (ScoreCache(warn=warn) if warn is not None else ScoreCache()) if use_cache else None
+    settings = cull.Settings(model=None if model is None else str(model), device=device, use_cache=use_cache)
+    try:
+        run = cull.score_photos(files, settings, with_embeddings=True, on_skip=on_skip, progress=progress, cache=cache)
+    finally:
+        if cache is not None:
+            cache.close()
+    skipped.extend((s.path, s.reason) for s in run.skipped)
+    emb = np.stack([p.embedding for p in run.photos]) if run.photos else np.zeros((0, 0), dtype=np.float32)
+    generic = np.array([p.score for p in run.photos], dtype=np.float64)
+    return Embedded([p.path for p in run.photos], emb.astype(np.float32), generic, skipped)
+
+
+def generic_logit(p: np.ndarray) -> np.ndarray:
+    """Log-odds of generic scores (clipped at 1e-6 from 0 and 1): the input the head sees."""
+    q = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.log(q) - np.log1p(-q)
+
+
+class Shoots(NamedTuple):
+    """Per photo: ``keys`` (the shoot: capture date, else folder) and ``times`` (capture time or
+    mtime, POSIX seconds) for ordering photos inside a shoot."""
+
+    keys: list[str]
+    times: np.ndarray
+
+
+def shoots_of(paths: Sequence[str]) -> Shoots:
+    """The shoot of each photo: its EXIF capture date (``date:2024-05-01``), else its folder
+    (``folder:/path``). Never raises for a bad or missing file."""
+    from aescore.inference.exif import read_exif
+
+    keys: list[str] = []
+    times: list[float] = []
+    for path in paths:
+        info = read_exif(path)
+        captured: datetime | None = info.capture_time
+        if captured is not None:
+            keys.append(f"date:{captured.date().isoformat()}")
+            try:
+                times.append(captured.timestamp())
+                continue
+            except (OverflowError, OSError, ValueError):
+                pass
+        else:
+            keys.append(f"folder:{os.path.dirname(os.path.abspath(path))}")
+        try:
+            times.append(os.stat(path).st_mtime)
+        except OSError:
+            times.append(0.0)
+    return Shoots(keys, np.asarray(times, dtype=np.float64))
