@@ -15,8 +15,15 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_weights(tmp_path_factory.mktemp("weights"))
 
 
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own XDG cache, config and data folders: no test reads or writes the
+    user's score cache, verified-weights memo, default-model choice or personal models."""
+    for var, sub in (("XDG_CACHE_HOME", "xdg-cache"), ("XDG_CONFIG_HOME", "xdg-config"), ("XDG_DATA_HOME", "xdg-data")):
+        monkeypatch.setenv(var, str(tmp_path / sub))
+
+
 @pytest.fixture()
-def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """XDG_CACHE_HOME in the test's tmp_path, so no test reads or writes the user's score cache."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+def private_cache(tmp_path: Path) -> Path:
+    """The test's own XDG_CACHE_HOME (set for every test by the autouse fixture above)."""
     return tmp_path / "xdg-cache"
