@@ -161,6 +161,22 @@ def render_startup(d: dict[str, Any]) -> str:
     return text + _load_note(d)
 
 
+def render_report(d: dict[str, Any]) -> str:
+    """Benchmark 6 table: the contact sheet against rank."""
+    med, runs = d["median_seconds"], d["seconds"]
+    g = d["goals"]
+    rows = [
+        ("`aescore rank DIR` (from scratch)", f"{med['rank']:.2f} s", "", ", ".join(f"{t:.2f}" for t in runs["rank"])),
+        ("`aescore report DIR -o page` (from scratch)", f"{med['report_first']:.2f} s",
+         f"{_fmt(d['report_first_over_rank'])}x rank (goal <= {g['report_first_over_rank_max']})", ", ".join(f"{t:.2f}" for t in runs["report_first"])),
+        ("second `aescore report` (all cached)", f"{med['report_second']:.2f} s",
+         f"{_fmt(d['report_second_over_first'])} of the first (goal <= {g['report_second_over_first_max']})", ", ".join(f"{t:.2f}" for t in runs["report_second"])),
+    ]
+    return (_table(["run", "median", "ratio", "runs (s)"], rows)
+            + f"\n\n{d['photos']} photos, {d['rounds']} alternating round(s), {d['weights']} weights; page {d['page_bytes']} bytes, "
+            f"thumbnails {d['thumbnail_bytes_per_photo']} bytes per photo.{_load_note(d)}")
+
+
 def render_summary(results: dict[str, dict[str, Any]]) -> str:
     """One row per goal, from whichever results are present."""
     rows: list[tuple[str, str, Any]] = []
@@ -197,7 +213,7 @@ def render_summary(results: dict[str, dict[str, Any]]) -> str:
 
 RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "rank": render_rank, "warm_cache": render_warm_cache, "train_step": render_train_step,
-    "region_graph": render_region_graph, "startup": render_startup,
+    "region_graph": render_region_graph, "startup": render_startup, "report": render_report,
 }
 
 

@@ -101,3 +101,11 @@ def test_report_updates_marked_blocks(tmp_path: Path) -> None:
     doc.write_text("intro\n<!-- bench:startup -->\nold\n<!-- /bench:startup -->\nkept\n", encoding="utf-8")
     assert report.update_document(doc, {"startup": "| new |", "rank": "unused"}) == ["startup"]
     assert doc.read_text(encoding="utf-8") == "intro\n<!-- bench:startup -->\n| new |\n<!-- /bench:startup -->\nkept\n"
+
+
+def test_bench_report(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_bench("bench_report", ["--quick", "--workdir", str(workdir)], capsys)
+    med = out["median_seconds"]
+    assert med["rank"] > 0 and med["report_first"] > 0 and med["report_second"] > 0
+    assert out["report_first_over_rank"] == pytest.approx(med["report_first"] / med["rank"], rel=0.01)
+    assert out["page_bytes"] > 0 and 0 < out["thumbnail_bytes_per_photo"] <= 60_000

@@ -466,3 +466,17 @@ def test_report_command_writes_the_page_from_the_cache(photos: dict[str, Path], 
     second = cli(["report", *good, *base(weights), "-o", page])
     assert second.summary() == {"scored": len(good), "cached": len(good), "computed": 0, "skipped": 0}
     assert cli(["score", *good, *base(weights), "--html", page]).code == 2  # rank-only option
+
+
+def test_legend_under_a_terminal_table_names_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from aescore.cli.score import Format, _legend
+
+    run = SimpleNamespace(photos=[object()], model_name="tiny", card={"summary": "ranks blur below sharp."})
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    line = _legend(run, Format.table)
+    assert line is not None and "model tiny" in line and "ranks blur below sharp" in line and "within this set" in line
+    assert _legend(run, Format.jsonl) is None  # data formats get no legend
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+    assert _legend(run, Format.table) is None  # piped TSV: no legend either

@@ -166,8 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         application(args=argv, standalone_mode=True)
     except SystemExit as done:
-        if argv is None and done.code in (None, 0, 3) and _first_word(sys.argv[1:]) in ("score", "rank"):
-            # score/rank finished: results printed, sidecars and cache written and closed. Skip
+        if argv is None and done.code in (None, 0, 3) and _first_word(sys.argv[1:]) in ("score", "rank", "report"):
+            # score/rank/report finished: results printed, sidecars, page and cache written and closed. Skip
             # the interpreter's ~2 s teardown of torch (only as the process entry point).
             from aescore.sysinfo import fast_exit
 

@@ -286,12 +286,15 @@ def _emit(fmt: Format, chosen: list[Any], checks: list[Any]) -> None:
 
 
 def _legend(run: Any, fmt: Format) -> str | None:
-    """One stderr line under a terminal table saying what the score means."""
+    """One stderr line under a terminal table: which model, what its "high" means, how to read it."""
     if fmt is not Format.table or not sys.stdout.isatty() or not run.photos:
         return None
-    high = (run.card.get("classes") or {}).get("high") if isinstance(run.card.get("classes"), dict) else None
-    meaning = high or 'its "high" class (see `aescore models`)'
-    return f"aescore: score = P({meaning}) under model {run.model_name}; compare photos within this set, not across models"
+    summary = " ".join(str(run.card.get("summary") or "").split())
+    if len(summary) > 140:
+        summary = summary[:139].rstrip() + "…"
+    meaning = f" ({summary})" if summary else ""
+    return (f"aescore: score = P(high) under model {run.model_name}{meaning}; "
+            "compare photos within this set, not across models")
 
 
 def _write_report(out: str, result: Any, problems: list[Any], err: _Stderr) -> None:
@@ -423,5 +426,7 @@ app.command("report", help=(
     "Write a contact sheet of the run to a web page: thumbnails in rank order (or by burst), score, stars, "
     "EXIF, the model's per-region map, skipped files; filters, sort, and keyboard decisions exported as JSON "
     "for `aescore apply`. Works offline from file://; photos are never modified. Same options as `rank`, "
-    "without the stdout formats.\n\n" + _SCORE_MEANING
+    "without the stdout formats; progress, skipped files and a summary go to stderr.\n\n"
+    + _SCORE_MEANING.split("\n\nstdout")[0]
+    + "\n\nExit status: 0 every input was scored; 3 some were skipped (they are listed in the page); 2 usage error; 1 other fatal error; 130 interrupted.\n"
 ))(_command("report"))
