@@ -17,24 +17,9 @@ from typer.testing import CliRunner
 from aescore.cli.main import get_app
 from aescore.errors import AescoreError
 
+from helpers import make_tiny_weights
+
 SHOOTS, PER_SHOOT = 8, 10
-
-
-def make_weights(folder: Path) -> Path:
-    """A tiny random MPA model (timm resnet10t) with a 64 px eval size: fast on a CPU."""
-    import torch
-
-    from aescore.models import create_model
-    from aescore.weights import save_weights
-
-    torch.manual_seed(0)
-    model = create_model("mpa_resnet18", backbone="resnet10t")
-    pp = dict(model.default_preprocess)
-    pp["eval"] = {"mode": "shorter", "size": 64, "max_aspect": 1.5}
-    pp["train"] = {"kind": "mpa", "resize_shorter": 64, "crop": 48}
-    path = folder / "tiny.safetensors"
-    save_weights(model, path, {"name": "tiny", "summary": "tiny random test model", "preprocess": pp, "training": {"dataset": "none"}})
-    return path
 
 
 def packet(rating: int) -> bytes:
@@ -129,7 +114,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("learn")
     weights_dir = root / "weights"
     weights_dir.mkdir()
-    make_weights(weights_dir)
+    make_tiny_weights(weights_dir)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AESCORE_WEIGHTS_DIR", str(weights_dir))
         mp.setenv("XDG_CACHE_HOME", str(root / "cache"))

@@ -138,3 +138,19 @@ def test_scoring_path_imports_no_timm_torchvision_or_dynamo(tmp_path: Path) -> N
     assert report == {"code": 0, "torch": True, "heavy": []}, proc.stderr
     score = float(proc.stdout.split("\t")[0])
     assert 0.0 <= score <= 1.0
+
+
+def test_plain_region_map_equals_timm_and_averages_to_the_logit() -> None:
+    """The report's overlay works on the plain scoring path too: same map as the timm model's, and
+    its mean is the image's class-1-minus-class-0 logit."""
+    torch.manual_seed(0)
+    ref = create_model("mpa_resnet18", backbone="resnet10t").eval()
+    _randomise_bn(ref)
+    plain = build_plain_model("mpa_resnet18", {"backbone": "resnet10t"}, ref.state_dict()).eval()
+    x = torch.randn(2, 3, 96, 128)
+    with torch.no_grad():
+        logits, emb, regions = plain.forward_with_regions(x)
+        ref_regions = ref.forward_with_regions(x)[2]
+    assert regions.shape == ref_regions.shape == (2, 3, 4)
+    assert torch.allclose(regions, ref_regions, atol=1e-4)
+    assert torch.allclose(regions.mean((1, 2)), logits[:, 1] - logits[:, 0], atol=1e-4)

@@ -13,14 +13,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from aescore.models._registry import register_model
 from aescore.models.backbones import create_backbone
+from aescore.models.heads import PooledLinearHead, mpa_default_preprocess
 from aescore.models.layers import init_he_
 from aescore.models.regions import RegionMapError, avg_pooled, linear_region_logits
 
 
-class MPANet(nn.Module):
+class MPANet(PooledLinearHead):
     """A timm backbone (classifier removed, its global pooling kept) followed by ``nn.Linear(D, num_classes)``."""
 
     def __init__(
@@ -35,25 +35,7 @@ class MPANet(nn.Module):
         self.backbone = create_backbone(backbone, pretrained, backbone_weights, num_classes=0)
         self.num_features = int(self.backbone.num_features)
         self.head = init_he_(nn.Linear(self.num_features, num_classes))
-        self.default_preprocess: dict[str, Any] = {
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
-            "eval": {"mode": "shorter", "size": 256, "max_aspect": 1.5},
-            "train": {"kind": "mpa", "resize_shorter": 256, "crop": 224},
-        }
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] images -> [B, D] globally pooled backbone features."""
-        return self.backbone(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] images (any H, W) -> [B, num_classes] logits; softmax[:, 1] = P(high aesthetics)."""
-        return self.head(self.embed(x))
-
-    def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(forward(x), embed(x))`` from one pass through the backbone."""
-        emb = self.embed(x)
-        return self.head(emb), emb
+        self.default_preprocess: dict[str, Any] = mpa_default_preprocess()
 
     @property
     def has_region_map(self) -> bool:

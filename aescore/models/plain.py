@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from aescore.models.heads import PooledLinearHead, mpa_default_preprocess
+from aescore.models.regions import linear_region_logits
 
 __all__ = ["RESNETS", "PlainMPANet", "PlainResNet", "ResNetConfig", "build_plain_model", "create_plain_model", "plain_supported"]
 
@@ -153,13 +154,16 @@ class PlainResNet(nn.Module):
                 pairs += [(f"layer{stage}.{i}.{c}", f"layer{stage}.{i}.{b}") for c, b in block.conv_bn_pairs()]
         return pairs
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] -> the last stage's feature map [B, D, H/32, W/32] (before pooling)."""
         x = self.maxpool(F.relu(self.bn1(self.conv1(x)), inplace=True))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(F.adaptive_avg_pool2d(self.forward_features(x), 1), 1)
 
 
-class PlainMPANet(nn.Module):
+class PlainMPANet(PooledLinearHead):
     """:class:`aescore.models.mpa.MPANet` for inference, on a :class:`PlainResNet` backbone.
 
     Same state-dict keys (``backbone.*``, ``head.*``), same ``forward`` / ``embed`` /
@@ -171,25 +175,16 @@ class PlainMPANet(nn.Module):
         self.backbone = PlainResNet(RESNETS[_base_name(backbone)])
         self.num_features = self.backbone.num_features
         self.head = nn.Linear(self.num_features, num_classes)
-        self.default_preprocess: dict[str, Any] = {
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
-            "eval": {"mode": "shorter", "size": 256, "max_aspect": 1.5},
-            "train": {"kind": "mpa", "resize_shorter": 256, "crop": 224},
-        }
+        self.default_preprocess: dict[str, Any] = mpa_default_preprocess()
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] images -> [B, D] globally pooled backbone features."""
-        return self.backbone(x)
+    has_region_map = True  # a plain global average pool before the linear head
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] images (any H, W) -> [B, num_classes] logits; softmax[:, 1] = P(high aesthetics)."""
-        return self.head(self.embed(x))
-
-    def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(forward(x), embed(x))`` from one pass through the backbone."""
-        emb = self.embed(x)
-        return self.head(emb), emb
+    def forward_with_regions(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(forward(x), embed(x), region logits [B, h, w])`` from one pass, as
+        :meth:`aescore.models.mpa.MPANet.forward_with_regions` (the head at every location)."""
+        feats = self.backbone.forward_features(x)
+        emb = feats.mean((2, 3))
+        return self.head(emb), emb, linear_region_logits(feats, self.head)
 
     def fold_batchnorm_(self) -> int:
         """Fold every BatchNorm into the convolution before it, in place; returns the pairs folded.
