@@ -12,7 +12,7 @@
     to 256, one centre 224 crop, one image at a time through the same network under
     ``torch.inference_mode``.
 (c) decoding alone with all cores: the scorer's own draft-mode decode + resize + normalise
-    (its ``_DecodeDataset``) in a process pool of ``usable_cores()`` workers.
+    (its ``DecodeDataset``) in a process pool of ``usable_cores()`` workers.
 (d) the network alone on the pre-decoded tensors of (c), at the scorer's default batch size, same
     grouping by shape, BatchNorm folding, channels_last, inference_mode; and, for reference, the
     same without BatchNorm folding (what :mod:`aescore.inference.fold` buys).

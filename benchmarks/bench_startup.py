@@ -74,7 +74,8 @@ prefer_passive_openmp()
 import torch
 import aescore.weights as w
 from aescore.inference.fold import prepare_for_inference
-from aescore.inference.scorer import _DecodeDataset
+from aescore.data.transforms import Preprocess
+from aescore.inference.core import DecodeDataset, Job, RecipeInput
 t1 = time.time()
 built = [0.0]
 for name in ("_build_plain", "_build_registered"):
@@ -88,7 +89,8 @@ model, card = w.load_weights(weights, plain=(way == "new"))
 t2 = time.time()
 model = prepare_for_inference(model, "cpu")
 t3 = time.time()
-_, x, _ = _DecodeDataset([photo], card["preprocess"], None, True)[0]
+recipe = Preprocess.from_card(card["preprocess"])
+x = DecodeDataset([Job(photo)], RecipeInput(recipe, None), recipe.decode_size())[0][1]
 with torch.inference_mode():
     score = float(torch.softmax(model(x[None].contiguous(memory_format=torch.channels_last)), 1)[0, 1])
 t4 = time.time()

@@ -15,7 +15,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 from aescore.cli.main import get_app
-from aescore.data.synthetic import make_tiny_ava
+from helpers import make_tiny_ava
 from aescore.engine.presets import build_config, get_preset
 from aescore.errors import ConfigError, PretrainedWeightsUnavailable, UsageError
 

@@ -122,9 +122,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 
 @pytest.fixture()
-def private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, world: dict[str, Any]) -> Path:
+    """The test's own data and config folders, the module's shared score cache, and the tiny
+    model chosen as the default (a model in AESCORE_WEIGHTS_DIR is not the default by itself)."""
+    from aescore.weights import set_default_model
+
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(world["root"] / "cache"))
+    set_default_model("tiny")
     return tmp_path
 
 

@@ -63,7 +63,7 @@ def learn_cmd(
     if fine_tune_steps is not None and (not fine_tune or fine_tune_steps < 1):
         raise UsageError("--fine-tune-steps needs --fine-tune and a count >= 1")
     if fine_tune:
-        from aescore.inference.scorer import resolve_device
+        from aescore.devices import resolve_device
         from aescore.learn.finetune import FineTuneConfig
 
         if resolve_device(device) == "cpu":

@@ -232,7 +232,7 @@ def _fine_tune(net: Any, base_card: dict[str, Any], emb: Any, r: Any, shoots: An
     the starting head fitted on the training shoots)`` (see :func:`learn`)."""
     import numpy as np
 
-    from aescore.inference.scorer import resolve_device
+    from aescore.devices import resolve_device
     from aescore.learn.evaluate import assign_folds, compare, single_threaded_blas
     from aescore.learn.features import generic_logit
     from aescore.learn.finetune import FineTuneConfig, decode_for_model, fine_tune, personal_scores
