@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import math
 import os
 import stat
 import time
@@ -41,14 +40,11 @@ CARD_FORMAT = "aescore.model-card/1"
 WEIGHTS_ENV = "AESCORE_WEIGHTS_DIR"
 DEFAULT_FILE = "DEFAULT"
 _CARD_REQUIRED = ("architecture", "arch_args", "preprocess", "sha256")
-EVAL_MODES = ("shorter", "square")  # what aescore.data.transforms.eval_size understands
-_MAX_INPUT_SIZE = 8192  # pixels: far above any model input; a larger card value is a typo
 _MAX_CARD_BYTES = 4 << 20
 _MAX_SMALL_JSON_BYTES = 1 << 20  # config.json, verified.json
 
 __all__ = [
     "CARD_FORMAT",
-    "EVAL_MODES",
     "WEIGHTS_ENV",
     "AmbiguousModelError",
     "ModelEntry",
@@ -145,27 +141,12 @@ def read_card(path: str | os.PathLike[str]) -> dict[str, Any]:
     return card
 
 
-def _is_number(value: Any) -> bool:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int beyond float range (JSON allows any length)
-        return False
-
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= _MAX_INPUT_SIZE
-
-
 def check_card(card: dict[str, Any], where: str | os.PathLike[str] = "model card") -> None:
     """Refuse a card whose values would break scoring: raises :class:`WeightsError` naming the field.
 
-    Checks: ``architecture`` a name, ``sha256`` 64 hex digits; ``preprocess.mean`` / ``std`` three
-    finite numbers each, ``std`` > 0 (a zero std divides by zero: NaN scores); ``preprocess.eval``
-    with a known ``mode`` (:data:`EVAL_MODES`), ``size`` a whole number in 1..8192, ``max_aspect``
-    a finite number >= 1; ``preprocess.train.crop`` / ``resize_shorter``, when present, whole
-    numbers in 1..8192 (``crop`` may be 0 or null: "the default").
+    Checks: ``architecture`` a name, ``sha256`` 64 hex digits, and the ``preprocess`` block as
+    :meth:`aescore.data.transforms.Preprocess.from_card` parses it (finite mean/std, std > 0, a
+    known eval mode, sizes in pixels).
     """
 
     def bad(field: str, why: str, value: Any) -> WeightsError:
@@ -177,35 +158,12 @@ def check_card(card: dict[str, Any], where: str | os.PathLike[str] = "model card
     sha = card.get("sha256")
     if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha.lower())):
         raise bad("sha256", "must be 64 hexadecimal digits", sha)
-    pp = card.get("preprocess")
-    if not isinstance(pp, dict):
-        raise bad("preprocess", "must be an object", pp)
-    for key in ("mean", "std"):
-        if key not in pp:
-            continue  # the loaders fall back to ImageNet's statistics
-        value = pp[key]
-        if not (isinstance(value, list) and len(value) == 3 and all(_is_number(v) for v in value)):
-            raise bad(f"preprocess.{key}", "must be 3 finite numbers (R, G, B)", value)
-        if key == "std" and not all(v > 0 for v in value):
-            raise bad("preprocess.std", "must be > 0 for every channel", value)
-    ev = pp.get("eval")
-    if not isinstance(ev, dict):
-        raise bad("preprocess.eval", "must be an object", ev)
-    if ev.get("mode") not in EVAL_MODES:
-        raise bad("preprocess.eval.mode", f"must be one of {', '.join(EVAL_MODES)}", ev.get("mode"))
-    if not _positive_int(ev.get("size")):
-        raise bad("preprocess.eval.size", f"must be a whole number of pixels in 1..{_MAX_INPUT_SIZE}", ev.get("size"))
-    if "max_aspect" in ev and not (_is_number(ev["max_aspect"]) and ev["max_aspect"] >= 1):
-        raise bad("preprocess.eval.max_aspect", "must be a finite number >= 1", ev["max_aspect"])
-    train = pp.get("train", {})
-    if not isinstance(train, dict):
-        raise bad("preprocess.train", "must be an object", train)
-    for key in ("crop", "resize_shorter"):
-        value = train.get(key)
-        if value is None or (key == "crop" and value == 0 and not isinstance(value, bool)):
-            continue
-        if not _positive_int(value):
-            raise bad(f"preprocess.train.{key}", f"must be a whole number of pixels in 1..{_MAX_INPUT_SIZE}", value)
+    from aescore.data.transforms import Preprocess, RecipeError
+
+    try:
+        Preprocess.from_card(card.get("preprocess"))  # the one validator of the recipe
+    except RecipeError as exc:
+        raise WeightsError(f"{where}: invalid model card: {exc}") from None
 
 
 # --------------------------------------------------------------------------- weights

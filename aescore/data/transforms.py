@@ -84,26 +84,42 @@ class Preprocess:
 
     @classmethod
     def from_card(cls, block: Any) -> "Preprocess":
-        """Parse and validate a card's ``preprocess`` block (:class:`RecipeError` on nonsense:
-        sizes must be positive, std positive and finite, mean/std three numbers, modes known)."""
-        if not isinstance(block, dict) or not isinstance(block.get("eval"), dict):
-            raise RecipeError("model card: preprocess.eval must be an object")
-        ev, train = block["eval"], block.get("train") or {}
-        if not isinstance(train, dict):
-            raise RecipeError("model card: preprocess.train must be an object")
+        """Parse and validate a card's ``preprocess`` block; :class:`RecipeError` names the field.
+
+        ``mean`` / ``std`` three finite numbers each (default ImageNet's), ``std`` > 0 (a zero std
+        divides by zero: NaN scores); ``eval`` with a known ``mode``, ``size`` a whole number of
+        pixels in 1..8192, ``max_aspect`` a finite number >= 1; ``train.crop`` / ``resize_shorter``
+        / ``size``, when present, whole numbers in 1..8192 (``crop`` 0 or null: the default).
+        """
+        if not isinstance(block, dict):
+            raise _bad("preprocess", "must be an object", block)
+        for key in ("mean", "std"):
+            value = block.get(key)
+            if value is None:
+                continue  # ImageNet's statistics
+            if not (isinstance(value, (list, tuple)) and len(value) == 3 and all(_is_number(v) for v in value)):
+                raise _bad(f"preprocess.{key}", "must be 3 finite numbers (R, G, B)", value)
+            if key == "std" and not all(v > 0 for v in value):
+                raise _bad("preprocess.std", "must be > 0 for every channel", value)
+        ev = block.get("eval")
+        if not isinstance(ev, dict):
+            raise _bad("preprocess.eval", "must be an object", ev)
         try:
             mode = EvalMode(ev.get("mode"))
         except ValueError:
-            raise RecipeError(f"model card: unknown preprocess.eval.mode {ev.get('mode')!r} (expected shorter or square)") from None
-        size = _positive_int(ev.get("size"), "preprocess.eval.size")
-        max_aspect = _positive_float(ev.get("max_aspect", 1.5), "preprocess.eval.max_aspect")
-        if max_aspect < 1.0:
-            raise RecipeError(f"model card: preprocess.eval.max_aspect must be >= 1, got {max_aspect}")
+            raise _bad("preprocess.eval.mode", f"must be one of {', '.join(m.value for m in EvalMode)}", ev.get("mode")) from None
+        size = _pixels(ev.get("size"), "preprocess.eval.size")
+        max_aspect = ev.get("max_aspect", 1.5)
+        if not (_is_number(max_aspect) and max_aspect >= 1):
+            raise _bad("preprocess.eval.max_aspect", "must be a finite number >= 1", max_aspect)
+        train = block.get("train") or {}
+        if not isinstance(train, dict):
+            raise _bad("preprocess.train", "must be an object", train)
         crop_default = size if mode is EvalMode.SQUARE else 224
-        crop = _positive_int(train.get("crop", crop_default) or crop_default, "preprocess.train.crop")
-        mean = _triple(block.get("mean", IMAGENET_MEAN), "preprocess.mean", positive=False)
-        std = _triple(block.get("std", IMAGENET_STD), "preprocess.std", positive=True)
-        return cls(mode, size, max_aspect, crop, mean, std, _train_recipe(train, crop), dict(block))
+        crop = crop_default if train.get("crop") in (None, 0) and not isinstance(train.get("crop"), bool) else _pixels(train["crop"], "preprocess.train.crop")
+        mean = tuple(float(v) for v in block.get("mean") or IMAGENET_MEAN)
+        std = tuple(float(v) for v in block.get("std") or IMAGENET_STD)
+        return cls(mode, size, float(max_aspect), crop, mean, std, _train_recipe(train, crop), dict(block))  # type: ignore[arg-type]
 
     # -- identity -----------------------------------------------------------------------------
     def fingerprint(self) -> str:
@@ -198,15 +214,15 @@ def _train_recipe(train: dict[str, Any], crop: int) -> TrainRecipe | None:
     try:
         kind = TrainKind(train["kind"])
     except ValueError:
-        raise RecipeError(f"model card: unknown preprocess.train.kind {train['kind']!r} (expected mpa or rgnet)") from None
+        raise _bad("preprocess.train.kind", "must be one of mpa, rgnet", train["kind"]) from None
     scale = train.get("scale", (1.05, 1.25))
-    if not (isinstance(scale, (list, tuple)) and len(scale) == 2 and all(isinstance(v, (int, float)) for v in scale)):
-        raise RecipeError(f"model card: preprocess.train.scale must be two numbers, got {scale!r}")
+    if not (isinstance(scale, (list, tuple)) and len(scale) == 2 and all(_is_number(v) for v in scale)):
+        raise _bad("preprocess.train.scale", "must be 2 finite numbers", scale)
     return TrainRecipe(
         kind,
-        _positive_int(train.get("resize_shorter", 256), "preprocess.train.resize_shorter"),
+        _pixels(train.get("resize_shorter", 256), "preprocess.train.resize_shorter"),
         crop,
-        _positive_int(train.get("size", 300), "preprocess.train.size"),
+        _pixels(train.get("size", 300), "preprocess.train.size"),
         (float(scale[0]), float(scale[1])),
     )
 
@@ -222,26 +238,27 @@ def key_seed(key: str) -> int:
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
 
 
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or int(value) != value or value < 1:
-        raise RecipeError(f"model card: {name} must be a whole number >= 1, got {value!r}")
-    return int(value)
+MAX_INPUT_SIZE = 8192  # pixels: far above any model input; a larger card value is a typo
 
 
-def _positive_float(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise RecipeError(f"model card: {name} must be a number > 0, got {value!r}")
-    return float(value)
+def _bad(field: str, why: str, value: Any) -> RecipeError:
+    shown = json.dumps(value, allow_nan=True, default=str)
+    return RecipeError(f"{field} {why} (found {shown[:60]})")
 
 
-def _triple(value: Any, name: str, positive: bool) -> tuple[float, float, float]:
-    ok = isinstance(value, (list, tuple)) and len(value) == 3 and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v > 0 or not positive) for v in value
-    )
-    if not ok:
-        need = "three numbers > 0" if positive else "three finite numbers"
-        raise RecipeError(f"model card: {name} must be {need}, got {value!r}")
-    return (float(value[0]), float(value[1]), float(value[2]))
+def _is_number(value: Any) -> bool:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float range (JSON allows any length)
+        return False
+
+
+def _pixels(value: Any, field: str) -> int:
+    if not (isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_INPUT_SIZE):
+        raise _bad(field, f"must be a whole number of pixels in 1..{MAX_INPUT_SIZE}", value)
+    return value
 
 
 def build_eval_transform(block: dict[str, Any]) -> Any:

@@ -35,14 +35,13 @@ class FineTuneConfig:
 
 
 def decode_for_model(paths: Sequence[str], preprocess: dict[str, Any]) -> list[Any]:
-    """Each photo resized as the scorer does (``preprocess["eval"]``), as a uint8 tensor [3, H, W]."""
-    from torchvision.transforms.functional import pil_to_tensor
-
+    """Each photo resized as the scorer does (the card's one-pass view), as a uint8 tensor [3, H, W]."""
     from aescore.data.images import load_rgb
-    from aescore.data.transforms import resize_for_eval
+    from aescore.data.transforms import Preprocess
+    from aescore.tensorutil import pil_to_tensor
 
-    size = int(preprocess["eval"]["size"])
-    return [pil_to_tensor(resize_for_eval(load_rgb(p, min_shorter=size), preprocess["eval"])) for p in paths]
+    recipe = Preprocess.from_card(preprocess)
+    return [pil_to_tensor(recipe.resize(load_rgb(p, min_shorter=recipe.decode_size()))) for p in paths]
 
 
 def _normaliser(preprocess: dict[str, Any], device: Any) -> Callable[[Any], Any]:
