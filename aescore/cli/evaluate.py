@@ -26,7 +26,7 @@ def evaluate(
     threshold: Annotated[Optional[float], typer.Option(help="Binary label threshold (default: the weights' training threshold).")] = None,
     threshold_inclusive: Annotated[Optional[bool], typer.Option("--threshold-inclusive/--threshold-exclusive", help="Score == threshold is positive (default: as the weights were trained, else the paper's rule: RGNet >=, MPA >).")] = None,
     max_items: Annotated[Optional[int], typer.Option(help="Evaluate a seeded subset of at most N images.")] = None,
-    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision on CUDA (default on).")] = None,
+    amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="float16 weights on a GPU, as `aescore score` (default on).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")] = False,
     predictions: Annotated[Optional[Path], typer.Option("--predictions", metavar="FILE", help="Also write one JSON line per image (path, p_high, label, target) to FILE.")] = None,
 ) -> None:
@@ -42,12 +42,17 @@ def evaluate(
     def warn(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
-    report = evaluate_weights(
-        weights, dataset, root, split=split, tta_crops=tta_crops, device=device, batch_size=batch_size,
-        workers=workers if workers is not None else default_loader_workers(), seed=seed, threshold=threshold,
-        threshold_inclusive=threshold_inclusive,
-        max_items=max_items, amp=amp, warn=warn, predictions=predictions,
-    )
+    from aescore.errors import ConfigError, UsageError
+
+    try:
+        report = evaluate_weights(
+            weights, dataset, root, split=split, tta_crops=tta_crops, device=device, batch_size=batch_size,
+            workers=workers if workers is not None else default_loader_workers(), seed=seed, threshold=threshold,
+            threshold_inclusive=threshold_inclusive,
+            max_items=max_items, amp=amp, warn=warn, predictions=predictions,
+        )
+    except ConfigError as err:  # the library names the setting; this command's flag has its name
+        raise UsageError(f"--{err.setting.replace('_', '-')} {err.problem}") from None
     if as_json:
         print(json.dumps(report))
     elif sys.stdout.isatty():

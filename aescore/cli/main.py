@@ -176,7 +176,11 @@ def main(argv: list[str] | None = None) -> None:
     except AescoreError as err:
         if debug:
             raise
-        print(f"aescore: error: {err}", file=sys.stderr)
+        from aescore.errors import ConfigError
+
+        # Library code names settings, not flags; a setting is the flag of the same name.
+        text = f"--{err.setting.replace('_', '-')} {err.problem}" if isinstance(err, ConfigError) else str(err)
+        print(f"aescore: error: {text}", file=sys.stderr)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         print("aescore: interrupted", file=sys.stderr)

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from aescore.data.images import PILLOW_EXTENSIONS, load_rgb
-from aescore.errors import DataError, ImageDecodeError, UsageError
+from aescore.errors import ConfigError, DataError, ImageDecodeError, UsageError
 from aescore.fsutil import atomic_path, atomic_write_text
 
 FaultFn = Callable[[Image.Image, int, np.random.Generator], Image.Image]
@@ -400,7 +400,7 @@ def build_degraded_dataset(
     if not severities or any(s not in SEVERITIES for s in severities):
         raise UsageError(f"severities must be among 1, 2, 3, got {severities}")
     if not 0.0 <= holdout < 1.0:
-        raise UsageError(f"--holdout must be in [0, 1), got {holdout}")
+        raise ConfigError("holdout", f"must be in [0, 1), got {holdout}")
     if copies_per_image != "all" and (not isinstance(copies_per_image, int) or copies_per_image < 1):
         raise UsageError(f"copies per image must be a positive integer or 'all', got {copies_per_image!r}")
     if out.resolve() == src.resolve():
@@ -408,7 +408,7 @@ def build_degraded_dataset(
     if out.exists() and not out.is_dir():
         raise UsageError(f"output path exists and is not a folder: {out}")
     if out.is_dir() and any(out.iterdir()) and not force:
-        raise UsageError(f"output folder is not empty: {out} (use --force to write into it)")
+        raise ConfigError("force", f"is needed to write into {out}: the output folder is not empty")
     sources = find_sources(src)
     if not sources:
         raise DataError(f"no images found in {src} (looked for {', '.join(sorted(PILLOW_EXTENSIONS))})")

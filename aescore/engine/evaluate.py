@@ -15,7 +15,7 @@ from torch import nn
 
 from aescore.engine.distributed import DistInfo, gather_objects
 from aescore.engine.metrics import compute_metrics
-from aescore.errors import DataError, UsageError, WeightsError
+from aescore.errors import ConfigError, DataError, WeightsError
 
 TRAIN_IDS_SUFFIX = ".train-ids.txt"
 
@@ -213,11 +213,11 @@ def evaluate_weights(
     from aescore.inference.core import load_model
 
     if dataset not in DATASETS:
-        raise UsageError(f"--dataset must be one of {', '.join(DATASETS)}")
+        raise ConfigError("dataset", f"must be one of {', '.join(DATASETS)}")
     if split not in ("test", "val", "train"):
-        raise UsageError("--split must be test, val or train")
+        raise ConfigError("split", "must be test, val or train")
     if tta_crops is not None and tta_crops < 1:
-        raise UsageError("--tta-crops must be at least 1")
+        raise ConfigError("tta_crops", "must be at least 1")
     # One process, the scorer's precision (float16 weights on a GPU unless --no-amp).
     model = load_model(weights, device, half=amp is not False)
     card, path = model.card, model.path
