@@ -56,6 +56,19 @@ FOREIGN_SIDECAR = """<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>
 # --------------------------------------------------------------------------- building a run
 
 
+
+def _wait_until(page: Any, expression: str, timeout_s: float = 30.0) -> None:
+    """Poll ``expression`` with ``page.evaluate`` until it is true. Not ``page.wait_for_function``:
+    its in-page polling compiles the expression with ``new Function``, which the page's
+    Content-Security-Policy (no 'unsafe-eval') forbids once the first check is not already true."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for: {expression}")
+        time.sleep(0.05)
+
 def _photo_image(rnd: random.Random, w: int, h: int) -> Image.Image:
     img = Image.new("RGB", (w, h), tuple(rnd.randrange(256) for _ in range(3)))
     draw = ImageDraw.Draw(img)
@@ -358,15 +371,15 @@ def test_browser_every_thumbnail_loads_offline(browser: Any, sheet: tuple[Path, 
     context, page, watch = _open(browser, page_file, height=3000)  # tall enough to lay out every card
     try:
         page.select_option("#view", "rank")
-        page.wait_for_function(f"document.querySelectorAll('.card img').length === {len(photos)}")
-        page.wait_for_function("[...document.querySelectorAll('.card img')].every(i => i.complete)")
+        _wait_until(page, f"document.querySelectorAll('.card img').length === {len(photos)}")
+        _wait_until(page, "[...document.querySelectorAll('.card img')].every(i => i.complete)")
         widths = page.evaluate("[...document.querySelectorAll('.card img')].map(i => i.naturalWidth)")
         assert len(widths) == len(photos) and all(w > 0 for w in widths)
         assert page.inner_text("#stats").startswith(f"{len(photos)} photos")
         assert _shown_ranks(page) == list(range(1, len(photos) + 1))
         # The preview shows the original photo (a file: URL) with the region map over it.
         page.locator(".card").first.click()
-        page.wait_for_function("document.getElementById('pv-img').src.startsWith('file:') && document.getElementById('pv-img').complete")
+        _wait_until(page, "document.getElementById('pv-img').src.startsWith('file:') && document.getElementById('pv-img').complete")
         assert page.evaluate("!document.getElementById('pv-map').hidden && document.getElementById('pv-map').width") == 12
         assert watch.offline() and watch.requests, watch.requests
         assert not watch.errors, watch.errors  # a CSP violation would be reported here
@@ -512,7 +525,7 @@ def test_browser_5000_photos_stay_light(browser: Any, tmp_path: Path) -> None:
             return performance.now() - t; }""")
         assert ms < 500, f"re-sorting 5,000 photos took {ms:.0f} ms"
         page.evaluate("window.scrollTo(0, 0)")
-        page.wait_for_function("document.querySelector('.card[data-pos=\"0\"]') !== null")
+        _wait_until(page, "document.querySelector('.card[data-pos=\"0\"]') !== null")
         assert _shown_ranks(page)[0] == 5000
         assert watch.offline() and not watch.errors
     finally:
