@@ -13,9 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from aescore.models._registry import register_model
-from aescore.models.backbones import create_backbone
+from aescore.models.backbones import create_backbone, input_stats
 from aescore.models.layers import init_he_
 from aescore.models.regions import RegionMapError, avg_pooled, linear_region_logits
 
@@ -35,9 +34,10 @@ class MPANet(nn.Module):
         self.backbone = create_backbone(backbone, pretrained, backbone_weights, num_classes=0)
         self.num_features = int(self.backbone.num_features)
         self.head = init_he_(nn.Linear(self.num_features, num_classes))
+        mean, std = input_stats(backbone)  # what the backbone's ImageNet weights expect
         self.default_preprocess: dict[str, Any] = {
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
+            "mean": list(mean),
+            "std": list(std),
             "eval": {"mode": "shorter", "size": 256, "max_aspect": 1.5},
             "train": {"kind": "mpa", "resize_shorter": 256, "crop": 224},
         }
