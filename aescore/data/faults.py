@@ -5,7 +5,7 @@ wide random parameters, combinations, and good photographs that are soft or dark
 learns that form (docs/models.md: it does much worse on faults made by other code). Here every
 family has several implementations (our own, in linear light or sRGB, and albumentations' where it
 has one), each with a continuous severity ``s`` in [0, 1] spread over a wide parameter range, from
-mild (still a flaw a photographer rejects) to strong:
+mild (meant as a flaw a photographer would still reject; not yet checked with people) to strong:
 
 ========================  ==========================================================================
 label                     implementations (``FAMILIES``)
