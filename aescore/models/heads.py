@@ -4,7 +4,7 @@ contract. Imports no timm."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -12,12 +12,13 @@ from torch import nn
 from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
-def mpa_default_preprocess() -> dict[str, Any]:
-    """The MPA paper's recipe: ImageNet statistics, whole photo at shorter edge 256 (long edge up
-    to 1.5x) for scoring, 224-px patches of the 256-px photo for training."""
+def mpa_default_preprocess(mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> dict[str, Any]:
+    """The MPA paper's recipe: the backbone's input statistics (ImageNet's by default), whole photo
+    at shorter edge 256 (long edge up to 1.5x) for scoring, 224-px patches of the 256-px photo for
+    training."""
     return {
-        "mean": list(IMAGENET_MEAN),
-        "std": list(IMAGENET_STD),
+        "mean": list(mean),
+        "std": list(std),
         "eval": {"mode": "shorter", "size": 256, "max_aspect": 1.5},
         "train": {"kind": "mpa", "resize_shorter": 256, "crop": 224},
     }

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from aescore.models._registry import register_model
-from aescore.models.backbones import create_backbone
+from aescore.models.backbones import create_backbone, input_stats
 from aescore.models.heads import PooledLinearHead, mpa_default_preprocess
 from aescore.models.layers import init_he_
 from aescore.models.regions import RegionMapError, avg_pooled, linear_region_logits
@@ -35,7 +35,8 @@ class MPANet(PooledLinearHead):
         self.backbone = create_backbone(backbone, pretrained, backbone_weights, num_classes=0)
         self.num_features = int(self.backbone.num_features)
         self.head = init_he_(nn.Linear(self.num_features, num_classes))
-        self.default_preprocess: dict[str, Any] = mpa_default_preprocess()
+        # The input statistics the backbone's ImageNet weights expect (EfficientNet-Lite: [-1, 1]).
+        self.default_preprocess: dict[str, Any] = mpa_default_preprocess(*input_stats(backbone))
 
     @property
     def has_region_map(self) -> bool:

@@ -18,10 +18,9 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from aescore.errors import ConfigError
 from aescore.models._registry import register_model
-from aescore.models.backbones import create_backbone, create_dilated_backbone
+from aescore.models.backbones import create_backbone, create_dilated_backbone, input_stats
 from aescore.models.layers import DenseASPP, RegionGraphConv, init_he_, lse_pool
 from aescore.models.regions import RegionMapError, linear_region_logits
 from aescore.models.names import RGNET_ASPP_RATES as ASPP_RATES
@@ -82,7 +81,7 @@ class RGNet(nn.Module):
             dim = int(self.backbone.num_features)
             self.head: nn.Module = init_he_(nn.Linear(dim, num_classes))
             self.num_features = dim
-            self.default_preprocess = _preprocess(224)
+            self.default_preprocess = _preprocess(224, backbone)
             return
         self.backbone = create_dilated_backbone(backbone, pretrained, backbone_weights)
         dim = int(self.backbone.num_features)  # DenseNet-121: 1024
@@ -99,7 +98,7 @@ class RGNet(nn.Module):
         # BN before the 1x1 classifier: "batch normalization is used before each weight layer" (Sec. 3.3).
         self.head = init_he_(nn.Sequential(nn.BatchNorm2d(dim), nn.Conv2d(dim, num_classes, 1)))
         self.num_features = dim
-        self.default_preprocess = _preprocess(300)
+        self.default_preprocess = _preprocess(300, backbone)
 
     @property
     def is_fcn(self) -> bool:
@@ -173,11 +172,13 @@ class RGNet(nn.Module):
         return self.forward_with_regions(x)[2]
 
 
-def _preprocess(size: int) -> dict[str, Any]:
-    """RGNet's recipe: whole image resized to size x size; training rescales 1.05-1.25x and crops (Sec. 3.3)."""
+def _preprocess(size: int, backbone: str) -> dict[str, Any]:
+    """RGNet's recipe: whole image resized to size x size; training rescales 1.05-1.25x and crops (Sec. 3.3).
+    Mean/std are what ``backbone``'s ImageNet weights expect (:func:`~aescore.models.backbones.input_stats`)."""
+    mean, std = input_stats(backbone)
     return {
-        "mean": list(IMAGENET_MEAN),
-        "std": list(IMAGENET_STD),
+        "mean": list(mean),
+        "std": list(std),
         "eval": {"mode": "square", "size": size},
         "train": {"kind": "rgnet", "size": size, "scale": [1.05, 1.25]},
     }
