@@ -250,3 +250,20 @@ def test_materialise_dry_run_and_bad_dest(photo_tree: Path, tmp_path: Path) -> N
         materialise(photos, photos[0], "copy")
     with pytest.raises(UsageError):
         materialise(photos, dest, "move")  # type: ignore[arg-type]
+
+
+def test_rank_percentiles_equal_scipy_average_ranks() -> None:
+    """The hand-written average ranks (no scipy.stats import on the culling path) match scipy's."""
+    import random
+    from fractions import Fraction
+
+    from scipy.stats import rankdata
+
+    from aescore.inference.stars import rank_percentiles
+
+    rng = random.Random(0)
+    for _ in range(200):
+        n = rng.randint(2, 40)
+        scores = [rng.choice([0.1, 0.2, 0.3, rng.random()]) for _ in range(n)]  # many ties
+        expected = [Fraction(int(round(2 * r)) - 2, 2 * (n - 1)) for r in rankdata(scores, method="average")]
+        assert rank_percentiles(scores) == expected
