@@ -16,7 +16,9 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is no
 def _dry_run(target: str, tmp_path: Path, *extra: str) -> list[str]:
     """The commands ``make TARGET`` would run for a fresh virtual environment in ``tmp_path``."""
     out = subprocess.run(
-        ["make", "-n", "-B", target, f"VENV={tmp_path / 'venv'}", *extra], cwd=ROOT, capture_output=True, text=True, check=True
+        # --no-print-directory: under `make test` this is a sub-make, which would add
+        # "make[1]: Entering directory" lines.
+        ["make", "--no-print-directory", "-n", "-B", target, f"VENV={tmp_path / 'venv'}", *extra], cwd=ROOT, capture_output=True, text=True, check=True
     )
     return out.stdout.splitlines()
 
