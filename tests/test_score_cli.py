@@ -480,3 +480,10 @@ def test_legend_under_a_terminal_table_names_the_model(monkeypatch: pytest.Monke
     assert _legend(run, Format.jsonl) is None  # data formats get no legend
     monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
     assert _legend(run, Format.table) is None  # piped TSV: no legend either
+
+
+def test_report_output_is_checked_before_scoring(photos: dict[str, Path], weights: Path, tmp_path: Path) -> None:
+    for out in (tmp_path / "missing-folder" / "cull.html", tmp_path):
+        res = CliRunner().invoke(get_app(), ["report", str(photos["jpeg"]), *map(str, base(weights)), "-o", str(out)])
+        assert isinstance(res.exception, UsageError) and "existing folder" in str(res.exception)
+        assert "scored" not in res.stderr  # refused before any photo was scored

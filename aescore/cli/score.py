@@ -141,6 +141,11 @@ class Options:
             raise UsageError("--dry-run needs --write-xmp, --copy-to or --link-to")
         if self.from0 and not self.files_from:
             raise UsageError("--from0 needs --files-from")
+        if self.html:
+            # Checked before scoring, so a long run does not end in this error.
+            page = os.path.abspath(os.path.expanduser(self.html))
+            if os.path.isdir(page) or not os.path.isdir(os.path.dirname(page)):
+                raise UsageError(f"--html/--output {self.html}: give a file name in an existing folder")
 
     def settings(self) -> Any:
         """The :class:`aescore.cull.Settings` these options ask for."""
