@@ -92,7 +92,6 @@ def evaluate_samples(
     workers: int,
     device: torch.device,
     amp_dtype: torch.dtype | None = None,
-    channels_last: bool = False,
     info: DistInfo | None = None,
 ) -> tuple[dict[str, Any], set[int]]:
     """Metrics of ``model`` on ``samples`` (``Sample`` objects) with ``transform`` (training
@@ -100,9 +99,7 @@ def evaluate_samples(
     from aescore.data.transforms import Preprocess
     from aescore.inference.core import LoadedModel
 
-    model.eval()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model.eval()  # the core feeds it channels_last inputs
     recipe = Preprocess.from_card(getattr(model, "default_preprocess", None) or _module_preprocess(model))
     loaded = LoadedModel(model, recipe, str(device), amp_dtype=amp_dtype)
     preds, failed = predict(

@@ -340,7 +340,7 @@ class TrainingRun:
         t0 = time.perf_counter()
         val, val_failed = evaluate_samples(
             trainee.model, splits.val, data.val_transform, batch_size=cfg.batch_size, workers=cfg.workers,
-            device=self.device, amp_dtype=trainee.amp_dtype, channels_last=trainee.channels_last, info=info,
+            device=self.device, amp_dtype=trainee.amp_dtype, info=info,
         )
         ck.restore_rng_state(rng)  # validation never shifts the training's random numbers
         state.val_failed = len(val_failed)
