@@ -24,6 +24,14 @@ def _isolated_user_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
 
 
 @pytest.fixture()
+def shipped_models_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No $AESCORE_WEIGHTS_DIR (nor AESCORE_DEBUG) from the caller's environment: model lookup
+    sees the shipped weights and what the test itself adds."""
+    monkeypatch.delenv("AESCORE_WEIGHTS_DIR", raising=False)
+    monkeypatch.delenv("AESCORE_DEBUG", raising=False)
+
+
+@pytest.fixture()
 def private_cache(tmp_path: Path) -> Path:
     """The test's own XDG_CACHE_HOME (set for every test by the autouse fixture above)."""
     return tmp_path / "xdg-cache"

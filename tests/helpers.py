@@ -103,6 +103,22 @@ BAD = ["truncated", "empty", "notimage", "bomb"]
 
 
 
+def randomise_batchnorm(model: Any, seed: int = 0) -> None:
+    """Give every BatchNorm2d random statistics and affine parameters: fresh BatchNorms are
+    near-identities, and real statistics make a wrong fold or layer order visible."""
+    import torch
+    from torch import nn
+
+    g = torch.Generator().manual_seed(seed)
+    for mod in model.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            n = mod.num_features
+            mod.running_mean.copy_(torch.rand(n, generator=g) * 2 - 1)
+            mod.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+            mod.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            mod.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
+
+
 def make_tiny_weights(folder: Path) -> Path:
     """A real (random) MPA model on a tiny timm backbone, with a 64 px eval size for speed."""
     import torch

@@ -11,23 +11,15 @@ from torch import nn
 from aescore.inference.fold import fold_batchnorm_
 from aescore.models import create_model
 
+from helpers import randomise_batchnorm
 
-def _randomise_bn(model: nn.Module) -> None:
-    # Fresh BatchNorms are near-identities; real statistics make a wrong fold visible.
-    g = torch.Generator().manual_seed(0)
-    for mod in model.modules():
-        if isinstance(mod, nn.BatchNorm2d):
-            n = mod.num_features
-            mod.running_mean.copy_(torch.rand(n, generator=g) * 2 - 1)
-            mod.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-            mod.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            mod.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
+
 
 
 def test_folded_resnet_gives_the_same_scores_and_embeddings() -> None:
     torch.manual_seed(0)
     model = create_model("mpa_resnet18", backbone="resnet10t").eval()
-    _randomise_bn(model)
+    randomise_batchnorm(model)
     n_bn = sum(type(m) is nn.BatchNorm2d for m in model.modules())
     x = torch.randn(3, 3, 80, 112)
     with torch.inference_mode():
@@ -57,7 +49,7 @@ class _Residual(nn.Module):
 
 def test_conv_with_a_second_consumer_is_left_alone() -> None:
     model = nn.Sequential(_Residual()).eval()
-    _randomise_bn(model)
+    randomise_batchnorm(model)
     x = torch.randn(2, 4, 9, 9)
     with torch.no_grad():
         ref = model(x)
@@ -88,7 +80,7 @@ def test_evaluate_folds_batchnorm_and_keeps_every_prediction(tmp_path: Path, mon
 
     data = make_tiny_ava(tmp_path / "ava")
     model = create_model("mpa_resnet18", backbone="resnet10t").eval()
-    _randomise_bn(model)
+    randomise_batchnorm(model)
     path = tmp_path / "m.safetensors"
     save_weights(model, path, {"preprocess": sized_preprocess(model.default_preprocess, 32, 40),
                                "training": {"dataset": "none"}})

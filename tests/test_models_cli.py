@@ -17,12 +17,8 @@ from aescore.cli import main as cli_main
 from aescore.errors import WeightsError
 
 
-@pytest.fixture(autouse=True)
-def _private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    monkeypatch.delenv("AESCORE_WEIGHTS_DIR", raising=False)
-    monkeypatch.delenv("AESCORE_DEBUG", raising=False)
+# Own XDG folders come from conftest.py for every test.
+pytestmark = pytest.mark.usefixtures("shipped_models_only")
 
 
 def _save(path: Path, name: str, seed: int = 0, **card: Any) -> Path:

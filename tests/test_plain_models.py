@@ -18,26 +18,13 @@ from aescore.models import create_model
 from aescore.models.plain import RESNETS, PlainMPANet, PlainResNet, build_plain_model, plain_supported
 from aescore.weights import default_weights_path, load_weights
 
+from helpers import randomise_batchnorm
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    monkeypatch.delenv("AESCORE_WEIGHTS_DIR", raising=False)
-
-
-def _randomise_bn(model: nn.Module, seed: int = 0) -> None:
-    # Fresh BatchNorms are near-identities; real statistics make a wrong layer order visible.
-    g = torch.Generator().manual_seed(seed)
-    for mod in model.modules():
-        if isinstance(mod, nn.BatchNorm2d):
-            n = mod.num_features
-            mod.running_mean.copy_(torch.rand(n, generator=g) * 2 - 1)
-            mod.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-            mod.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            mod.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
+# Own XDG folders come from conftest.py for every test.
+pytestmark = pytest.mark.usefixtures("shipped_models_only")
 
 
 @pytest.mark.parametrize("name", sorted(RESNETS))
@@ -57,7 +44,7 @@ def test_same_outputs_as_timm(backbone: str) -> None:
     """Stems (7x7, deep, deep-tiered), basic and bottleneck blocks, conv and avg-pool shortcuts."""
     torch.manual_seed(0)
     ref = create_model("mpa_resnet18", backbone=backbone).eval()
-    _randomise_bn(ref)
+    randomise_batchnorm(ref)
     plain = build_plain_model("mpa_resnet18", {"backbone": backbone}, ref.state_dict())
     assert isinstance(plain, PlainMPANet) and not plain.training
     assert plain.default_preprocess == ref.default_preprocess and plain.num_features == ref.num_features
@@ -145,7 +132,7 @@ def test_plain_region_map_equals_timm_and_averages_to_the_logit() -> None:
     its mean is the image's class-1-minus-class-0 logit."""
     torch.manual_seed(0)
     ref = create_model("mpa_resnet18", backbone="resnet10t").eval()
-    _randomise_bn(ref)
+    randomise_batchnorm(ref)
     plain = build_plain_model("mpa_resnet18", {"backbone": "resnet10t"}, ref.state_dict()).eval()
     x = torch.randn(2, 3, 96, 128)
     with torch.no_grad():

@@ -22,11 +22,8 @@ from aescore.errors import WeightsError
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    monkeypatch.delenv("AESCORE_WEIGHTS_DIR", raising=False)
+# Own XDG folders come from conftest.py for every test.
+pytestmark = pytest.mark.usefixtures("shipped_models_only")
 
 
 @pytest.fixture

@@ -47,12 +47,8 @@ def _test_weights_tied(width: int = 4, **_: Any) -> nn.Module:
     return _Tied(width)
 
 
-@pytest.fixture(autouse=True)
-def _private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # verified.json and config.json go to the test's own folders, never the user's
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    monkeypatch.delenv("AESCORE_WEIGHTS_DIR", raising=False)
+# Own XDG folders come from conftest.py for every test.
+pytestmark = pytest.mark.usefixtures("shipped_models_only")
 
 
 @pytest.fixture(autouse=True)

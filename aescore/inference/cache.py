@@ -373,24 +373,11 @@ class ScoreCache:
             "path": str(self.path), "exists": self.path.exists(), "bytes": 0, "rows": 0, "by_weights": [], "failures": 0,
             "corrupt_copies": [],
         }
-        if self.path.exists():
-            for attempt in range(2):
-                conn = self._connect()
-                if conn is None:
-                    break
-                try:
-                    groups = conn.execute(
-                        "SELECT weights, recipe, COUNT(*), MAX(updated) FROM scores GROUP BY weights, recipe ORDER BY COUNT(*) DESC"
-                    ).fetchall()
-                    failures = conn.execute("SELECT COUNT(*) FROM failures").fetchone()[0]
-                except sqlite3.DatabaseError as err:
-                    if attempt or self._recover(err, "read") is None:
-                        break
-                    continue
-                result["rows"] = sum(g[2] for g in groups)
-                result["by_weights"] = [{"weights": w, "recipe": r, "rows": n, "last_used": t} for w, r, n, t in groups]
-                result["failures"] = failures
-                break
+        counted = self._twice("read", _count_rows) if self.path.exists() else None
+        if counted is not None:
+            groups, result["failures"] = counted
+            result["rows"] = sum(g[2] for g in groups)
+            result["by_weights"] = [{"weights": w, "recipe": r, "rows": n, "last_used": t} for w, r, n, t in groups]
         files = [self.path, Path(str(self.path) + "-wal")]
         result["bytes"] = sum(p.stat().st_size for p in files if p.exists())
         result["corrupt_copies"] = [str(p) for p in self.corrupt_copies()]
@@ -403,29 +390,22 @@ class ScoreCache:
         a damaged cache too: it is moved aside (one warning) and a fresh one started; see
         :meth:`remove_corrupt_copies` for deleting such copies.
         """
-        n = 0
-        if self.path.exists():
-            for attempt in range(2):
-                conn = self._connect()
-                if conn is None:
-                    break
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        n = conn.execute("DELETE FROM scores").rowcount
-                        conn.execute("DELETE FROM failures")
-                        conn.execute("DELETE FROM checks")
-                        conn.execute("COMMIT")
-                    except BaseException:
-                        conn.execute("ROLLBACK")
-                        raise
-                    conn.execute("VACUUM")
-                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                    break
-                except sqlite3.DatabaseError as err:
-                    if attempt or self._recover(err, "clear") is None:
-                        break
-        return int(n)
+        n = self._twice("clear", _delete_rows) if self.path.exists() else None
+        return int(n or 0)
+
+    def _twice(self, what: str, action: Callable[[sqlite3.Connection], Any]) -> Any:
+        """``action(connection)``, and once more on the rebuilt cache if the first try found the
+        file damaged; None when the cache is off or the second try fails too."""
+        for attempt in range(2):
+            conn = self._connect()
+            if conn is None:
+                return None
+            try:
+                return action(conn)
+            except sqlite3.DatabaseError as err:
+                if attempt or self._recover(err, what) is None:
+                    return None
+        return None
 
     def remove_corrupt_copies(self) -> int:
         """Delete the damaged copies moved aside earlier (with their WAL files); returns how many."""
@@ -434,6 +414,30 @@ class ScoreCache:
             for side in (copy, Path(f"{copy}-wal"), Path(f"{copy}-shm")):
                 side.unlink(missing_ok=True)
         return len(copies)
+
+
+def _count_rows(conn: sqlite3.Connection) -> tuple[list[Any], int]:
+    """Rows per (weights, recipe) with their last use, and the number of recorded failures."""
+    groups = conn.execute(
+        "SELECT weights, recipe, COUNT(*), MAX(updated) FROM scores GROUP BY weights, recipe ORDER BY COUNT(*) DESC"
+    ).fetchall()
+    return groups, conn.execute("SELECT COUNT(*) FROM failures").fetchone()[0]
+
+
+def _delete_rows(conn: sqlite3.Connection) -> int:
+    """Empty every table in one transaction, then give the space back; the scores deleted."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        n = conn.execute("DELETE FROM scores").rowcount
+        conn.execute("DELETE FROM failures")
+        conn.execute("DELETE FROM checks")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("VACUUM")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return int(n)
 
 
 def _write(conn: sqlite3.Connection, sql: str, batch: list[tuple[object, ...]]) -> None:
