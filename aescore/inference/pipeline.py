@@ -134,7 +134,9 @@ def run_pipeline(
             else:
                 todo.append(w)
         try:
-            run.computed = _compute(files, keys, todo, checks, want, settings, recipe_obj, writer, skip, progress, len(files))
+            run.computed = _compute(
+                files, keys, todo, checks, want, settings, weights_path, recipe_obj, writer, skip, progress, len(files)
+            )
             # Photos that needed nothing decoded may still miss fields of checks that read no pixels.
             decoded = {w.index for w in todo}
             for w in work:
@@ -186,6 +188,7 @@ def _compute(
     checks: list[Check],
     want: frozenset[str],
     settings: "Settings",
+    weights_path: Any,
     recipe: Preprocess,
     writer: _Writer,
     skip: Callable[[str, str], None],
@@ -203,7 +206,8 @@ def _compute(
     for w in todo:
         sizes = [c.needs.image_size for c in w.missing if c.needs.image_size]
         jobs.append(Job(files[w.index].path, network=w.needs_network(want), image_size=max(sizes) if sizes else None))
-    model = load_model(settings.model, settings.device) if any(j.network for j in jobs) else None
+    # The path resolved once by the caller: resolving a model name again would re-read the cards.
+    model = load_model(weights_path, settings.device) if any(j.network for j in jobs) else None
     # Outputs the checks need come from the same pass; the embedding always does (it is the
     # pooled features of that pass, ~2 kB a photo in the cache), so `learn` or `--similarity`
     # after a plain `rank` decodes nothing again.
