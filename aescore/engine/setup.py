@@ -171,19 +171,11 @@ class EpochSampler(Sampler[int]):
 
 def seed_worker(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: numpy and ``random`` follow torch's per-worker seed, and
-    the worker ignores SIGINT and SIGTERM.
+    the worker ignores SIGINT and SIGTERM (:func:`aescore.inference.core.ignore_stop_signals`:
+    the main process alone decides when to stop, then saves and shuts the workers down)."""
+    from aescore.inference.core import ignore_stop_signals
 
-    A terminal's Ctrl-C reaches the whole process group, and a batch scheduler's pre-emption
-    (Slurm, Kubernetes) sends SIGTERM to every process of the job. A worker that quit on either
-    would make the main process fail with "DataLoader worker exited unexpectedly" before it can
-    save its checkpoint; the main process alone decides when to stop and then shuts the workers
-    down through their queues. (A worker that hangs and ignores PyTorch's last-resort SIGTERM
-    still exits once its watchdog sees the main process gone.)
-    """
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ignore_stop_signals(worker_id)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)

@@ -103,11 +103,19 @@ class DecodeDataset:
             return index, None, None, f"cannot decode ({type(err).__name__}: {err})", False
 
 
-def _quiet_worker(worker_id: int) -> None:
-    """Decode workers ignore Ctrl-C: the main process alone stops the run (and flushes the cache)."""
+def ignore_stop_signals(worker_id: int = 0) -> None:
+    """DataLoader ``worker_init_fn``: the worker ignores SIGINT and SIGTERM.
+
+    A terminal's Ctrl-C reaches the whole process group, and a batch scheduler's pre-emption
+    sends SIGTERM to every process of a job. A worker that quit on either would make the main
+    process fail with "DataLoader worker exited unexpectedly" before it can flush the score cache
+    or save a checkpoint; the main process alone decides when to stop. (A worker still exits once
+    its watchdog sees the main process gone.)
+    """
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _array_at(img: Any, long_edge: int) -> Any:
@@ -265,7 +273,7 @@ def infer(
             collate_fn=_keep_items,
             pin_memory=device.startswith("cuda"),
             prefetch_factor=2 if n_workers > 0 else None,
-            worker_init_fn=_quiet_worker if n_workers > 0 else None,
+            worker_init_fn=ignore_stop_signals if n_workers > 0 else None,
         )
         batches = iter(loader)
     with torch.inference_mode():
