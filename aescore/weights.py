@@ -437,6 +437,11 @@ def _remember_sha256(identity: _FileIdentity, sha: str) -> None:
 # --------------------------------------------------------------------------- checkpoints
 
 
+def has_reasons_head(card: dict[str, Any]) -> bool:
+    """Whether the card's network names faults (a ``faults`` output: :class:`aescore.models.faultnet.FaultNet`)."""
+    return card.get("architecture") == "faultnet"
+
+
 def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike[str]) -> None:
     """``torch.save`` a training checkpoint atomically.
 

@@ -1,5 +1,5 @@
-"""The built-in checks: the model score, EXIF facts, capture time (for bursts), thumbnails and the
-model's region map (for the HTML report)."""
+"""The built-in checks: the model score, EXIF facts, capture time (for bursts), thumbnails, the
+model's region map (for the HTML report) and the reasons (which fault the model sees)."""
 
 from __future__ import annotations
 
@@ -103,5 +103,28 @@ class RegionsCheck(Check):
         return {"region_map": [[round(float(v), 3) for v in row] for row in regions]}
 
 
-for _check in (ScoreCheck(), ExifCheck(), CaptureCheck(), ThumbnailCheck(), RegionsCheck()):
+class ReasonsCheck(Check):
+    """Which fault the model sees (``--reasons``): the probability of every kind of
+    :data:`~aescore.models.names.FAULT_KINDS` and the most likely one. Models with a reasons head
+    only (the run refuses others with one line)."""
+
+    name = "reasons"
+    description = "the model's probability of each kind of fault, and the most likely one"
+    needs = Needs(outputs=frozenset({"faults"}))
+    fields = (
+        Field("top_fault", FieldKind.TEXT, "the most likely fault when its probability is >= 0.5, else none"),
+        Field("faults", FieldKind.OBJECT, "fault kind -> probability, every kind present"),
+    )
+    model_dependent = True
+
+    def compute(self, photo: PhotoData) -> dict[str, Any]:
+        from aescore.models.names import FAULT_KINDS
+
+        probs = [float(p) for p in photo.outputs["faults"]]
+        faults = {kind: round(p, 4) for kind, p in zip(FAULT_KINDS, probs)}
+        best = max(faults, key=faults.__getitem__)
+        return {"top_fault": best if faults[best] >= HIGH_THRESHOLD else "none", "faults": faults}
+
+
+for _check in (ScoreCheck(), ExifCheck(), CaptureCheck(), ThumbnailCheck(), RegionsCheck(), ReasonsCheck()):
     register_check(_check)

@@ -88,6 +88,7 @@ class Options:
     csv: Annotated[bool, _opt("--csv", panel=_OUT, help="Same as --format csv."), PRINTING] = False
     print0: Annotated[bool, _opt("--print0", "-0", panel=_OUT, help="Same as --format print0 (for xargs -0)."), PRINTING] = False
     exif: Annotated[bool, _opt("--exif", panel=_OUT, help="Add capture time, camera, lens and exposure.")] = False
+    reasons: Annotated[bool, _opt("--reasons", panel=_OUT, help="Add the fault the model sees (top fault column; every kind's probability in json/jsonl/csv).")] = False
     top: Annotated[Optional[int], _opt("--top", min=0, metavar="N", panel=_OUT, help="Only the N best."), RANK_ONLY] = None
     bottom: Annotated[Optional[int], _opt("--bottom", min=0, metavar="N", panel=_OUT, help="Only the N worst (still printed best first)."), RANK_ONLY] = None
     min_score: Annotated[Optional[float], _opt("--min-score", metavar="X", panel=_OUT, help="Only photos scoring >= X."), RANK_ONLY] = None
@@ -156,7 +157,8 @@ class Options:
     def checks(self) -> list[str]:
         """The checks these options need besides the score."""
         page = ["exif", "thumbnail", "regions"] if self.html else []
-        return list(dict.fromkeys((["exif"] if self.exif else []) + (["capture"] if self.group_bursts is not None else []) + page))
+        return list(dict.fromkeys((["exif"] if self.exif else []) + (["reasons"] if self.reasons else [])
+                                  + (["capture"] if self.group_bursts is not None else []) + page))
 
 
 class _Stderr:
@@ -375,7 +377,8 @@ def run(o: Options, ranked: bool, emit: bool = True) -> int:
         cull.assign_stars(photos, o.reject_below)
     chosen = cull.select(photos, ranked, o.top, o.bottom, o.min_score, o.best_of_group)
     if emit:
-        shown = [c for c in result.checks if c.name in ("score", "exif") and (c.name != "exif" or o.exif)]
+        asked = {"score", *(["exif"] if o.exif else []), *(["reasons"] if o.reasons else [])}
+        shown = [c for c in result.checks if c.name in asked]
         _emit(fmt, chosen, shown)
         legend = _legend(result, fmt)
         if legend:

@@ -53,8 +53,8 @@ from scipy import ndimage
 # The sRGB transfer curve, float conversion and point-spread helpers of the original generator.
 from aescore.data.degrade import _arr, _convolve, _disk_kernel, _img, _line_kernel, _to_linear, _to_srgb
 
-FAULT_KINDS: tuple[str, ...] = ("defocus", "motion", "noise", "underexposure", "overexposure", "haze",
-                                "jpeg", "colour_cast", "tilt", "crop")
+from aescore.models.names import FAULT_KINDS  # the one vocabulary, shared with the reasons head
+
 POSITIVE_KINDS: tuple[str, ...] = ("shallow_dof", "low_key", "high_key")
 REF_SHORTER = 375.0  # pixel-sized strengths are given at this shorter side and scaled with the image
 LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)

@@ -15,6 +15,11 @@ Two views of a photo:
 * :meth:`Preprocess.view` (the one-pass recipe): ``shorter`` resizes the shorter edge to ``size``
   (aspect kept) and centre-crops the long edge to at most ``max_aspect`` times it; ``square``
   resizes the whole photo to ``size`` x ``size`` (RGNet's whole-image input).
+* :meth:`Preprocess.detail_views` (recipes with an ``eval.detail`` block, issue 12): the one-pass
+  view of the whole frame plus ``crops`` square crops of ``size`` px at (nearly) native resolution,
+  taken where the photo has the most structure (:func:`detail_boxes`): a photographer's check at
+  100 %, where noise and JPEG artefacts of a camera-size photo show, on the in-focus subject of a
+  shallow depth-of-field photo rather than on its intentionally soft background.
 * :meth:`Preprocess.tta_views` (the MPA paper's multi-crop evaluation): N random crops of the
   training crop size from the photo resized to :attr:`Preprocess.tta_base`; crop positions are
   drawn from a generator seeded by a key (the file's base name), so a photo always gets the same
@@ -70,6 +75,31 @@ class TrainRecipe:
 
 
 @dataclass(frozen=True)
+class DetailRecipe:
+    """The detail part of a recipe (``preprocess["eval"]["detail"]``)."""
+
+    crops: int = 2  # how many native-resolution crops
+    size: int = 160  # their side in pixels
+    # JPEGs are decoded at the draft scale (1, 1/2, 1/4, 1/8) whose shorter edge is at least this;
+    # smaller photos at full size. Detail is therefore native up to ~2x this edge, then 1/2..1/8.
+    decode_shorter: int = 1500
+
+
+@dataclass
+class DetailViews:
+    """A photo's network input under a detail recipe: the whole frame and the detail crops
+    (tensors ``[3, H, W]`` and ``[K, 3, c, c]``; batched: one more leading dimension)."""
+
+    whole: Any
+    crops: Any
+
+    @property
+    def shape(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Both shapes: inputs are batched together only when both agree."""
+        return tuple(self.whole.shape), tuple(self.crops.shape)
+
+
+@dataclass(frozen=True)
 class Preprocess:
     """A model's input recipe (see the module docstring); build it with :meth:`from_card`."""
 
@@ -80,6 +110,7 @@ class Preprocess:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     train: TrainRecipe | None = None
+    detail: DetailRecipe | None = None
     card_block: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -119,7 +150,8 @@ class Preprocess:
         crop = crop_default if train.get("crop") in (None, 0) and not isinstance(train.get("crop"), bool) else _pixels(train["crop"], "preprocess.train.crop")
         mean = tuple(float(v) for v in block.get("mean") or IMAGENET_MEAN)
         std = tuple(float(v) for v in block.get("std") or IMAGENET_STD)
-        return cls(mode, size, float(max_aspect), crop, mean, std, _train_recipe(train, crop), dict(block))  # type: ignore[arg-type]
+        detail = _detail_recipe(ev.get("detail"))
+        return cls(mode, size, float(max_aspect), crop, mean, std, _train_recipe(train, crop), detail, dict(block))  # type: ignore[arg-type]
 
     # -- identity -----------------------------------------------------------------------------
     def fingerprint(self) -> str:
@@ -142,7 +174,9 @@ class Preprocess:
 
     def decode_size(self, tta_crops: int | None = None) -> int:
         """Smallest shorter edge the recipe needs from the decoder (the JPEG draft-mode target)."""
-        return self.tta_base if tta_crops else self.size
+        if tta_crops:
+            return self.tta_base
+        return max(self.size, self.detail.decode_shorter) if self.detail else self.size
 
     def view_size(self, width: int, height: int) -> tuple[int, int]:
         """Output ``(width, height)`` of :meth:`view` for an upright photo of that size."""
@@ -202,9 +236,53 @@ class Preprocess:
         lefts = torch.randint(0, new_w - crop_w + 1, (crops,), generator=gen).tolist()
         return torch.stack([x[:, t : t + crop_h, l : l + crop_w] for t, l in zip(tops, lefts)])
 
+    def detail_views(self, img: Image.Image) -> DetailViews:
+        """The whole frame (:meth:`view`) and the detail crops of :func:`detail_boxes`, as decoded
+        (``img`` comes from a decode at :meth:`decode_size`); requires an ``eval.detail`` block."""
+        import torch
+
+        if self.detail is None:
+            raise ValueError("this recipe has no detail block")
+        size = self.detail.size
+        if min(img.size) < size:  # a photo smaller than one crop: enlarge it to fit (rare)
+            k = size / min(img.size)
+            img = img.resize((max(size, round(img.width * k)), max(size, round(img.height * k))), Image.BILINEAR)
+        boxes = detail_boxes(img, self.detail.crops, size)
+        crops = torch.stack([self.normalise(img.crop(box)) for box in boxes])
+        return DetailViews(self.view(img), crops)
+
     def tensor(self, img: Image.Image, tta_crops: int | None, key: str) -> Any:
-        """:meth:`tta_views` when ``tta_crops`` else :meth:`view`."""
-        return self.tta_views(img, tta_crops, key) if tta_crops else self.view(img)
+        """:meth:`tta_views` when ``tta_crops``, else :meth:`detail_views` for a detail recipe,
+        else :meth:`view`."""
+        if tta_crops:
+            return self.tta_views(img, tta_crops, key)
+        return self.detail_views(img) if self.detail else self.view(img)
+
+
+def detail_boxes(img: Image.Image, n: int, size: int) -> list[tuple[int, int, int, int]]:
+    """The ``n`` boxes ``(left, top, right, bottom)`` of ``size`` x ``size`` px with the most
+    structure: the photo is tiled by a centred grid of such squares, each scored by the mean
+    absolute Laplacian of a reduced copy's luminance (reduced so noise averages out and edges
+    remain: structure, not grain, chooses), best first; ties keep grid order. Fewer tiles than
+    ``n``: the best are repeated. Deterministic, so training and scoring pick alike.
+    """
+    import numpy as np
+
+    w, h = img.size
+    cols, rows = max(1, w // size), max(1, h // size)
+    f = max(1, size // 16)  # each tile -> 16 x 16 reduced pixels
+    luma = np.asarray(img.convert("L").reduce(f), dtype=np.float32)
+    lap = np.abs(4 * luma[1:-1, 1:-1] - luma[:-2, 1:-1] - luma[2:, 1:-1] - luma[1:-1, :-2] - luma[1:-1, 2:])
+    x0, y0 = (w - cols * size) // 2, (h - rows * size) // 2
+    scores = []
+    for r in range(rows):
+        for c in range(cols):
+            left, top = x0 + c * size, y0 + r * size
+            # the tile in reduced, Laplacian coordinates (one pixel of border lost to the stencil)
+            patch = lap[max(0, top // f - 1) : (top + size) // f - 1, max(0, left // f - 1) : (left + size) // f - 1]
+            scores.append((-float(patch.mean()) if patch.size else 0.0, len(scores), (left, top, left + size, top + size)))
+    best = [box for _, _, box in sorted(scores)]
+    return [best[i % len(best)] for i in range(n)]
 
 
 def _train_recipe(train: dict[str, Any], crop: int) -> TrainRecipe | None:
@@ -224,6 +302,22 @@ def _train_recipe(train: dict[str, Any], crop: int) -> TrainRecipe | None:
         crop,
         _pixels(train.get("size", 300), "preprocess.train.size"),
         (float(scale[0]), float(scale[1])),
+    )
+
+
+def _detail_recipe(block: Any) -> DetailRecipe | None:
+    """The typed ``preprocess["eval"]["detail"]`` block (None when absent)."""
+    if block is None:
+        return None
+    if not isinstance(block, dict):
+        raise _bad("preprocess.eval.detail", "must be an object", block)
+    crops = block.get("crops", 2)
+    if not (isinstance(crops, int) and not isinstance(crops, bool) and 1 <= crops <= 16):
+        raise _bad("preprocess.eval.detail.crops", "must be a whole number in 1..16", crops)
+    return DetailRecipe(
+        crops,
+        _pixels(block.get("size", 160), "preprocess.eval.detail.size"),
+        _pixels(block.get("decode_shorter", 1500), "preprocess.eval.detail.decode_shorter"),
     )
 
 

@@ -6,8 +6,11 @@ decode (worker processes) -> group equal shapes -> one batched forward -> per-ph
   :class:`~aescore.data.transforms.Preprocess` and, when a check asked for one, an RGB array of
   the photo at the size the check named, from the same decoded image.
 * One forward pass per batch of equal shapes returns every output asked for: ``p_high`` (the
-  softmax probability of class 1), ``embedding`` (the pooled features) and ``region_map`` (the
-  per-location logit map, for models that have one). With ``tta_crops`` the N crops' outputs are
+  softmax probability of class 1), ``embedding`` (the pooled features), ``region_map`` (the
+  per-location logit map, for models that have one) and ``faults`` (per-kind fault
+  probabilities, for models with a reasons head). A recipe with detail crops gives each photo
+  two inputs (:class:`~aescore.data.transforms.DetailViews`: the whole frame and the crops); the
+  model pools them. With ``tta_crops`` the N crops' outputs are
   averaged (the region map is not computed then: crops do not tile the photo).
 * A photo can also be decoded without the network (``Job.network=False``): its model outputs are
   cached, but a check still needs its pixels.
@@ -30,8 +33,9 @@ from typing import Any, Callable, Iterator, Sequence
 from aescore.data.transforms import Preprocess
 from aescore.errors import ImageDecodeError
 
-#: Outputs a forward pass can return (``want`` of :func:`infer`).
-OUTPUTS = frozenset({"p_high", "embedding", "region_map"})
+#: Outputs a forward pass can return (``want`` of :func:`infer`); ``faults`` only from models with
+#: a reasons head (:class:`aescore.models.faultnet.FaultNet`), others leave it out.
+OUTPUTS = frozenset({"p_high", "embedding", "region_map", "faults"})
 
 
 @dataclass(frozen=True)
@@ -152,30 +156,45 @@ class LoadedModel:
         return str(self.card["sha256"])
 
     def forward(self, x: Any, want: frozenset[str]) -> dict[str, Any]:
-        """``[B, 3, H, W]`` -> the asked-for outputs as float32 tensors on the CPU."""
+        """``[B, 3, H, W]`` (or batched :class:`DetailViews`) -> the asked-for outputs as float32
+        tensors on the CPU."""
         import torch
 
+        from aescore.data.transforms import DetailViews
         from aescore.tensorutil import ensure_finite_scores
 
         self.forward_calls += 1
         weight = next(self.module.parameters(), None)  # None: a parameter-free model (test stubs)
         dtype = weight.dtype if weight is not None else torch.float32
-        x = x.to(self.device, dtype=dtype, non_blocking=True).contiguous(memory_format=torch.channels_last)
+
+        def prepare(t: Any) -> Any:
+            t = t.to(self.device, dtype=dtype, non_blocking=True)
+            return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t.contiguous()
+
+        faults = None
         out: dict[str, Any] = {}
         kind = self.device.split(":")[0]
         with torch.autocast(device_type=kind, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            if "region_map" in want and getattr(self.module, "has_region_map", False):
+            if isinstance(x, DetailViews) or ("faults" in want and hasattr(self.module, "forward_views")):
+                whole, crops = (x.whole, x.crops) if isinstance(x, DetailViews) else (x, None)
+                views = self.module.forward_views(prepare(whole), None if crops is None else prepare(crops),
+                                                  regions="region_map" in want)
+                logits, emb, regions, faults = views["logits"], views["embedding"], views.get("region_map"), views["faults"]
+            elif "region_map" in want and getattr(self.module, "has_region_map", False):
+                x = prepare(x)
                 logits, emb, regions = self.module.forward_with_regions(x)  # one pass for all three
             elif "embedding" in want:
-                (logits, emb), regions = self.module.forward_with_embedding(x), None  # one pass, not two
+                (logits, emb), regions = self.module.forward_with_embedding(prepare(x)), None  # one pass, not two
             else:
-                logits, emb, regions = self.module(x), None, None
+                logits, emb, regions = self.module(prepare(x)), None, None
         out["p_high"] = torch.softmax(logits.float(), dim=1)[:, 1].cpu()
         ensure_finite_scores(out["p_high"], str(self.card.get("name") or "the model"))
         if emb is not None and "embedding" in want:
             out["embedding"] = emb.float().cpu()
         if regions is not None and "region_map" in want:
             out["region_map"] = regions.float().cpu()
+        if faults is not None and "faults" in want:
+            out["faults"] = torch.sigmoid(faults.float()).cpu()
         return out
 
 
@@ -299,16 +318,21 @@ def _forward_group(
     model: LoadedModel, xs: list[Any], group: list[int], results: dict[int, PhotoOutputs], want: frozenset[str]
 ) -> None:
     """One forward pass over equal-shape inputs; the outputs go into ``results`` per index.
-    Inputs of several views each (``[K, 3, H, W]``) are run as B x K images and averaged per photo."""
+    Inputs of several crops each (``[K, 3, H, W]``, TTA) are run as B x K images and averaged per
+    photo; detail inputs (:class:`DetailViews`) are pooled by the model."""
     import torch
 
-    x = torch.stack(xs)
-    if x.dim() == 5:
+    from aescore.data.transforms import DetailViews
+
+    if isinstance(xs[0], DetailViews):  # the whole frames and the detail crops, batched apart
+        out = model.forward(DetailViews(torch.stack([v.whole for v in xs]), torch.stack([v.crops for v in xs])), want)
+    elif xs[0].dim() == 4:
+        x = torch.stack(xs)
         b, n = x.shape[:2]
         out = model.forward(x.flatten(0, 1), want - {"region_map"})
         out = {k: v.view(b, n, *v.shape[1:]).mean(1) for k, v in out.items()}
     else:
-        out = model.forward(x, want)
+        out = model.forward(torch.stack(xs), want)
     p_high = out["p_high"].tolist()
     arrays = {k: v.numpy() for k, v in out.items() if k != "p_high"}
     for k, index in enumerate(group):

@@ -98,10 +98,14 @@ def run_pipeline(
     from aescore.cull import ScoreRun
     from aescore.data.images import missing_extra
     from aescore.inference.cache import CacheKey, ScoreCache
-    from aescore.weights import read_card, resolve_model
+    from aescore.errors import ConfigError
+    from aescore.weights import has_reasons_head, read_card, resolve_model
 
     weights_path = resolve_model(settings.model)
     card = read_card(weights_path)
+    if any("faults" in c.needs.outputs for c in checks) and not has_reasons_head(card):
+        raise ConfigError("reasons", f"needs a model with a reasons head; {card.get('name') or weights_path.stem} "
+                                     "has none (the default model has one)")
     recipe_obj = Preprocess.from_card(card["preprocess"])
     recipe = recipe_obj.recipe(settings.tta_crops)
     sha = str(card["sha256"])

@@ -42,4 +42,4 @@ _NOT_ARCH_ARGS = {"pretrained", "backbone_weights"}
 
 def _ensure_loaded() -> None:
     # Importing the model modules runs their @register_model decorators.
-    from aescore.models import mpa, personal, rgnet  # noqa: F401
+    from aescore.models import faultnet, mpa, personal, rgnet  # noqa: F401
