@@ -438,8 +438,10 @@ def _remember_sha256(identity: _FileIdentity, sha: str) -> None:
 
 
 def has_reasons_head(card: dict[str, Any]) -> bool:
-    """Whether the card's network names faults (a ``faults`` output: :class:`aescore.models.faultnet.FaultNet`)."""
-    return card.get("architecture") == "faultnet"
+    """Whether the card's network names faults (a ``faults`` output): a
+    :class:`aescore.models.faultnet.FaultNet`, or a personal model built on one."""
+    arch, args = card.get("architecture"), card.get("arch_args") or {}
+    return arch == "faultnet" or (arch == "personal_ranker" and isinstance(args, dict) and args.get("base_architecture") == "faultnet")
 
 
 def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike[str]) -> None:

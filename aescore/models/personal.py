@@ -60,6 +60,14 @@ class PersonalNet(nn.Module):
         """[B, 3, H, W] -> [B, 2] logits ``[0, s]``; softmax[:, 1] = P(rated higher by the photographer)."""
         return self.forward_with_embedding(x)[0]
 
+    def forward_views(self, whole: torch.Tensor, crops: torch.Tensor | None, regions: bool = False) -> dict[str, torch.Tensor]:
+        """For a base with detail views (:class:`aescore.models.heads.FaultViews`): the base's
+        outputs (its fault reasons, embedding, region map) with the personal head's logits on the
+        base's pooled logits and whole-frame embedding."""
+        out = dict(self.base.forward_views(whole, crops, regions=regions))
+        out["logits"] = self._head(out["logits"], out["embedding"])
+        return out
+
     def set_head(self, mean: Any, scale: Any, weight: Any, generic_weight: float, g_mean: float, g_scale: float) -> None:
         """Load a fitted head (numpy arrays or tensors of length ``embed_dim``)."""
         with torch.no_grad():

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Rebuild the bundled default model from a folder of real photographs (the 1,000 photos this
+# Rebuild the earlier default model (aescore-technical-r18, still shipped) from a folder of real photographs (the 1,000 photos this
 # project was given are not redistributed). About 2 hours on 2 CPU cores. See docs/models.md.
 #
-#   scripts/build_default_model.sh PHOTOS_DIR WORK_DIR [NAME]
+#   scripts/build_technical_r18.sh PHOTOS_DIR WORK_DIR [NAME]
 #
 # Two stages, as the published weights were made:
 #   1. MPA ResNet-18 from scratch with MP_ada on the degradation CSV. The published run was
@@ -50,7 +50,7 @@ wait "$pid" || true
 "${stage3[@]}"
 "$python" scripts/export_checkpoint.py "$work/stage3" "$work/final.safetensors"
 "${pairwise[@]}" > "$work/pairwise.json"
-"$python" scripts/publish_default_model.py "$work/stage3" "$work/pairwise.json" "$work/degraded10" "$name" \
+"$python" scripts/publish_technical_r18.py "$work/stage3" "$work/pairwise.json" "$work/degraded10" "$name" \
     --weights "$work/final.safetensors" \
     --degrade-command "$(printf '%q ' "${degrade[@]}"); $(printf '%q ' "${degrade10[@]}")" \
     --train-command "$(printf '%q ' "${stage1[@]}") (stopped in epoch 5, last.pt exported); then $(printf '%q ' "${stage2[@]}"); then $(printf '%q ' "${stage3[@]}")" \

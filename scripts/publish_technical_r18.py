@@ -1,8 +1,8 @@
-"""Publish a training run as the bundled default model: weights/<name>.safetensors + card + DEFAULT.
+"""Publish a training run as the earlier default model (aescore-technical-r18): weights/<name>.safetensors + card + DEFAULT.
 
-Usage (after `aescore train` and `aescore data pairwise --json`, see scripts/build_default_model.sh):
+Usage (after `aescore train` and `aescore data pairwise --json`, see scripts/build_technical_r18.sh):
 
-    python scripts/publish_default_model.py RUN_DIR PAIRWISE_JSON DEGRADE_DIR NAME \
+    python scripts/publish_technical_r18.py RUN_DIR PAIRWISE_JSON DEGRADE_DIR NAME \
         --train-command "..." --degrade-command "..." --pairwise-command "..."
 
 The weights file is copied byte for byte, so the card's sha256 stays valid; the card gains the
