@@ -7,7 +7,7 @@ what open-source cullers rank by). Reports a Markdown table per corruption and s
 family (noise, blur, weather, digital), and the issue's goals for noise, blur and digital.
 
 The model is run through aescore's inference core (:func:`aescore.inference.core.load_model`,
-the photo's recipe via ``Preprocess.view``: what ``aescore score`` computes, without writing the
+the photo's recipe via ``Preprocess.tensor``: what ``aescore score`` computes, without writing the
 corrupted copies to disk); ``--check-files N`` re-scores N originals through the public
 :class:`aescore.inference.scorer.Scorer` to show both give the same numbers. Photos are first
 resized to ``--shorter`` px on the shorter side (the corruptions' strengths are tuned on ImageNet's
@@ -124,7 +124,7 @@ def main() -> None:
     import torch
 
     from aescore.engine.pairwise import laplacian_sharpness
-    from aescore.inference.core import load_model
+    from aescore.inference.core import load_model, stack_inputs
     from aescore.weights import resolve_model
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -139,7 +139,7 @@ def main() -> None:
           f"{len(names)} corruptions run, skipped: {', '.join(failed) or 'none'}", flush=True)
 
     def score(images: list[Image.Image]) -> np.ndarray:
-        x = torch.stack([model.preprocess.view(im) for im in images])
+        x = stack_inputs([model.preprocess.tensor(im, None, "") for im in images])  # detail views too
         with torch.inference_mode():
             return model.forward(x, frozenset({"p_high"}))["p_high"].numpy()
 

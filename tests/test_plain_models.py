@@ -15,8 +15,17 @@ from PIL import Image
 from torch import nn
 
 from aescore.models import create_model
-from aescore.models.plain import RESNETS, PlainMPANet, PlainResNet, build_plain_model, plain_supported
-from aescore.weights import default_weights_path, load_weights
+from aescore.models.plain import (
+    EFFICIENTNET_LITES,
+    RESNETS,
+    PlainEfficientNetLite,
+    PlainFaultNet,
+    PlainMPANet,
+    PlainResNet,
+    build_plain_model,
+    plain_supported,
+)
+from aescore.weights import default_weights_path, load_weights, save_weights
 
 from helpers import randomise_batchnorm
 
@@ -27,21 +36,36 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("shipped_models_only")
 
 
-@pytest.mark.parametrize("name", sorted(RESNETS))
+@pytest.mark.parametrize("name", sorted(RESNETS) + sorted(EFFICIENTNET_LITES))
 def test_same_tensors_as_timm(name: str) -> None:
-    """Every covered backbone has exactly timm's state-dict keys and shapes (so the same file loads)."""
+    """Every covered backbone has exactly timm's state-dict keys and shapes (so the same file loads),
+    the same BatchNorm eps and, for EfficientNet-Lite, residuals in the same blocks."""
     import timm
 
     with torch.device("meta"):
         ref = timm.create_model(name, pretrained=False, num_classes=0)
-        plain = PlainResNet(RESNETS[name])
+        plain = PlainResNet(RESNETS[name]) if name in RESNETS else PlainEfficientNetLite(EFFICIENTNET_LITES[name])
     assert {k: tuple(v.shape) for k, v in plain.state_dict().items()} == {k: tuple(v.shape) for k, v in ref.state_dict().items()}
     assert plain.num_features == ref.num_features
+    ref_bns = {n: m.eps for n, m in ref.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    assert ref_bns == {n: m.eps for n, m in plain.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    if name in EFFICIENTNET_LITES:
+        assert [[b.has_skip for b in s] for s in plain.blocks] == [[b.has_skip for b in s] for s in ref.blocks]
 
 
-@pytest.mark.parametrize("backbone", ["resnet10t", "resnet14t", "resnet18", "resnet18d"])
+@pytest.mark.parametrize("name", sorted(RESNETS) + sorted(EFFICIENTNET_LITES))
+def test_input_stats_as_the_timm_path(name: str) -> None:
+    """The plain networks' recipes name the input statistics the timm-built ones do."""
+    from aescore.models.backbones import input_stats
+    from aescore.models.plain import _input_stats
+
+    assert _input_stats(name) == input_stats(name)
+
+
+@pytest.mark.parametrize("backbone", ["resnet10t", "resnet14t", "resnet18", "resnet18d", "tf_efficientnet_lite0"])
 def test_same_outputs_as_timm(backbone: str) -> None:
-    """Stems (7x7, deep, deep-tiered), basic and bottleneck blocks, conv and avg-pool shortcuts."""
+    """Stems (7x7, deep, deep-tiered), basic and bottleneck blocks, conv and avg-pool shortcuts;
+    an EfficientNet-Lite backbone (TensorFlow "SAME" padding at odd sizes)."""
     torch.manual_seed(0)
     ref = create_model("mpa_resnet18", backbone=backbone).eval()
     randomise_batchnorm(ref)
@@ -63,13 +87,86 @@ def test_same_outputs_as_timm(backbone: str) -> None:
         torch.testing.assert_close(torch.softmax(folded, 1), torch.softmax(logits, 1), atol=1e-4, rtol=0)
 
 
+def _faultnet_pair(backbone: str, seed: int = 0) -> tuple[nn.Module, PlainFaultNet]:
+    """A random timm-built faultnet (random BatchNorm statistics) and its plain twin holding its tensors."""
+    torch.manual_seed(seed)
+    ref = create_model("faultnet", backbone=backbone, pretrained=False).eval()
+    randomise_batchnorm(ref, seed)
+    plain = build_plain_model("faultnet", ref.arch_args, ref.state_dict())
+    assert isinstance(plain, PlainFaultNet) and not plain.training
+    assert list(plain.state_dict()) == list(ref.state_dict())
+    assert plain.default_preprocess == ref.default_preprocess and plain.num_features == ref.num_features
+    return ref, plain
+
+
+def _assert_views_close(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
+    assert got.keys() == want.keys()
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], atol=1e-4, rtol=1e-4, msg=lambda m, k=key: f"{k}: {m}")
+
+
+@pytest.mark.parametrize(("backbone", "sizes"), [
+    # odd sizes: TensorFlow "SAME" padding of the strided convs is asymmetric and size-dependent
+    ("tf_efficientnet_lite0", [((1, 3, 67, 91), (1, 2, 3, 33, 33)), ((2, 3, 224, 320), (2, 2, 3, 160, 160))]),
+    ("tf_efficientnet_lite2", [((2, 3, 98, 65), (2, 1, 3, 48, 48))]),
+    ("resnet10t", [((1, 3, 67, 91), (1, 2, 3, 33, 33))]),
+])
+def test_faultnet_same_outputs_as_timm(backbone: str, sizes: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> None:
+    """forward_views (pooled logits, faults, embedding, region map) of the plain twin equals the
+    timm-built faultnet's, before and after folding its BatchNorms."""
+    ref, plain = _faultnet_pair(backbone)
+    g = torch.Generator().manual_seed(1)
+    inputs = [(torch.randn(w, generator=g), torch.randn(c, generator=g)) for w, c in sizes]
+    with torch.inference_mode():
+        expected = [ref.forward_views(whole, crops, regions=True) for whole, crops in inputs]
+        for (whole, crops), want in zip(inputs, expected):
+            assert want["region_map"].ndim == 3
+            _assert_views_close(plain.forward_views(whole, crops, regions=True), want)
+            torch.testing.assert_close(plain(whole), ref(whole), atol=1e-4, rtol=0)
+        n_bn = sum(type(m) is nn.BatchNorm2d for m in plain.modules())
+        assert plain.fold_batchnorm_() == n_bn > 0  # every BatchNorm follows its conv
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in plain.modules())
+        for (whole, crops), want in zip(inputs, expected):
+            cl = torch.channels_last
+            _assert_views_close(plain.forward_views(whole.contiguous(memory_format=cl), crops, regions=True), want)
+
+
+def test_faultnet_card_loads_plain_and_prepares_like_timm(tmp_path: Path) -> None:
+    """A saved Lite faultnet: load_weights builds the plain twin (same tensors), the inference
+    preparation folds it, and it scores as the timm-built model prepared the same way."""
+    from aescore.inference.fold import prepare_for_inference
+
+    ref, _ = _faultnet_pair("tf_efficientnet_lite0", seed=2)
+    save_weights(ref, tmp_path / "fault.safetensors", {"name": "fault", "training": {"dataset": "none"}})
+    plain, card = load_weights(tmp_path / "fault.safetensors")
+    timm_built, card2 = load_weights(tmp_path / "fault.safetensors", plain=False)
+    assert isinstance(plain, PlainFaultNet) and type(timm_built).__name__ == "FaultNet" and card == card2
+    assert card["arch_args"] == {"backbone": "tf_efficientnet_lite0"}
+    p_state, r_state = plain.state_dict(), timm_built.state_dict()
+    assert p_state.keys() == r_state.keys() and all(torch.equal(p_state[k], r_state[k]) for k in r_state)
+    plain, timm_built = prepare_for_inference(plain, "cpu"), prepare_for_inference(timm_built, "cpu")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in plain.modules())
+    g = torch.Generator().manual_seed(4)
+    whole, crops = torch.randn(1, 3, 75, 113, generator=g), torch.randn(1, 2, 3, 40, 40, generator=g)
+    with torch.inference_mode():
+        _assert_views_close(plain.forward_views(whole, crops, regions=True), timm_built.forward_views(whole, crops, regions=True))
+
+
 def test_what_is_covered() -> None:
     assert plain_supported("mpa_resnet18", {})
     assert plain_supported("mpa_resnet18", {"backbone": "resnet18.tv_in1k", "num_classes": 2})
+    assert plain_supported("mpa_resnet18", {"backbone": "tf_efficientnet_lite0"})
     assert not plain_supported("mpa_resnet18", {"backbone": "efficientnet_b0"})
     assert not plain_supported("mpa_resnet18", {"backbone": "resnet18", "drop_rate": 0.1})  # unknown argument
     assert not plain_supported("mpa_resnet18", {"num_classes": True})
+    assert not plain_supported("mpa_resnet18", {"num_faults": 10})  # not an MPA argument
     assert not plain_supported("rgnet_densenet121", {})
+    assert plain_supported("faultnet", {})  # the registry's default backbone: tf_efficientnet_lite0
+    assert plain_supported("faultnet", {"backbone": "tf_efficientnet_lite2", "num_classes": 2, "num_faults": 10})
+    assert plain_supported("faultnet", {"backbone": "resnet10t"})
+    assert not plain_supported("faultnet", {"backbone": "tf_efficientnet_b0"})
+    assert not plain_supported("faultnet", {"backbone": "tf_efficientnet_lite0", "num_faults": 0})
+    assert not plain_supported("faultnet", {"backbone": "tf_efficientnet_lite0", "pretrained": True})
 
 
 def _photos(folder: Path) -> list[Path]:
@@ -85,36 +182,52 @@ def _photos(folder: Path) -> list[Path]:
     return out
 
 
-def test_bundled_default_scores_as_before(tmp_path: Path) -> None:
-    """The shipped model, plain path (what the scorer uses) against the timm-built model, on photos."""
-    from aescore.data.images import load_rgb
-    from aescore.data.transforms import build_eval_transform
+def test_bundled_default_scores_as_before(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped model, plain path (what the scorer uses) against the timm-built model, on photos,
+    through the same scoring code (an MPA ResNet or a faultnet with its detail views alike)."""
+    import aescore.models.plain
     from aescore.inference.scorer import Scorer
 
     weights = default_weights_path()
     ref, card = load_weights(weights, plain=False)
     plain, card2 = load_weights(weights)
-    assert type(ref).__name__ == "MPANet" and isinstance(plain, PlainMPANet) and card == card2
+    assert type(ref).__name__ in ("MPANet", "FaultNet") and isinstance(plain, PlainMPANet) and card == card2
+    assert isinstance(plain, PlainFaultNet) == (type(ref).__name__ == "FaultNet")
     ref_state, plain_state = ref.state_dict(), plain.state_dict()
     assert ref_state.keys() == plain_state.keys() and all(torch.equal(ref_state[k], plain_state[k]) for k in ref_state)
     paths = _photos(tmp_path)
-    transform = build_eval_transform(card["preprocess"])
-    with torch.inference_mode():
-        expected = [float(torch.softmax(ref(transform(load_rgb(p))[None]), 1)[0, 1]) for p in paths]
     scorer = Scorer(weights, device="cpu", workers=0, batch_size=1)
     got = [r.score for r in scorer.score_paths(paths)]
     assert isinstance(scorer.model, PlainMPANet)  # the plain path really was taken
+    monkeypatch.setattr(aescore.models.plain, "plain_supported", lambda arch, args: False)
+    timm_scorer = Scorer(weights, device="cpu", workers=0, batch_size=1)
+    expected = [r.score for r in timm_scorer.score_paths(paths)]
+    assert type(timm_scorer.model).__name__ == type(ref).__name__  # ... and here the timm one
     assert got == pytest.approx(expected, abs=1e-4)
 
 
-def test_scoring_path_imports_no_timm_torchvision_or_dynamo(tmp_path: Path) -> None:
-    """`aescore score one.jpg` with the default model, through the CLI's own code, in a fresh interpreter."""
+def _lite_faultnet_card(folder: Path) -> Path:
+    """A random Lite0 faultnet saved with a small detail recipe (64-px frame, two 48-px crops)."""
+    torch.manual_seed(0)
+    model = create_model("faultnet", backbone="tf_efficientnet_lite0").eval()
+    pp = dict(model.default_preprocess)
+    pp["eval"] = {"mode": "shorter", "size": 64, "max_aspect": 1.5, "detail": {"crops": 2, "size": 48, "decode_shorter": 200}}
+    path = folder / "litefault.safetensors"
+    save_weights(model, path, {"name": "litefault", "preprocess": pp, "training": {"dataset": "none"}})
+    return path
+
+
+@pytest.mark.parametrize("model", ["default", "lite-faultnet"])
+def test_scoring_path_imports_no_timm_torchvision_or_dynamo(tmp_path: Path, model: str) -> None:
+    """`aescore score one.jpg` with the default model and with a Lite faultnet card, through the
+    CLI's own code, in a fresh interpreter."""
     photo = _photos(tmp_path)[0]
+    extra = [] if model == "default" else ["--model", str(_lite_faultnet_card(tmp_path))]
     code = (
         "import json, sys\n"
         "from aescore.cli.main import main\n"
         "try:\n"
-        f"    main(['score', {str(photo)!r}, '--no-cache', '--workers', '0'])\n"
+        f"    main(['score', {str(photo)!r}, '--no-cache', '--workers', '0', *{extra!r}])\n"
         "except SystemExit as e:\n"
         "    heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('timm', 'torchvision') or m.startswith('torch._dynamo'))\n"
         "    print(json.dumps({'code': e.code, 'torch': 'torch' in sys.modules, 'heavy': heavy[:5]}), file=sys.stderr)\n"

@@ -314,6 +314,18 @@ def infer(
                 progress(len(batch))
 
 
+def stack_inputs(xs: Sequence[Any]) -> Any:
+    """One batch from equal-shape inputs of :meth:`Preprocess.tensor`: a stacked tensor, or for
+    detail inputs the whole frames and the crops stacked apart (a batched :class:`DetailViews`)."""
+    import torch
+
+    from aescore.data.transforms import DetailViews
+
+    if isinstance(xs[0], DetailViews):
+        return DetailViews(torch.stack([v.whole for v in xs]), torch.stack([v.crops for v in xs]))
+    return torch.stack(list(xs))
+
+
 def _forward_group(
     model: LoadedModel, xs: list[Any], group: list[int], results: dict[int, PhotoOutputs], want: frozenset[str]
 ) -> None:
@@ -324,8 +336,8 @@ def _forward_group(
 
     from aescore.data.transforms import DetailViews
 
-    if isinstance(xs[0], DetailViews):  # the whole frames and the detail crops, batched apart
-        out = model.forward(DetailViews(torch.stack([v.whole for v in xs]), torch.stack([v.crops for v in xs])), want)
+    if isinstance(xs[0], DetailViews):
+        out = model.forward(stack_inputs(xs), want)
     elif xs[0].dim() == 4:
         x = torch.stack(xs)
         b, n = x.shape[:2]

@@ -1,20 +1,23 @@
 """Inference-only MPA networks in plain PyTorch: no timm, no torchvision.
 
 Why: ``import timm`` pulls in torchvision, ``torchvision.ops`` and ``torch._dynamo`` (about 2.4 s of
-a ~3.5 s import on 2 cores), all to run a ResNet. For scoring, the MPA networks whose backbone is one
-of timm's plain ResNets (:data:`RESNETS`) are rebuilt here with exactly timm's module names, so the
-``.safetensors`` state dict a model card points to loads unchanged (``strict=True``, same keys and
-shapes) and the scores equal the timm-built model's (tests/test_plain_models.py). Training and
-every other architecture keep the timm path (:mod:`aescore.models.mpa`).
+a ~3.5 s import on 2 cores), all to run a ResNet or an EfficientNet-Lite. For scoring, the MPA
+networks (``mpa_resnet18``) and the default model's :class:`~aescore.models.faultnet.FaultNet`
+(``faultnet``) whose backbone is one of timm's plain ResNets (:data:`RESNETS`) or TensorFlow
+EfficientNet-Lites (:data:`EFFICIENTNET_LITES`) are rebuilt here with exactly timm's module names,
+so the ``.safetensors`` state dict a model card points to loads unchanged (``strict=True``, same
+keys and shapes) and the scores equal the timm-built model's (tests/test_plain_models.py).
+Training and every other architecture keep the timm path (:mod:`aescore.models.mpa`).
 
-The modules are created on the ``meta`` device (no random initialisation of 11 M parameters that
-the weights would overwrite) and receive the file's tensors with ``load_state_dict(assign=True)``.
-Each conv + BatchNorm pair is explicit, so :meth:`PlainMPANet.fold_batchnorm_` folds them without
-tracing the graph.
+The modules are created on the ``meta`` device (no random initialisation of millions of parameters
+that the weights would overwrite) and receive the file's tensors with ``load_state_dict(assign=True)``.
+Each conv + BatchNorm pair is explicit (timm's ``BatchNormAct2d`` is split into the BatchNorm and
+its activation), so :meth:`PlainMPANet.fold_batchnorm_` folds them without tracing the graph.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -22,10 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aescore.models.heads import PooledLinearHead, mpa_default_preprocess
+from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from aescore.models.heads import FaultViews, PooledLinearHead, faultnet_preprocess, mpa_default_preprocess
+from aescore.models.names import FAULT_KINDS
 from aescore.models.regions import linear_region_logits
 
-__all__ = ["RESNETS", "PlainMPANet", "PlainResNet", "ResNetConfig", "build_plain_model", "create_plain_model", "plain_supported"]
+__all__ = [
+    "EFFICIENTNET_LITES", "RESNETS", "LiteConfig", "PlainEfficientNetLite", "PlainFaultNet", "PlainMPANet",
+    "PlainResNet", "ResNetConfig", "build_plain_model", "create_plain_model", "plain_supported",
+]
 
 
 @dataclass(frozen=True)
@@ -57,9 +65,23 @@ RESNETS: dict[str, ResNetConfig] = {
     "resnet152": ResNetConfig(True, (3, 8, 36, 3)),
 }
 
-# The architectures of aescore's registry this module can build, and the card arguments they accept.
-_MPA_ARCHS = {"mpa_resnet18"}
-_MPA_ARGS = {"backbone", "num_classes"}
+
+@dataclass(frozen=True)
+class LiteConfig:
+    """The multipliers of timm's ``_gen_efficientnet_lite`` (timm/models/efficientnet.py)."""
+
+    channel_multiplier: float
+    depth_multiplier: float
+
+
+# timm model name -> its multipliers. Each is checked against timm (tests/test_plain_models.py).
+EFFICIENTNET_LITES: dict[str, LiteConfig] = {
+    "tf_efficientnet_lite0": LiteConfig(1.0, 1.0),
+    "tf_efficientnet_lite1": LiteConfig(1.0, 1.1),
+    "tf_efficientnet_lite2": LiteConfig(1.1, 1.2),
+    "tf_efficientnet_lite3": LiteConfig(1.2, 1.4),
+    "tf_efficientnet_lite4": LiteConfig(1.4, 1.8),
+}
 
 
 def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1) -> list[nn.Module]:
@@ -163,8 +185,157 @@ class PlainResNet(nn.Module):
         return torch.flatten(F.adaptive_avg_pool2d(self.forward_features(x), 1), 1)
 
 
+# --------------------------------------------------------------------------- EfficientNet-Lite
+
+# timm's EfficientNet-Lite stages (``_gen_efficientnet_lite``'s arch_def): block type, repeats,
+# depthwise kernel, stride of the first block, expansion ratio, output channels. No SE, ReLU6.
+_LITE_STAGES = (
+    ("ds", 1, 3, 1, 1, 16),
+    ("ir", 2, 3, 2, 6, 24),
+    ("ir", 2, 5, 2, 6, 40),
+    ("ir", 3, 3, 2, 6, 80),
+    ("ir", 3, 5, 1, 6, 112),
+    ("ir", 4, 5, 2, 6, 192),
+    ("ir", 1, 3, 1, 6, 320),
+)
+_LITE_STEM, _LITE_HEAD = 32, 1280  # fixed in every Lite variant (fix_stem, num_features=1280)
+_TF_BN_EPS = 1e-3  # timm's BN_EPS_TF_DEFAULT for the tf_ models
+
+
+def _make_divisible(v: float, divisor: int = 8, round_limit: float = 0.9) -> int:
+    """timm's ``make_divisible`` (and ``round_channels`` with a multiplier): nearest multiple of
+    ``divisor``, at least ``divisor``, never more than 10 % below ``v``."""
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < round_limit * v else new_v
+
+
+def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow's "SAME" padding along one axis, as timm's ``get_same_padding``: the total that
+    makes the output ``ceil(size / stride)``, the odd pixel after (bottom / right)."""
+    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class _SameConv2d(nn.Conv2d):
+    """timm's ``Conv2dSame``: a conv whose TensorFlow "SAME" padding depends on the input size
+    (strided convs), padded with zeros before an unpadded convolution."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        top, bottom = _same_pad(x.shape[-2], kh, sh)
+        left, right = _same_pad(x.shape[-1], kw, sw)
+        if top or bottom or left or right:
+            x = F.pad(x, (left, right, top, bottom))
+        return super().forward(x)
+
+
+def _tf_conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> list[nn.Module]:
+    """timm's ``create_conv2d(padding="same")`` + BatchNorm (eps 1e-3): static symmetric padding
+    where TensorFlow's "SAME" is symmetric (stride 1, odd kernel), :class:`_SameConv2d` otherwise."""
+    if stride == 1 and kernel % 2 == 1:
+        conv = nn.Conv2d(cin, cout, kernel, stride, padding=kernel // 2, groups=groups, bias=False)
+    else:
+        conv = _SameConv2d(cin, cout, kernel, stride, padding=0, groups=groups, bias=False)
+    return [conv, nn.BatchNorm2d(cout, eps=_TF_BN_EPS)]
+
+
+class _LiteBlock(nn.Module):
+    """timm's ``DepthwiseSeparableConv`` (``ds``: conv_dw, bn1 + ReLU6, conv_pw, bn2) or
+    ``InvertedResidual`` (``ir``: conv_pw, bn1 + ReLU6, conv_dw, bn2 + ReLU6, conv_pwl, bn3) without
+    SE, inference only; the input is added back where timm's ``has_skip`` is true."""
+
+    def __init__(self, kind: str, cin: int, cout: int, kernel: int, stride: int, expansion: int) -> None:
+        super().__init__()
+        self.kind = kind
+        self.has_skip = stride == 1 and cin == cout
+        if kind == "ds":
+            self.conv_dw, self.bn1 = _tf_conv_bn(cin, cin, kernel, stride, groups=cin)
+            self.conv_pw, self.bn2 = _tf_conv_bn(cin, cout, 1)
+        else:
+            mid = _make_divisible(cin * expansion)
+            self.conv_pw, self.bn1 = _tf_conv_bn(cin, mid, 1)
+            self.conv_dw, self.bn2 = _tf_conv_bn(mid, mid, kernel, stride, groups=mid)
+            self.conv_pwl, self.bn3 = _tf_conv_bn(mid, cout, 1)
+
+    def conv_bn_pairs(self) -> list[tuple[str, str]]:
+        if self.kind == "ds":
+            return [("conv_dw", "bn1"), ("conv_pw", "bn2")]
+        return [("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3")]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "ds":
+            y = F.relu6(self.bn1(self.conv_dw(x)), inplace=True)
+            y = self.bn2(self.conv_pw(y))
+        else:
+            y = F.relu6(self.bn1(self.conv_pw(x)), inplace=True)
+            y = F.relu6(self.bn2(self.conv_dw(y)), inplace=True)
+            y = self.bn3(self.conv_pwl(y))
+        return y + x if self.has_skip else y
+
+
+class PlainEfficientNetLite(nn.Module):
+    """timm's ``tf_efficientnet_lite0``... (:data:`EFFICIENTNET_LITES`) with ``num_classes=0``:
+    ``[B, 3, H, W]`` -> ``[B, 1280]`` globally average-pooled features. TensorFlow "SAME" padding,
+    asymmetric and size-dependent for the strided convs, as timm's ``tf_`` models pad."""
+
+    def __init__(self, cfg: LiteConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.conv_stem, self.bn1 = _tf_conv_bn(3, _LITE_STEM, 3, 2)
+        cin, stages = _LITE_STEM, []
+        for i, (kind, repeats, kernel, stride, expansion, cout) in enumerate(_LITE_STAGES):
+            if 0 < i < len(_LITE_STAGES) - 1:  # Lite fixes the first and last stages' depth
+                repeats = int(math.ceil(repeats * cfg.depth_multiplier))
+            cout = _make_divisible(cout * cfg.channel_multiplier)
+            stage = []
+            for j in range(repeats):
+                stage.append(_LiteBlock(kind, cin, cout, kernel, stride if j == 0 else 1, expansion))
+                cin = cout
+            stages.append(nn.Sequential(*stage))
+        self.blocks = nn.Sequential(*stages)
+        self.conv_head, self.bn2 = _tf_conv_bn(cin, _LITE_HEAD, 1)
+        self.num_features = _LITE_HEAD
+
+    def conv_bn_pairs(self) -> list[tuple[str, str]]:
+        """Names (relative to this module) of every conv whose only consumer is the BatchNorm after it."""
+        pairs = [("conv_stem", "bn1")]
+        for i, stage in enumerate(self.blocks):
+            for j, block in enumerate(stage):
+                pairs += [(f"blocks.{i}.{j}.{c}", f"blocks.{i}.{j}.{b}") for c, b in block.conv_bn_pairs()]
+        return pairs + [("conv_head", "bn2")]
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] -> the head's feature map [B, 1280, ~H/32, ~W/32] (after ReLU6, before pooling)."""
+        x = self.blocks(F.relu6(self.bn1(self.conv_stem(x)), inplace=True))
+        return F.relu6(self.bn2(self.conv_head(x)), inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(F.adaptive_avg_pool2d(self.forward_features(x), 1), 1)
+
+
+# --------------------------------------------------------------------------- networks
+
+
+def _plain_backbone(name: str) -> PlainResNet | PlainEfficientNetLite:
+    base = _base_name(name)
+    if base in RESNETS:
+        return PlainResNet(RESNETS[base])
+    if base in EFFICIENTNET_LITES:
+        return PlainEfficientNetLite(EFFICIENTNET_LITES[base])
+    raise ValueError(f"backbone {name!r} has no plain-torch definition")
+
+
+def _input_stats(backbone: str) -> tuple[Any, Any]:
+    """The (mean, std) of :func:`aescore.models.backbones.input_stats` for the backbones covered
+    here, without importing that module (it imports timm); tests check that both agree."""
+    if _base_name(backbone) in EFFICIENTNET_LITES:  # TensorFlow weights: inputs in [-1, 1]
+        return (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
 class PlainMPANet(PooledLinearHead):
-    """:class:`aescore.models.mpa.MPANet` for inference, on a :class:`PlainResNet` backbone.
+    """:class:`aescore.models.mpa.MPANet` for inference, on a :class:`PlainResNet` or
+    :class:`PlainEfficientNetLite` backbone.
 
     Same state-dict keys (``backbone.*``, ``head.*``), same ``forward`` / ``embed`` /
     ``forward_with_embedding`` / ``default_preprocess`` contract. Not for training.
@@ -172,10 +343,10 @@ class PlainMPANet(PooledLinearHead):
 
     def __init__(self, backbone: str = "resnet18", num_classes: int = 2) -> None:
         super().__init__()
-        self.backbone = PlainResNet(RESNETS[_base_name(backbone)])
+        self.backbone = _plain_backbone(backbone)
         self.num_features = self.backbone.num_features
         self.head = nn.Linear(self.num_features, num_classes)
-        self.default_preprocess: dict[str, Any] = mpa_default_preprocess()
+        self.default_preprocess: dict[str, Any] = mpa_default_preprocess(*_input_stats(backbone))
 
     has_region_map = True  # a plain global average pool before the linear head
 
@@ -207,6 +378,20 @@ class PlainMPANet(PooledLinearHead):
         return len(pairs)
 
 
+class PlainFaultNet(FaultViews, PlainMPANet):
+    """:class:`aescore.models.faultnet.FaultNet` for inference: :class:`PlainMPANet` plus
+    ``fault_head``, and the shared two-view ``forward_views`` of :class:`~aescore.models.heads.FaultViews`.
+
+    Same state-dict keys (``backbone.*``, ``head.*``, ``fault_head.*``) and ``default_preprocess``
+    as the timm-built network. Not for training.
+    """
+
+    def __init__(self, backbone: str = "tf_efficientnet_lite0", num_classes: int = 2, num_faults: int = len(FAULT_KINDS)) -> None:
+        super().__init__(backbone, num_classes)
+        self.fault_head = nn.Linear(self.num_features, num_faults)
+        self.default_preprocess = faultnet_preprocess(*_input_stats(backbone))
+
+
 def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
     parent, _, leaf = name.rpartition(".")
     setattr(root.get_submodule(parent) if parent else root, leaf, new)
@@ -217,15 +402,29 @@ def _base_name(backbone: str) -> str:
     return backbone.split(".", 1)[0]
 
 
+# The architectures of aescore's registry this module can build: their plain class, the card
+# arguments they accept and the registry's default backbone (a card may leave it out).
+_ARCHS: dict[str, tuple[type[PlainMPANet], frozenset[str], str]] = {
+    "mpa_resnet18": (PlainMPANet, frozenset({"backbone", "num_classes"}), "resnet18"),
+    "faultnet": (PlainFaultNet, frozenset({"backbone", "num_classes", "num_faults"}), "tf_efficientnet_lite0"),
+}
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def plain_supported(architecture: str, arch_args: Mapping[str, Any]) -> bool:
     """Whether :func:`build_plain_model` can build this card's network."""
-    if architecture not in _MPA_ARCHS or not set(arch_args) <= _MPA_ARGS:
+    if architecture not in _ARCHS:
         return False
-    backbone = arch_args.get("backbone", "resnet18")
-    num_classes = arch_args.get("num_classes", 2)
+    _, accepted, default_backbone = _ARCHS[architecture]
+    if not set(arch_args) <= accepted:
+        return False
+    backbone = arch_args.get("backbone", default_backbone)
     return (
-        isinstance(backbone, str) and _base_name(backbone) in RESNETS
-        and isinstance(num_classes, int) and not isinstance(num_classes, bool) and num_classes > 0
+        isinstance(backbone, str) and _base_name(backbone) in RESNETS.keys() | EFFICIENTNET_LITES.keys()
+        and all(_positive_int(arch_args[k]) for k in ("num_classes", "num_faults") if k in arch_args)
     )
 
 
@@ -237,8 +436,9 @@ def create_plain_model(architecture: str, arch_args: Mapping[str, Any]) -> Plain
     """
     if not plain_supported(architecture, arch_args):
         raise ValueError(f"architecture {architecture!r} with {dict(arch_args)} has no plain-torch definition")
+    cls = _ARCHS[architecture][0]
     with torch.device("meta"):
-        model = PlainMPANet(**arch_args)
+        model = cls(**arch_args)
     model.arch_name = architecture  # as create_model records them
     model.arch_args = dict(arch_args)
     return model.eval()

