@@ -53,15 +53,6 @@ def test_same_tensors_as_timm(name: str) -> None:
         assert [[b.has_skip for b in s] for s in plain.blocks] == [[b.has_skip for b in s] for s in ref.blocks]
 
 
-@pytest.mark.parametrize("name", sorted(RESNETS) + sorted(EFFICIENTNET_LITES))
-def test_input_stats_as_the_timm_path(name: str) -> None:
-    """The plain networks' recipes name the input statistics the timm-built ones do."""
-    from aescore.models.backbones import input_stats
-    from aescore.models.plain import _input_stats
-
-    assert _input_stats(name) == input_stats(name)
-
-
 @pytest.mark.parametrize("backbone", ["resnet10t", "resnet14t", "resnet18", "resnet18d", "tf_efficientnet_lite0"])
 def test_same_outputs_as_timm(backbone: str) -> None:
     """Stems (7x7, deep, deep-tiered), basic and bottleneck blocks, conv and avg-pool shortcuts;

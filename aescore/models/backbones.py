@@ -21,9 +21,9 @@ import timm
 import torch
 from torch import nn
 
-from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from aescore.errors import ConfigError, PretrainedWeightsUnavailable, WeightsError
 from aescore.models import packaged
+from aescore.models.heads import input_stats  # noqa: F401 - re-exported; defined import-light for scoring
 
 # Backbone name -> the timm weight tag the papers' torchvision weights live under (ResNet-101:
 # RGNet's Table 2; the other DenseNets: RGNet heads on larger DenseNets).
@@ -43,19 +43,6 @@ _WRAPPER_PREFIXES = ("module.", "backbone.", "model.", "encoder.")
 _TV_DENSELAYER = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
 
 
-# Networks trained on inputs scaled to [-1, 1] (TensorFlow's EfficientNet-Lite): mean = std = 0.5.
-_HALF = (0.5, 0.5, 0.5)
-
-
-def input_stats(name: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-    """The (mean, std) that backbone ``name``'s ImageNet weights expect of inputs in [0, 1].
-
-    0.5 / 0.5 (inputs in [-1, 1]) for the EfficientNet-Lite family, whose TensorFlow-trained weights
-    expect that; ImageNet's mean/std for everything else (ResNet, DenseNet: the torchvision weights).
-    """
-    if name.split(".", 1)[0].startswith("tf_efficientnet_lite"):
-        return _HALF, _HALF
-    return IMAGENET_MEAN, IMAGENET_STD
 
 
 def pretrained_tag(name: str) -> str:

@@ -12,6 +12,21 @@ from torch import nn
 from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 
+# Networks trained on inputs scaled to [-1, 1] (TensorFlow's EfficientNet-Lite): mean = std = 0.5.
+_HALF = (0.5, 0.5, 0.5)
+
+
+def input_stats(name: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """The (mean, std) that backbone ``name``'s ImageNet weights expect of inputs in [0, 1].
+
+    0.5 / 0.5 (inputs in [-1, 1]) for the EfficientNet-Lite family, whose TensorFlow-trained weights
+    expect that; ImageNet's mean/std for everything else (ResNet, DenseNet: the torchvision weights).
+    """
+    if name.split(".", 1)[0].startswith("tf_efficientnet_lite"):
+        return _HALF, _HALF
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
 def mpa_default_preprocess(mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> dict[str, Any]:
     """The MPA paper's recipe: the backbone's input statistics (ImageNet's by default), whole photo
     at shorter edge 256 (long edge up to 1.5x) for scoring, 224-px patches of the 256-px photo for

@@ -25,8 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from aescore.models.heads import FaultViews, PooledLinearHead, faultnet_preprocess, mpa_default_preprocess
+from aescore.models.heads import FaultViews, PooledLinearHead, faultnet_preprocess, input_stats, mpa_default_preprocess
 from aescore.models.names import FAULT_KINDS
 from aescore.models.regions import linear_region_logits
 
@@ -325,14 +324,6 @@ def _plain_backbone(name: str) -> PlainResNet | PlainEfficientNetLite:
     raise ValueError(f"backbone {name!r} has no plain-torch definition")
 
 
-def _input_stats(backbone: str) -> tuple[Any, Any]:
-    """The (mean, std) of :func:`aescore.models.backbones.input_stats` for the backbones covered
-    here, without importing that module (it imports timm); tests check that both agree."""
-    if _base_name(backbone) in EFFICIENTNET_LITES:  # TensorFlow weights: inputs in [-1, 1]
-        return (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
-    return IMAGENET_MEAN, IMAGENET_STD
-
-
 class PlainMPANet(PooledLinearHead):
     """:class:`aescore.models.mpa.MPANet` for inference, on a :class:`PlainResNet` or
     :class:`PlainEfficientNetLite` backbone.
@@ -346,7 +337,7 @@ class PlainMPANet(PooledLinearHead):
         self.backbone = _plain_backbone(backbone)
         self.num_features = self.backbone.num_features
         self.head = nn.Linear(self.num_features, num_classes)
-        self.default_preprocess: dict[str, Any] = mpa_default_preprocess(*_input_stats(backbone))
+        self.default_preprocess: dict[str, Any] = mpa_default_preprocess(*input_stats(backbone))
 
     has_region_map = True  # a plain global average pool before the linear head
 
@@ -389,7 +380,7 @@ class PlainFaultNet(FaultViews, PlainMPANet):
     def __init__(self, backbone: str = "tf_efficientnet_lite0", num_classes: int = 2, num_faults: int = len(FAULT_KINDS)) -> None:
         super().__init__(backbone, num_classes)
         self.fault_head = nn.Linear(self.num_features, num_faults)
-        self.default_preprocess = faultnet_preprocess(*_input_stats(backbone))
+        self.default_preprocess = faultnet_preprocess(*input_stats(backbone))
 
 
 def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
