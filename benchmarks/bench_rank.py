@@ -104,7 +104,9 @@ def naive_scores(model: Any, paths: Sequence[Path]) -> list[float]:
     from PIL import Image, ImageOps
     from torchvision import transforms as T
 
-    tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    pp = getattr(model, "default_preprocess", {})  # the network's own input statistics
+    tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(),
+                    T.Normalize(pp.get("mean", [0.485, 0.456, 0.406]), pp.get("std", [0.229, 0.224, 0.225]))])
     out = []
     with torch.inference_mode():
         for p in paths:
@@ -144,14 +146,16 @@ def network_only(forward: Callable[[Any], Any], tensors: Sequence[Any], batch_si
     """Seconds for ``forward`` (batch -> probabilities) over pre-decoded tensors, batched as score_paths does."""
     import torch
 
+    from aescore.inference.core import stack_inputs
+
     start = time.perf_counter()
     with torch.inference_mode():
         for b0 in range(0, len(tensors), batch_size):
-            groups: dict[tuple[int, ...], list[Any]] = {}
+            groups: dict[tuple[Any, ...], list[Any]] = {}
             for x in tensors[b0 : b0 + batch_size]:
                 groups.setdefault(tuple(x.shape), []).append(x)
             for group in groups.values():
-                forward(torch.stack(group)).tolist()
+                forward(stack_inputs(group)).tolist()
     return time.perf_counter() - start
 
 
@@ -161,8 +165,18 @@ def unfolded_forward(model: Any) -> Callable[[Any], Any]:
 
     import torch
 
+    from aescore.data.transforms import DetailViews
+
     model = copy.deepcopy(model).to(memory_format=torch.channels_last).eval()
-    return lambda x: torch.softmax(model(x.contiguous(memory_format=torch.channels_last)), dim=1)[:, 1]
+
+    def forward(x: Any) -> Any:
+        if isinstance(x, DetailViews):  # the whole frame and the detail crops, pooled by the model
+            logits = model.forward_views(x.whole.contiguous(memory_format=torch.channels_last), x.crops)["logits"]
+        else:
+            logits = model(x.contiguous(memory_format=torch.channels_last))
+        return torch.softmax(logits, dim=1)[:, 1]
+
+    return forward
 
 
 def scorer_child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -179,9 +193,15 @@ def scorer_child(spec: dict[str, Any]) -> dict[str, Any]:
 
     scorer = Scorer(spec["weights"], device="cpu", batch_size=spec["batch_size"], workers=spec["workers"])
     scorer.load()
+    from aescore.data.transforms import DetailViews
+
     with torch.inference_mode():
         for shape in spec["shapes"]:
-            scorer.loaded.forward(torch.zeros(1, *shape), frozenset({"p_high"}))
+            if isinstance(shape[0], list):  # a detail input: (whole frame shape, crops shape)
+                x: Any = DetailViews(torch.zeros(1, *shape[0]), torch.zeros(1, *shape[1]))
+            else:
+                x = torch.zeros(1, *shape)
+            scorer.loaded.forward(x, frozenset({"p_high"}))
     start = time.perf_counter()
     scored = list(scorer.score_paths(spec["paths"]))
     seconds = time.perf_counter() - start
@@ -256,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     env = dict(os.environ, XDG_CACHE_HOME=str(workdir / "xdg-cache"))
     shapes = sorted({tuple(t.shape) for t in tensors})
     child_spec = {"weights": str(weights), "paths": [str(p) for p in paths], "batch_size": args.batch_size,
-                  "workers": args.workers, "shapes": [list(sh) for sh in shapes]}
+                  "workers": args.workers, "shapes": [json.loads(json.dumps(sh)) for sh in shapes]}
     child: dict[str, Any] = {}
 
     def folded(x: Any) -> Any:
