@@ -163,3 +163,20 @@ def test_personal_model_on_a_faultnet_base_scores_and_keeps_the_reasons(tiny_fau
             expected = head._head(torch.stack([torch.zeros(()), log_odds])[None],
                                   torch.as_tensor(g.outputs["embedding"])[None])
         assert m.outputs["p_high"] == pytest.approx(float(torch.softmax(expected, 1)[0, 1]), abs=1e-4)
+
+
+def test_contact_sheet_of_a_reasons_model_carries_the_faults(tiny_faultnet: Path, tmp_path: Path) -> None:
+    import re
+
+    from aescore.cli.main import main
+
+    _folder(tmp_path / "lib", 2)
+    page = tmp_path / "page.html"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(tmp_path / "lib"), "-o", str(page), "--model", str(tiny_faultnet), "--workers", "0"])
+    assert exit_info.value.code == 0
+    data = json.loads(re.search(r'id="report-data">(.*?)</script>', page.read_text(), re.S).group(1))
+    for p in data["photos"]:
+        assert set(p["faults"]) == set(FAULT_KINDS)
+        best = max(p["faults"], key=p["faults"].get)
+        assert p["top_fault"] == (best if p["faults"][best] >= 0.5 else "")  # "none" is shown as nothing

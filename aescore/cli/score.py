@@ -154,9 +154,20 @@ class Options:
 
         return Settings(self.model, self.device.value, self.batch_size, self.workers, self.tta_crops, not self.no_cache)
 
+    def model_has_reasons(self) -> bool:
+        """Whether the chosen model names faults (the contact sheet then shows and filters by them);
+        a model that cannot be resolved answers no here and fails with its own error when loaded."""
+        from aescore.errors import AescoreError
+        from aescore.weights import has_reasons_head, read_card, resolve_model
+
+        try:
+            return has_reasons_head(read_card(resolve_model(self.model)))
+        except AescoreError:
+            return False
+
     def checks(self) -> list[str]:
         """The checks these options need besides the score."""
-        page = ["exif", "thumbnail", "regions"] if self.html else []
+        page = ["exif", "thumbnail", "regions"] + (["reasons"] if self.model_has_reasons() else []) if self.html else []
         return list(dict.fromkeys((["exif"] if self.exif else []) + (["reasons"] if self.reasons else [])
                                   + (["capture"] if self.group_bursts is not None else []) + page))
 

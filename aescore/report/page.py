@@ -346,7 +346,7 @@ def _photo_json(photo: ReportPhoto, thumb: tuple[str, int, int] | None) -> dict[
         "lens": _text(fields.get("lens")),
         "exposure": _text(fields.get("exposure")),
         "faults": faults_json,
-        "top_fault": _text(fields.get("top_fault")),
+        "top_fault": "" if fields.get("top_fault") == "none" else _text(fields.get("top_fault")),
         "extra": extra,
         "map": _region_map_json(photo.region_map),
     }
