@@ -28,7 +28,7 @@ EXIF Make/Model/DateTimeOriginal and Orientation (1, 6, 8). They are cached unde
 reads come from the OS page cache, so this measures CPU cost, not disk speed.
 
 Usage: python benchmarks/bench_rank.py [--images 48] [--rounds 2] [--workdir DIR] [--no-cli]
-       [--batch-size B] [--workers W] [--quick]
+       [--batch-size B] [--workers W] [--quick] [--weights FILE]
 """
 
 from __future__ import annotations
@@ -238,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--batch-size", type=int, default=None, help="override the scorer's batch size for (a), (d) and the CLI (default: its own)")
     ap.add_argument("--workers", type=int, default=None, help="override the scorer's decode workers for (a) and the CLI (default: its own)")
     ap.add_argument("--quick", action="store_true", help="tiny images, one round: a smoke test, not a measurement")
+    ap.add_argument("--weights", type=Path, default=None, help="model to time (default: the default model)")
     ap.add_argument("--scorer-child", metavar="JSON", help=argparse.SUPPRESS)  # internal: one (a) round
     args = ap.parse_args(argv)
     if args.scorer_child:
@@ -257,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     paths = make_folder(workdir / "photos", n, args.quick)
     file_list = workdir / f"files-{n}.txt"  # the folder may hold more files than this run uses
     file_list.write_text("".join(f"{p}\n" for p in paths), encoding="utf-8")
-    weights, weights_kind = bench_weights(workdir)
+    weights, weights_kind = (args.weights, "given") if args.weights else bench_weights(workdir)
     log(f"{n} images in {workdir / 'photos'}; weights {weights} ({weights_kind})")
 
     scorer = Scorer(weights, device="cpu", batch_size=args.batch_size, workers=args.workers)
