@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photos", required=True, help="folder of real photographs")
     ap.add_argument("--exclude", help="text file of photo file names to hold out (one per line)")
     ap.add_argument("--backbone", default="tf_efficientnet_lite0")
+    ap.add_argument("--no-pretrained", dest="pretrained", action="store_false",
+                    help="start from random weights (tests; the default model starts from ImageNet's)")
     ap.add_argument("--steps", type=int, default=1200)
     ap.add_argument("--pairs", type=int, default=8, help="pairs per batch (2x images)")
     ap.add_argument("--lr", type=float, default=4e-4, help="peak learning rate of the backbone (heads: 5x)")
@@ -98,8 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     paths = sorted(str(p) for p in Path(args.photos).iterdir()
                    if p.suffix.lower() in IMAGE_EXTENSIONS and p.name not in held)
     (out / "train-photos.txt").write_text("".join(Path(p).name + "\n" for p in paths))
-    model = create_model("faultnet", backbone=args.backbone, pretrained=True)
+    model = create_model("faultnet", backbone=args.backbone, pretrained=args.pretrained)
     recipe = Preprocess.from_card(model.default_preprocess)
+    if not paths:
+        raise SystemExit(f"no photographs in {args.photos}")
     data = FaultPairs(paths, recipe, length=args.pairs * 100, seed=args.seed)
     heads = [p for n, p in model.named_parameters() if n.startswith(("head.", "fault_head."))]
     freeze(model, args.freeze)
