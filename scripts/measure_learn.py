@@ -22,7 +22,7 @@ subsets of n photos are rated and evaluated exactly as `aescore learn` does (aes
 as an input); the table gives the mean over draws of the held-out pairwise accuracy of each model,
 and how often the personal model was judged better (the gate: 95 % interval of the gain above 0).
 
-Usage: python scripts/measure_learn.py [--photos ../shared/photos] [--draws 5] [--json OUT]
+Usage: python scripts/measure_learn.py [--photos ../shared/photos] [--draws 5] [--json OUT] [--model M]
 Embeddings come from the default model through the score cache (one pass of ~1,000 photos).
 """
 
@@ -90,6 +90,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="50,100,300,1000")
     parser.add_argument("--scratch", default=os.path.join(tempfile.gettempdir(), "aescore-measure-learn"))
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--model", default=None, help="base model (name or file; default: the default model)")
     args = parser.parse_args()
 
     from aescore.learn.evaluate import held_out, single_threaded_blas
@@ -101,7 +102,7 @@ def main() -> int:
     paths, animal, severity = build_photo_set(Path(args.photos), scratch, seed=0)
     print(f"photos: {len(paths)} ({int((severity > 0).sum())} with a fault, {int(animal.sum())} animals) in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
     t0 = time.perf_counter()
-    emb = embed_photos(paths, None, device="cpu")
+    emb = embed_photos(paths, args.model, device="cpu")
     print(f"embeddings: {len(emb.paths)} in {time.perf_counter() - t0:.0f}s, skipped {len(emb.skipped)}", file=sys.stderr)
     keep = {p: i for i, p in enumerate(paths)}
     idx = np.array([keep[p] for p in emb.paths])

@@ -30,7 +30,7 @@ INTENDED_USE = (
 )
 LIMITATIONS = (
     "It judges technical faults, not composition, subject, mood or taste, and was never shown a human "
-    "rating. All faults it learned are synthetic (aescore.data.faults) on 868 ImageNet photographs of about "
+    "rating. All faults it learned are synthetic (aescore.data.faults) on ImageNet photographs of about "
     "500x375 px; the detail crops saw native pixels of such small photos only. Scores rank photos within "
     "a set; they are not calibrated probabilities. See the evaluation block for where it falls short."
 )
@@ -76,12 +76,14 @@ def main() -> None:
     if ev.get("sha256") != card["sha256"]:
         raise SystemExit(f"{args.eval_json} measured another model (sha256 {str(ev.get('sha256'))[:12]})")
     backbone = card["arch_args"].get("backbone")
+    ids = args.weights.parent / "train-photos.txt"  # written by the training script
+    trained = len(ids.read_text().split()) if ids.is_file() else None
     card["name"] = args.name
     card["summary"] = (f"Technical-quality model on an ImageNet-pretrained {backbone}: the whole frame plus two "
                        "native-resolution detail crops, a good/flawed head and a reasons head naming the fault. "
                        "Trained on synthetic faults of real photos, not on AVA.")
     training = dict(card.get("training") or {})
-    training["data"] = ("868 photographs of ../shared/photos (one per ImageNet class, about 500x375 px; the 132 of "
+    training["data"] = (f"{trained} photographs of ../shared/photos (one per ImageNet class, about 500x375 px; those of "
                         "scripts/heldout-photos.txt held out), each step pairs of a good version (the photo, or a "
                         "shallow depth-of-field / low-key / high-key positive) and a faulty copy made on the fly by "
                         "aescore.data.faults (1-3 families, random implementation and severity). ImageNet weights of "
@@ -98,7 +100,6 @@ def main() -> None:
     shutil.copyfile(args.weights, target)
     if file_sha256(target) != card["sha256"]:
         raise SystemExit("copy does not match the card's sha256")
-    ids = args.weights.parent / "train-photos.txt"
     if ids.is_file():
         shutil.copyfile(ids, out / f"{args.name}.train-ids.txt")
     atomic_write_text(out / f"{args.name}.json", json.dumps(card, indent=2, ensure_ascii=False) + "\n")

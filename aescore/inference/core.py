@@ -332,19 +332,15 @@ def _forward_group(
     """One forward pass over equal-shape inputs; the outputs go into ``results`` per index.
     Inputs of several crops each (``[K, 3, H, W]``, TTA) are run as B x K images and averaged per
     photo; detail inputs (:class:`DetailViews`) are pooled by the model."""
-    import torch
-
     from aescore.data.transforms import DetailViews
 
-    if isinstance(xs[0], DetailViews):
-        out = model.forward(stack_inputs(xs), want)
-    elif xs[0].dim() == 4:
-        x = torch.stack(xs)
+    x = stack_inputs(xs)
+    if not isinstance(x, DetailViews) and x.dim() == 5:
         b, n = x.shape[:2]
         out = model.forward(x.flatten(0, 1), want - {"region_map"})
         out = {k: v.view(b, n, *v.shape[1:]).mean(1) for k, v in out.items()}
     else:
-        out = model.forward(torch.stack(xs), want)
+        out = model.forward(x, want)
     p_high = out["p_high"].tolist()
     arrays = {k: v.numpy() for k, v in out.items() if k != "p_high"}
     for k, index in enumerate(group):
