@@ -75,7 +75,7 @@ import torch
 import aescore.weights as w
 from aescore.inference.fold import prepare_for_inference
 from aescore.data.transforms import Preprocess
-from aescore.inference.core import DecodeDataset, Job, RecipeInput
+from aescore.inference.core import DecodeDataset, Job, LoadedModel, RecipeInput, stack_inputs
 t1 = time.time()
 built = [0.0]
 for name in ("_build_plain", "_build_registered"):
@@ -91,8 +91,8 @@ model = prepare_for_inference(model, "cpu")
 t3 = time.time()
 recipe = Preprocess.from_card(card["preprocess"])
 x = DecodeDataset([Job(photo)], RecipeInput(recipe, None), recipe.decode_size())[0][1]
-with torch.inference_mode():
-    score = float(torch.softmax(model(x[None].contiguous(memory_format=torch.channels_last)), 1)[0, 1])
+with torch.inference_mode():  # the core's forward: one view or the detail views alike
+    score = float(LoadedModel(model, recipe, "cpu", card).forward(stack_inputs([x]), frozenset({"p_high"}))["p_high"][0])
 t4 = time.time()
 print(json.dumps({"t0": t0, "t1": t1, "t2": t2, "t3": t3, "t4": t4, "built": built[0], "score": score,
                   "model": type(model).__name__, "timm": "timm" in sys.modules}), flush=True)
