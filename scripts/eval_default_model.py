@@ -59,7 +59,7 @@ and copy alike, is written to a temporary folder as a JPEG at quality 95 with 4:
 scored from that file; the Laplacian reads the same file.
 
     PYTHONPATH=. python scripts/eval_default_model.py --model aescore-technical-faultnet \\
-        --photos ../shared/photos --wallpapers /work/wall/x/usr/share --out eval-default.json
+        --photos ../shared/photos --wallpapers WALLPAPERS/usr/share --out eval-default.json
 
 ``--limit N`` / ``--max-photos N`` make a quick run; ``--keep-images DIR`` keeps the images.
 Get the wallpapers with the command at the top of ``scripts/validation-photos.txt``.
@@ -411,6 +411,8 @@ def run_reasons(args: argparse.Namespace, model: Any, want: frozenset[str], has_
 
 def fullres_items(args: argparse.Namespace, tmp: Path) -> tuple[list[Item], list[Item]]:
     """The validation originals (downscaled) and their mild faulty copies, written to ``tmp``."""
+    if not args.wallpapers.is_dir():
+        raise SystemExit(f"--wallpapers {args.wallpapers}: no such folder (see the top of {args.validation})")
     rows = read_list(args.validation)
     if args.max_photos:
         rows = rows[: args.max_photos]
@@ -519,7 +521,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--heldout", type=Path, default=HERE / "heldout-photos.txt")
     p.add_argument("--limit", type=int, default=0, help="first N held-out photos only (0: all)")
     p.add_argument("--copies", type=int, default=4, help="make_fault copies per held-out photo")
-    p.add_argument("--wallpapers", type=Path, default=Path("/work/wall/x/usr/share"),
+    p.add_argument("--wallpapers", type=Path, default=HERE.parent / "wallpapers" / "usr" / "share",
                    help="root the validation list's paths are relative to (an extracted usr/share)")
     p.add_argument("--validation", type=Path, default=HERE / "validation-photos.txt")
     p.add_argument("--max-photos", type=int, default=0, help="first N validation photos only (0: all)")
