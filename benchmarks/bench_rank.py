@@ -330,7 +330,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "weights": weights_kind,
             "architecture": scorer.card["architecture"],
             "recipe": scorer.recipe,
-            "network_input_shapes": sorted({"x".join(map(str, sh[1:])) for sh in shapes}),
+            # detail recipes: the whole frame's size, then "+ K x crop" ((3, H, W), (K, 3, c, c))
+            "network_input_shapes": sorted({"x".join(map(str, sh[1:])) if isinstance(sh[0], int)
+                                            else f"{sh[0][1]}x{sh[0][2]} + {sh[1][0]} x {sh[1][2]}x{sh[1][3]}" for sh in shapes}),
             "scorer_batch_size": batch_size,
             "scorer_settings": "overridden" if (args.batch_size or args.workers is not None) else "defaults",
             "scorer_workers": workers,
