@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"no photographs in {args.photos}")
     data = FaultPairs(paths, recipe, length=args.pairs * 100, seed=args.seed)
     heads = [p for n, p in model.named_parameters() if n.startswith(("head.", "fault_head."))]
-    freeze(model, args.freeze)
+    model.train()
+    freeze(model, args.freeze)  # after train(): it puts every BatchNorm back in eval mode
     body = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(("head.", "fault_head."))]
     opt = torch.optim.AdamW([{"params": body, "lr": args.lr}, {"params": heads, "lr": args.lr * 5}], weight_decay=1e-4)
     base_lrs = [g["lr"] for g in opt.param_groups]
@@ -122,8 +123,6 @@ def main(argv: list[str] | None = None) -> int:
         save_checkpoint({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}, out / "last.pt")
 
     started, log = time.time(), (out / "metrics.jsonl").open("a")
-    model.train()
-    freeze(model, args.freeze)
     while step < args.steps:
         data.set_epoch(step // 100)
         loader = torch.utils.data.DataLoader(data, batch_size=args.pairs, num_workers=args.workers,

@@ -42,11 +42,16 @@ def _connect_read_only(path: str | os.PathLike[str], what: str) -> sqlite3.Conne
     raise DataError(f"{what} {p}: cannot be read ({last})")
 
 
-def _query(conn: sqlite3.Connection, sql: str, what: str, path: str | os.PathLike[str]) -> list[tuple]:
+def _read_rows(path: str | os.PathLike[str], what: str, sql: str) -> list[tuple]:
+    """Every row of ``sql`` on the database ``path``, opened read-only and closed again;
+    DataError with one line when it cannot be read or lacks the tables the query names."""
+    conn = _connect_read_only(path, what)
     try:
         return conn.execute(sql).fetchall()
     except sqlite3.DatabaseError as err:
         raise DataError(f"{what} {path}: not the expected schema ({err})") from None
+    finally:
+        conn.close()
 
 
 def lightroom_ratings(catalog: str | os.PathLike[str]) -> Iterator[tuple[str, int]]:
@@ -58,23 +63,14 @@ def lightroom_ratings(catalog: str | os.PathLike[str]) -> Iterator[tuple[str, in
     NULL or 0 without a reject is unrated and left out. Virtual copies share their master's file:
     the first row per file wins.
     """
-    conn = _connect_read_only(catalog, "Lightroom catalog")
-    try:
-        rows = _query(
-            conn,
-            """
-            SELECT r.absolutePath, fo.pathFromRoot, fi.baseName, fi.extension, i.rating, i.pick
-            FROM Adobe_images i
-            JOIN AgLibraryFile fi ON fi.id_local = i.rootFile
-            JOIN AgLibraryFolder fo ON fo.id_local = fi.folder
-            JOIN AgLibraryRootFolder r ON r.id_local = fo.rootFolder
-            ORDER BY i.id_local
-            """,
-            "Lightroom catalog",
-            catalog,
-        )
-    finally:
-        conn.close()
+    rows = _read_rows(catalog, "Lightroom catalog", """
+        SELECT r.absolutePath, fo.pathFromRoot, fi.baseName, fi.extension, i.rating, i.pick
+        FROM Adobe_images i
+        JOIN AgLibraryFile fi ON fi.id_local = i.rootFile
+        JOIN AgLibraryFolder fo ON fo.id_local = fi.folder
+        JOIN AgLibraryRootFolder r ON r.id_local = fo.rootFolder
+        ORDER BY i.id_local
+        """)
     for root, sub, base, ext, rating, pick in rows:
         name = f"{base}.{ext}" if ext else str(base)
         path = str(root or "") + str(sub or "") + name  # Lightroom stores folders with a trailing "/"
@@ -94,23 +90,14 @@ def digikam_ratings(database: str | os.PathLike[str]) -> Iterator[tuple[str, int
     (specificPath), and ``ImageInformation`` (imageid, rating). digiKam's -1 means unrated (not
     rejected) and is left out; 0 is an explicit zero-star rating and kept.
     """
-    conn = _connect_read_only(database, "digiKam database")
-    try:
-        rows = _query(
-            conn,
-            """
-            SELECT ar.specificPath, a.relativePath, im.name, ii.rating
-            FROM Images im
-            JOIN ImageInformation ii ON ii.imageid = im.id
-            JOIN Albums a ON a.id = im.album
-            JOIN AlbumRoots ar ON ar.id = a.albumRoot
-            ORDER BY im.id
-            """,
-            "digiKam database",
-            database,
-        )
-    finally:
-        conn.close()
+    rows = _read_rows(database, "digiKam database", """
+        SELECT ar.specificPath, a.relativePath, im.name, ii.rating
+        FROM Images im
+        JOIN ImageInformation ii ON ii.imageid = im.id
+        JOIN Albums a ON a.id = im.album
+        JOIN AlbumRoots ar ON ar.id = a.albumRoot
+        ORDER BY im.id
+        """)
     for root, rel, name, rating in rows:
         try:
             value = int(float(rating))
