@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Sequence
 from aescore.checks.base import Check, get_check
 from aescore.errors import ConfigError
 from aescore.inference.discover import FoundFile
+from aescore.inference.onnx_runtime import Runtime
 from aescore.inference.photo import Photo, Skipped, assign_ranks, select
 
 __all__ = [
@@ -40,6 +41,8 @@ class Settings:
     device and the core count. ``tta_crops``: None for the one-pass recipe, N for N-crop
     evaluation. ``use_cache``/``cache_path``: the score cache (default location when None).
     ``draft``: reduced-size JPEG decoding (off only for full-resolution reference runs).
+    ``runtime``: which library runs the network, ``auto``, ``torch`` or ``onnx``
+    (:mod:`aescore.inference.onnx_runtime`; the same scores within 1e-4).
     """
 
     model: str | None = None
@@ -50,8 +53,13 @@ class Settings:
     use_cache: bool = True
     cache_path: str | None = None
     draft: bool = True
+    runtime: Runtime = Runtime.auto
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "runtime", Runtime(self.runtime))
+        except ValueError:
+            raise ConfigError("runtime", f"must be one of {', '.join(r.value for r in Runtime)}") from None
         if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError("batch_size", "must be >= 1")
         if self.workers is not None and self.workers < 0:

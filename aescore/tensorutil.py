@@ -29,11 +29,11 @@ def ensure_finite_scores(scores: Any, model: str = "the model") -> None:
 
     Cards and weights are checked on load (:func:`aescore.weights.check_card`, finite weights),
     so this guards what is left (e.g. float16 overflow on a GPU): a domain error, never a NaN
-    printed, cached or turned into stars.
+    printed, cached or turned into stars. ``scores``: a CPU tensor or a numpy array (both runtimes).
     """
-    import torch
+    import numpy as np
 
     from aescore.errors import WeightsError
 
-    if not bool(torch.isfinite(scores).all()):
+    if not bool(np.isfinite(np.asarray(scores)).all()):
         raise WeightsError(f"{model} produced a non-finite score (NaN or infinity); its weights or model card are unusable here")

@@ -60,6 +60,7 @@ __all__ = [
     "load_weights",
     "name_clashes",
     "read_card",
+    "read_verified",
     "resolve_model",
     "save_checkpoint",
     "save_weights",
@@ -276,15 +277,7 @@ def load_weights(path: str | os.PathLike[str], device: Any = "cpu", *, plain: bo
     card = read_card(card_path)
     if not weights_path.is_file():
         raise WeightsError(f"weights file not found: {weights_path} (named by model card {card_path})")
-    data, identity = _read_file(weights_path)
-    known = _remembered_sha256(identity) == card["sha256"]
-    if not known:
-        sha = hashlib.sha256(data).hexdigest()
-        if sha != card["sha256"]:
-            raise WeightsError(
-                f"{weights_path}: sha256 mismatch: file was modified or corrupted "
-                f"(card says {str(card['sha256'])[:12]}..., file is {sha[:12]}...); refusing to load it"
-            )
+    data, identity, known = _read_checked(weights_path, str(card["sha256"]))
     try:
         state = load_safetensors(data)
     except (SafetensorError, OSError, ValueError) as exc:
@@ -390,6 +383,30 @@ def _read_file(path: Path) -> tuple[bytes, _FileIdentity]:
         str(path.resolve()), after.st_size, after.st_mtime_ns, after.st_ctime_ns, after.st_ino, after.st_dev
     )
     return data, identity
+
+
+def _read_checked(path: Path, sha256: str) -> tuple[bytes, _FileIdentity, bool]:
+    """``path``'s bytes, its identity, and whether its sha256 was remembered; a file not
+    remembered is hashed and refused (:class:`WeightsError`) unless it matches ``sha256``."""
+    data, identity = _read_file(path)
+    known = _remembered_sha256(identity) == sha256
+    if not known:
+        sha = hashlib.sha256(data).hexdigest()
+        if sha != sha256:
+            raise WeightsError(
+                f"{path}: sha256 mismatch: file was modified or corrupted "
+                f"(card says {sha256[:12]}..., file is {sha[:12]}...); refusing to load it"
+            )
+    return data, identity, known
+
+
+def read_verified(path: str | os.PathLike[str], sha256: str) -> bytes:
+    """The bytes of a file a model card names with its ``sha256`` (e.g. the exported ONNX program),
+    verified as the weights are: hashed once, then remembered (:func:`verified_cache_path`)."""
+    data, identity, known = _read_checked(Path(path), sha256)
+    if not known:
+        _remember_sha256(identity, sha256)
+    return data
 
 
 def verified_cache_path() -> Path:

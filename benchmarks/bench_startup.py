@@ -9,17 +9,19 @@
 * Time to first score: ``aescore score one.jpg --no-cache --model W`` (a generated 12 MP JPEG,
   the default model, files in the OS cache) as a subprocess, end to end, median of
   ``--score-repeats`` (default 5) after one warm-up run. Goal: < 2 s on 2 cores. Also the very
-  first run on a machine (the weights' sha256 not yet remembered: one 45 MB hash more).
+  first run on a machine (the sha256 not yet remembered: one hash of the file more), and the same
+  command with ``--runtime torch``, alternating.
 * The same command **before the change**: with ``--baseline-ref REF`` (e.g. ``20a1ad3``, the
   commit before issue 16) the script exports that commit with ``git archive`` into the work
   folder and runs the identical command with ``PYTHONPATH`` pointing there, alternating with
   this checkout's runs (so both see the same machine load).
 * Where the time goes, per stage, in a fresh interpreter per run (median of the runs): interpreter
   start, imports, weights read and verified, model built (BatchNorm folding included), first batch
-  (decode, resize, one forward pass), exit. Two ways: ``new`` (this checkout: plain-torch model,
-  remembered sha256, fast exit) and ``old_way`` (the same code forced down the previous path:
-  ``load_weights(plain=False)``, i.e. the network built through timm, the sha256 computed every
-  run, and Python's normal interpreter shutdown).
+  (decode, resize, one forward pass), exit. Three ways: ``onnx`` (the default: the exported ONNX
+  program under ONNX Runtime, torch never imported), ``torch`` (``--runtime torch``: plain-torch
+  model, remembered sha256, fast exit) and ``old_way`` (the same code forced down the previous
+  path: ``load_weights(plain=False)``, i.e. the network built through timm, the sha256 computed
+  every run, and Python's normal interpreter shutdown).
 
 Usage: python benchmarks/bench_startup.py [--repeats 5] [--score-repeats 5] [--baseline-ref REF] [--quick]
 """
@@ -61,9 +63,9 @@ _IMPORT_PROBE = (
 )
 
 
-# One first score, stage by stage, in a fresh interpreter: argv = way (new|old_way), weights, photo.
-# Prints absolute time.time() stamps; the parent adds its own launch and end times (interpreter
-# start-up before t0, exit after t4).
+# One first score, stage by stage, in a fresh interpreter: argv = way (onnx|torch|old_way), weights,
+# photo. Prints absolute time.time() stamps; the parent adds its own launch and end times
+# (interpreter start-up before t0, exit after t4).
 _BREAKDOWN = """
 import time
 t0 = time.time()
@@ -71,32 +73,48 @@ import json, sys
 way, weights, photo = sys.argv[1:4]
 from aescore.sysinfo import fast_exit, prefer_passive_openmp
 prefer_passive_openmp()
-import torch
 import aescore.weights as w
-from aescore.inference.fold import prepare_for_inference
 from aescore.data.transforms import Preprocess
 from aescore.inference.core import DecodeDataset, Job, LoadedModel, RecipeInput, stack_inputs
+if way == "onnx":
+    import onnxruntime
+    import aescore.inference.onnx_runtime as o
+else:
+    import torch
+    from aescore.inference.fold import prepare_for_inference
 t1 = time.time()
 built = [0.0]
-for name in ("_build_plain", "_build_registered"):
-    def timed(*a, _real=getattr(w, name), **k):
-        start = time.time()
-        out = _real(*a, **k)
-        built[0] += time.time() - start
-        return out
-    setattr(w, name, timed)
-model, card = w.load_weights(weights, plain=(way == "new"))
-t2 = time.time()
-model = prepare_for_inference(model, "cpu")
-t3 = time.time()
+card = w.read_card(weights)
+if way == "onnx":
+    path = o._program_path(w.resolve_model(weights), card)
+    w.read_verified(path, card["onnx"]["sha256"])  # what load_onnx_model reads (then remembered)
+    t2 = time.time()
+    model = o.load_onnx_model(w.resolve_model(weights), card)  # the session (the file read again, remembered)
+    t3 = time.time()
+else:
+    for name in ("_build_plain", "_build_registered"):
+        def timed(*a, _real=getattr(w, name), **k):
+            start = time.time()
+            out = _real(*a, **k)
+            built[0] += time.time() - start
+            return out
+        setattr(w, name, timed)
+    module, card = w.load_weights(weights, plain=(way == "torch"))
+    t2 = time.time()
+    model = LoadedModel(prepare_for_inference(module, "cpu"), Preprocess.from_card(card["preprocess"]), "cpu", card)
+    t3 = time.time()
 recipe = Preprocess.from_card(card["preprocess"])
-x = DecodeDataset([Job(photo)], RecipeInput(recipe, None), recipe.decode_size())[0][1]
-with torch.inference_mode():  # the core's forward: one view or the detail views alike
-    score = float(LoadedModel(model, recipe, "cpu", card).forward(stack_inputs([x]), frozenset({"p_high"}))["p_high"][0])
+x = DecodeDataset([Job(photo)], RecipeInput(recipe, None, arrays=(way == "onnx")), recipe.decode_size())[0][1]
+if way == "onnx":
+    score = float(model.forward(stack_inputs([x]), frozenset({"p_high"}))["p_high"][0])
+else:
+    with torch.inference_mode():  # the core's forward: one view or the detail views alike
+        score = float(model.forward(stack_inputs([x]), frozenset({"p_high"}))["p_high"][0])
 t4 = time.time()
-print(json.dumps({"t0": t0, "t1": t1, "t2": t2, "t3": t3, "t4": t4, "built": built[0], "score": score,
-                  "model": type(model).__name__, "timm": "timm" in sys.modules}), flush=True)
-if way == "new":
+print(json.dumps({"t0": t0, "t1": t1, "t2": t2, "t3": t3, "t4": t4, "built": built[0],
+                  "score": score, "model": type(getattr(model, "module", model)).__name__,
+                  "timm": "timm" in sys.modules, "torch": "torch" in sys.modules}), flush=True)
+if way != "old_way":
     fast_exit(0)
 """
 
@@ -119,15 +137,20 @@ def breakdown_once(way: str, weights: Path, photo: Path, env: dict[str, str]) ->
         "first_batch": t["t4"] - t["t3"],
         "exit": end - t["t4"],
     }
-    return {"stages": stages, "total": end - launch, "score": t["score"], "model": t["model"], "timm_imported": t["timm"]}
+    return {"stages": stages, "total": end - launch, "score": t["score"], "model": t["model"], "timm_imported": t["timm"],
+            "torch_imported": t["torch"]}
 
 
 def first_score_breakdown(weights: Path, photo: Path, env: dict[str, str], runs: int, workdir: Path) -> dict[str, Any]:
-    """Median seconds per stage for the ``new`` path and the ``old_way``, alternating runs."""
-    samples: dict[str, list[dict[str, Any]]] = {"new": [], "old_way": []}
-    breakdown_once("new", weights, photo, env)  # warm-up: OS file cache; remembers the sha256
+    """Median seconds per stage, alternating runs: ``onnx`` (the default path: ONNX Runtime, no
+    torch), ``torch`` (``--runtime torch``: plain-torch network, remembered sha256, fast exit) and
+    the ``old_way`` (through timm, sha256 computed every run, normal interpreter shutdown)."""
+    ways = ("onnx", "torch", "old_way")
+    samples: dict[str, list[dict[str, Any]]] = {way: [] for way in ways}
+    for way in ways[:2]:
+        breakdown_once(way, weights, photo, env)  # warm-up: OS file cache; remembers the sha256
     for i in range(runs):
-        for way in ("new", "old_way"):
+        for way in ways:
             run_env = env
             if way == "old_way":  # a cache folder of its own, empty every run: the sha256 is computed each time
                 fresh = workdir / "old-way-cache"
@@ -142,9 +165,10 @@ def first_score_breakdown(weights: Path, photo: Path, env: dict[str, str], runs:
             "total_s": round(statistics.median(r["total"] for r in runs_), 3),
             "model_class": runs_[0]["model"],
             "timm_imported": runs_[0]["timm_imported"],
+            "torch_imported": runs_[0]["torch_imported"],
             "score": runs_[0]["score"],
         }
-    out["score_difference"] = abs(out["new"]["score"] - out["old_way"]["score"])
+    out["score_difference"] = max(abs(out[a]["score"] - out["old_way"]["score"]) for a in ways[:2])
     return out
 
 
@@ -266,11 +290,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         run_timed([*cli_argv(), *score_args], env=env)
         if baseline_env:
             run_timed([*cli_argv(), *score_args], env=baseline_env)
-    new_times, old_times = [], []
+    new_times, old_times, torch_times = [], [], []
     for _ in range(score_repeats):
         wall, proc = run_timed([*cli_argv(), *score_args], env=env)
         check_ok(proc, "aescore score")
         new_times.append(wall)
+        wall, proc = run_timed([*cli_argv(), *score_args, "--runtime", "torch"], env=env)
+        check_ok(proc, "aescore score --runtime torch")
+        torch_times.append(wall)
         if baseline_env:
             wall, proc = run_timed([*cli_argv(), *score_args], env=baseline_env)
             check_ok(proc, f"aescore score at {args.baseline_ref}")
@@ -296,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "torch_imported_by_cli": heavy_loaded.get("torch", None),
         "slowest_cli_imports": slowest_imports(12, env),
         "first_score_s": score_t,
+        "first_score_runtime_torch_s": _summary(torch_times),
         "first_score_first_run_s": round(first_ever, 4),
         "baseline": baseline,
         "breakdown": breakdown,

@@ -62,6 +62,7 @@ def render_rank(d: dict[str, Any]) -> str:
         ("(a') `aescore rank` CLI, end to end (start-up + model load included)", ips["a_rank_cli_end_to_end"]),
         ("(a'') `aescore rank` CLI, its own reported run time", ips["a_rank_cli_reported_run"]),
         ("(b) naive: full decode, exif_transpose, resize 256, crop 224, batch 1", ips["b_naive"]),
+        ("(b') the naive script as a whole process, end to end", ips.get("b_naive_script_end_to_end")),
         ("(c) decode + resize alone, all cores", ips["c_decode_all_cores"]),
         ("(d) network alone, pre-decoded tensors", ips["d_network_only"]),
         ("(d, reference) network alone without BatchNorm folding", ips.get("d_network_only_without_bn_folding")),
@@ -73,11 +74,13 @@ def render_rank(d: dict[str, Any]) -> str:
         ("(a) / (b) naive", d["ratio_a_over_naive"], ">= 2", g["ratio_a_over_naive"]),
         ("(a) / bound (efficiency)", d["efficiency_a_over_bound"], ">= 0.85", g["efficiency_a_over_bound"]),
         ("(a') CLI end to end / (b) naive", d["ratio_cli_over_naive"], "", ""),
+        ("(a') CLI end to end / (b') naive script end to end", d.get("ratio_cli_over_naive_script_end_to_end"), ">= 1.8",
+         g.get("ratio_cli_over_naive_script_end_to_end", "")),
     ])
     setup = (f"{s['images']} JPEGs, {min(s['sizes_mp'])}-{max(s['sizes_mp'])} MP ({s['progressive']} progressive), "
              f"{s['bytes_total'] / 2**20:.0f} MiB; {s['architecture']} ({s['weights']} weights), recipe `{s['recipe']}`, "
              f"network inputs {', '.join(s['network_input_shapes'])}; scorer batch {s['scorer_batch_size']}, "
-             f"{s['scorer_workers']} decode worker(s) ({s['scorer_settings']}); decode pool {s['decode_pool_processes']} processes; "
+             f"{s['scorer_workers']} decode worker(s) ({s['scorer_settings']}), runtime {s.get('runtime_a', 'torch')} for (a) and (a'); decode pool {s['decode_pool_processes']} processes; "
              f"median of {s['rounds']} rounds; OMP_WAIT_POLICY {s.get('omp_wait_policy_a') or 'unset'} for (a) "
              f"(as `aescore rank` sets it), {s.get('omp_wait_policy_b_to_d') or 'unset'} for (b)-(d).")
     return f"{setup}\n\n{t1}\n\n{t2}{_load_note(d)}"
@@ -142,6 +145,8 @@ def render_startup(d: dict[str, Any]) -> str:
             ("reference: `python -c 'import torch'`", f"{d['import_torch_s']['median_s']:.3f} s", "", ""),
             (f"`aescore score one.jpg` ({d['first_score_setup']['photo']}, --no-cache), end to end", f"{d['first_score_s']['median_s']:.3f} s",
              "< 2 s", g.get("first_score_s", "")),
+            *([("the same with `--runtime torch`, runs alternating", f"{d['first_score_runtime_torch_s']['median_s']:.3f} s", "", "")]
+              if "first_score_runtime_torch_s" in d else []),
             ("the same, first run on a machine (sha256 not yet remembered)", f"{d['first_score_first_run_s']:.3f} s", "", "")]
     if base:
         rows.append((f"the same command at `{base['ref']}` (before issue 16), runs alternating", f"{base['first_score_s']['median_s']:.3f} s", "", ""))
@@ -150,14 +155,17 @@ def render_startup(d: dict[str, Any]) -> str:
     slow = ", ".join(f"{r['module']} {r['cumulative_ms']:.0f} ms" for r in d["slowest_cli_imports"][:6])
     text += f"\n\nSlowest imports when assembling the CLI (cumulative): {slow}."
     b = d.get("breakdown")
-    if b and "new" in b:
-        stages = list(b["new"]["stages_s"])
-        brows = [(k.replace("_", " "), f"{b['new']['stages_s'][k]:.3f}", f"{b['old_way']['stages_s'][k]:.3f}") for k in stages]
-        brows.append(("**total**", f"{b['new']['total_s']:.3f}", f"{b['old_way']['total_s']:.3f}"))
-        text += ("\n\nWhere one first score's time goes, seconds (median per stage over fresh interpreters; new: "
-                 f"{b['new']['model_class']}, timm imported: {'yes' if b['new']['timm_imported'] else 'no'}; old way: "
-                 f"{b['old_way']['model_class']} through timm, sha256 every run, normal exit; scores differ by {b['score_difference']:.1e}):\n\n")
-        text += _table(["stage", "new", "old way"], brows)
+    if b and "onnx" in b:
+        ways = [w for w in ("onnx", "torch", "old_way") if w in b]
+        stages = list(b["onnx"]["stages_s"])
+        brows = [(k.replace("_", " "), *(f"{b[w]['stages_s'][k]:.3f}" for w in ways)) for k in stages]
+        brows.append(("**total**", *(f"{b[w]['total_s']:.3f}" for w in ways)))
+        text += ("\n\nWhere one first score's time goes, seconds (median per stage over fresh interpreters, runs alternating; "
+                 "onnx: the exported program under ONNX Runtime, torch imported: "
+                 f"{'yes' if b['onnx']['torch_imported'] else 'no'}; torch: `--runtime torch`, {b['torch']['model_class']}, "
+                 f"timm imported: {'yes' if b['torch']['timm_imported'] else 'no'}; old way: {b['old_way']['model_class']} "
+                 f"through timm, sha256 every run, normal exit; scores differ by at most {b['score_difference']:.1e}):\n\n")
+        text += _table(["stage", *(w.replace("_", " ") for w in ways)], brows)
     return text + _load_note(d)
 
 

@@ -7,7 +7,8 @@ EVAL.json comes from scripts/eval_default_model.py, INDEPENDENT.json from script
 (see scripts/build_default_model.sh). The weights file is copied byte for byte, so the card's
 sha256 stays valid; the card gains what the model was trained on, what it is for, its limits and
 the measured figures (each with the Laplacian baseline), copied from the two JSON files; the
-training photo list goes beside it as NAME.train-ids.txt (the evaluation scripts leave those out).
+training photo list goes beside it as NAME.train-ids.txt (the evaluation scripts leave those out),
+and the ONNX program it scores with by default as NAME.onnx (:mod:`aescore.inference.onnx_export`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from aescore.fsutil import atomic_write_text
+from aescore.inference.onnx_export import export_onnx
 from aescore.weights import file_sha256, read_card
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,9 +105,11 @@ def main() -> None:
         raise SystemExit("copy does not match the card's sha256")
     if ids.is_file():
         shutil.copyfile(ids, out / f"{args.name}.train-ids.txt")
+    card.pop("onnx", None)  # a program of earlier weights: exported again below
     atomic_write_text(out / f"{args.name}.json", json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+    block = export_onnx(target)  # NAME.onnx, what scoring runs under ONNX Runtime (issue 16)
     atomic_write_text(out / "DEFAULT", args.name + "\n")
-    print(f"published {target} ({target.stat().st_size / 1e6:.1f} MB) as the default")
+    print(f"published {target} ({target.stat().st_size / 1e6:.1f} MB) and {block['file']} as the default")
 
 
 if __name__ == "__main__":

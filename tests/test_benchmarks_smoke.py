@@ -43,12 +43,13 @@ def run_bench(name: str, argv: list[str], capsys: pytest.CaptureFixture[str]) ->
 def test_bench_rank(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = run_bench("bench_rank", ["--quick", "--workdir", str(workdir)], capsys)
     ips = out["images_per_s"]
-    for key in ("a_rank_scorer", "a_rank_cli_end_to_end", "b_naive", "c_decode_all_cores", "d_network_only"):
+    for key in ("a_rank_scorer", "a_rank_cli_end_to_end", "b_naive", "b_naive_script_end_to_end", "c_decode_all_cores", "d_network_only"):
         assert ips[key] > 0
     assert out["bound_images_per_s"] == pytest.approx(1 / (1 / ips["c_decode_all_cores"] + 1 / ips["d_network_only"]), rel=0.01)
     assert out["efficiency_a_over_bound"] > 0 and out["ratio_a_over_naive"] > 0
     assert "1/decode_all_cores + 1/network_only" in out["bound_formula"]
     assert out["setup"]["images"] == 4 and out["setup"]["progressive"] == 1
+    assert out["setup"]["runtime_a"] == "auto" and out["ratio_cli_over_naive_script_end_to_end"] > 0
 
 
 def test_bench_warm_cache(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -86,10 +87,12 @@ def test_bench_startup(workdir: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert not any(out["heavy_modules_after_cli_import"].values())
     assert out["slowest_cli_imports"]
     stages = {"interpreter", "imports", "weights_read_and_verified", "model_built", "first_batch", "exit"}
-    assert set(out["breakdown"]["new"]["stages_s"]) == set(out["breakdown"]["old_way"]["stages_s"]) == stages
-    # the new path builds the plain-torch model without timm; the old way still goes through timm
-    assert out["breakdown"]["new"]["timm_imported"] is False and out["breakdown"]["old_way"]["timm_imported"] is True
-    assert out["breakdown"]["score_difference"] < 1e-4
+    b = out["breakdown"]
+    assert set(b["onnx"]["stages_s"]) == set(b["torch"]["stages_s"]) == set(b["old_way"]["stages_s"]) == stages
+    # ONNX Runtime never imports torch; --runtime torch builds the plain-torch model without timm;
+    # the old way still goes through timm
+    assert b["onnx"]["torch_imported"] is False and b["torch"]["timm_imported"] is False and b["old_way"]["timm_imported"] is True
+    assert b["score_difference"] < 1e-4 and out["first_score_runtime_torch_s"]["median_s"] > 0
     assert out["first_score_first_run_s"] > 0 and out["baseline"] is None
 
 

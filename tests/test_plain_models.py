@@ -208,12 +208,14 @@ def _lite_faultnet_card(folder: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("model", ["default", "lite-faultnet"])
+@pytest.mark.parametrize("model", ["default", "default-torch", "lite-faultnet"])
 def test_scoring_path_imports_no_timm_torchvision_or_dynamo(tmp_path: Path, model: str) -> None:
-    """`aescore score one.jpg` with the default model and with a Lite faultnet card, through the
-    CLI's own code, in a fresh interpreter."""
+    """`aescore score one.jpg` through the CLI's own code, in a fresh interpreter: the default
+    model (its ONNX program: not even torch is imported), the same under ``--runtime torch``,
+    and a Lite faultnet card without an ONNX program (PyTorch, plain-torch network)."""
     photo = _photos(tmp_path)[0]
-    extra = [] if model == "default" else ["--model", str(_lite_faultnet_card(tmp_path))]
+    extra = {"default": [], "default-torch": ["--runtime", "torch"],
+             "lite-faultnet": ["--model", str(_lite_faultnet_card(tmp_path))]}[model]
     code = (
         "import json, sys\n"
         "from aescore.cli.main import main\n"
@@ -226,7 +228,7 @@ def test_scoring_path_imports_no_timm_torchvision_or_dynamo(tmp_path: Path, mode
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=False)
     report = json.loads(proc.stderr.strip().splitlines()[-1])
-    assert report == {"code": 0, "torch": True, "heavy": []}, proc.stderr
+    assert report == {"code": 0, "torch": model != "default", "heavy": []}, proc.stderr
     score = float(proc.stdout.split("\t")[0])
     assert 0.0 <= score <= 1.0
 

@@ -23,6 +23,7 @@ import typer
 
 from aescore.cli.main import app
 from aescore.errors import ConfigError, UsageError
+from aescore.inference.onnx_runtime import Runtime
 
 _SCORE_MEANING = """
 The score is the model's probability, in [0, 1], that the photo belongs to its "high" class as learned from its training data; see the model card (`aescore models`). The bundled default model learned "high" as "free of technical faults" (blur, noise, bad exposure, haze, JPEG artefacts, colour casts) from synthetic degradations, not from human ratings: it does not judge composition or taste. A model trained on AVA learns what photographers' votes rated above average. It is printed with 4 decimals; "high" marks scores >= 0.5. It is not an absolute grade: compare photos scored by the same model, e.g. to decide which shots to look at first.
@@ -77,9 +78,10 @@ class Options:
     from0: Annotated[bool, _opt("--from0", panel=_IN, help="--files-from entries are NUL-separated (find -print0).")] = False
     shard: Annotated[Optional[str], _opt("--shard", metavar="I/N", panel=_IN, help="Score only the I-th of N deterministic parts of the input (1-based).")] = None
     model: Annotated[Optional[str], _opt("--model", "-m", metavar="NAME|FILE", panel=_MODEL, help="Model name (see `aescore models`) or .safetensors/.json file. Default: the default model.")] = None
-    device: Annotated[DeviceChoice, _opt("--device", panel=_MODEL, help="Where the network runs; auto = CUDA, else MPS, else CPU (GPUs use float16).", show_default=True)] = DeviceChoice.auto
+    device: Annotated[DeviceChoice, _opt("--device", panel=_MODEL, help="Where the network runs; auto = CUDA, else MPS, else CPU (GPUs use float16), except that a run --runtime auto gives to ONNX Runtime stays on the CPU.", show_default=True)] = DeviceChoice.auto
+    runtime: Annotated[Runtime, _opt("--runtime", panel=_MODEL, help="What runs the network: onnx = ONNX Runtime on the CPU (starts in a fraction of a second: torch is never imported; needs the model's exported ONNX program, which the default model has); torch = PyTorch (GPUs, --tta-crops, region maps, every model); auto = onnx where it can run, on the CPU or for a run of at most 64 photos to compute, else torch. Scores agree within 1e-4.", show_default=True)] = Runtime.auto
     batch_size: Annotated[Optional[int], _opt("--batch-size", min=1, metavar="N", panel=_MODEL, help="Images per forward pass (default: 4 on CPU, 64 on GPU).")] = None
-    workers: Annotated[Optional[int], _opt("--workers", min=0, metavar="N", panel=_MODEL, help="Decoding processes (default: from the core count; 0 = decode in the main process).")] = None
+    workers: Annotated[Optional[int], _opt("--workers", min=0, metavar="N", panel=_MODEL, help="Decoding workers: processes under PyTorch, threads under ONNX Runtime (default: from the core count; 0 = decode in the main thread).")] = None
     tta_crops: Annotated[Optional[int], _opt("--tta-crops", min=0, metavar="N", panel=_MODEL, help="Average N random crops of the model's training crop size (the MPA paper's evaluation) instead of one pass over the whole photo; ~N times slower.")] = None
     no_cache: Annotated[bool, _opt("--no-cache", panel=_MODEL, help="Neither read nor write the score cache.")] = False
     format: Annotated[Optional[Format], _opt("--format", "-f", panel=_OUT, help="table (TSV when piped), tsv, json (one array), jsonl, csv, print0 (paths, NUL-separated)."), PRINTING] = None
@@ -152,7 +154,8 @@ class Options:
         """The :class:`aescore.cull.Settings` these options ask for."""
         from aescore.cull import Settings
 
-        return Settings(self.model, self.device.value, self.batch_size, self.workers, self.tta_crops, not self.no_cache)
+        return Settings(self.model, self.device.value, self.batch_size, self.workers, self.tta_crops, not self.no_cache,
+                        runtime=self.runtime)
 
     def model_has_reasons(self) -> bool:
         """Whether the chosen model names faults (the contact sheet then shows and filters by them);

@@ -26,6 +26,8 @@ Two views of a photo:
   crops, in ``score`` and in ``evaluate`` alike.
 
 Only Pillow, NumPy and torch are used (no torchvision): the scoring path stays light to import.
+The pixels are computed in NumPy (:meth:`Preprocess.array`, what the ONNX runtime is fed);
+:meth:`Preprocess.tensor` wraps the same arrays as tensors, so both runtimes see identical inputs.
 """
 
 from __future__ import annotations
@@ -201,16 +203,22 @@ class Preprocess:
         left, top = (full_w - out_w) // 2, (full_h - out_h) // 2
         return img.crop((left, top, left + out_w, top + out_h))
 
+    def normalise_array(self, img: Image.Image) -> Any:
+        """8-bit RGB ``img`` -> float32 numpy ``[3, H, W]`` scaled to [0, 1], minus mean, over std:
+        the one implementation of the scaling, under both runtimes (torch and ONNX)."""
+        import numpy as np
+
+        x = np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).astype(np.float32)  # a [3, H, W] copy
+        x /= np.float32(255.0)
+        x -= np.asarray(self.mean, dtype=np.float32).reshape(3, 1, 1)
+        x /= np.asarray(self.std, dtype=np.float32).reshape(3, 1, 1)
+        return x
+
     def normalise(self, img: Image.Image) -> Any:
-        """8-bit RGB ``img`` -> float tensor ``[3, H, W]`` scaled to [0, 1], minus mean, over std."""
+        """:meth:`normalise_array` as a float tensor ``[3, H, W]``."""
         import torch
 
-        from aescore.tensorutil import pil_to_tensor
-
-        x = pil_to_tensor(img).float().div_(255.0)
-        mean = torch.tensor(self.mean).view(3, 1, 1)
-        std = torch.tensor(self.std).view(3, 1, 1)
-        return x.sub_(mean).div_(std)
+        return torch.from_numpy(self.normalise_array(img))
 
     def view(self, img: Image.Image) -> Any:
         """The one-pass input: tensor ``[3, H, W]``."""
@@ -238,8 +246,16 @@ class Preprocess:
 
     def detail_views(self, img: Image.Image) -> DetailViews:
         """The whole frame (:meth:`view`) and the detail crops of :func:`detail_boxes`, as decoded
-        (``img`` comes from a decode at :meth:`decode_size`); requires an ``eval.detail`` block."""
+        (``img`` comes from a decode at :meth:`decode_size`), as tensors; requires an
+        ``eval.detail`` block."""
         import torch
+
+        views = self.detail_arrays(img)
+        return DetailViews(torch.from_numpy(views.whole), torch.from_numpy(views.crops))
+
+    def detail_arrays(self, img: Image.Image) -> DetailViews:
+        """:meth:`detail_views` as float32 numpy arrays (the ONNX runtime's input)."""
+        import numpy as np
 
         if self.detail is None:
             raise ValueError("this recipe has no detail block")
@@ -248,8 +264,8 @@ class Preprocess:
             k = size / min(img.size)
             img = img.resize((max(size, round(img.width * k)), max(size, round(img.height * k))), Image.BILINEAR)
         boxes = detail_boxes(img, self.detail.crops, size)
-        crops = torch.stack([self.normalise(img.crop(box)) for box in boxes])
-        return DetailViews(self.view(img), crops)
+        crops = np.stack([self.normalise_array(img.crop(box)) for box in boxes])
+        return DetailViews(self.normalise_array(self.resize(img)), crops)
 
     def tensor(self, img: Image.Image, tta_crops: int | None, key: str) -> Any:
         """:meth:`tta_views` when ``tta_crops``, else :meth:`detail_views` for a detail recipe,
@@ -257,6 +273,11 @@ class Preprocess:
         if tta_crops:
             return self.tta_views(img, tta_crops, key)
         return self.detail_views(img) if self.detail else self.view(img)
+
+    def array(self, img: Image.Image) -> Any:
+        """:meth:`tensor` without multi-crop TTA, as float32 numpy (the ONNX runtime's input):
+        :meth:`detail_arrays` for a detail recipe, else the one-pass view."""
+        return self.detail_arrays(img) if self.detail else self.normalise_array(self.resize(img))
 
 
 def detail_boxes(img: Image.Image, n: int, size: int) -> list[tuple[int, int, int, int]]:

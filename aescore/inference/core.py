@@ -15,6 +15,11 @@ decode (worker processes) -> group equal shapes -> one batched forward -> per-ph
 * A photo can also be decoded without the network (``Job.network=False``): its model outputs are
   cached, but a check still needs its pixels.
 
+Two runtimes (:mod:`aescore.inference.onnx_runtime`): PyTorch (:class:`LoadedModel`; decoding in
+DataLoader worker processes) and ONNX Runtime (:class:`~aescore.inference.onnx_runtime.OnnxModel`;
+decoding in threads, and torch is never imported). Both are fed the same NumPy pixels
+(:meth:`~aescore.data.transforms.Preprocess.array`); :func:`load_for_run` picks one.
+
 Speed: JPEGs are decoded with Pillow's draft mode straight to the size the recipe needs; decoding
 overlaps inference in DataLoader workers; ``torch.inference_mode``; BatchNorm folded into the
 convolutions (:mod:`aescore.inference.fold`); channels_last; float16 weights on CUDA/MPS. On a
@@ -24,6 +29,7 @@ decode workers and spinning OpenMP threads otherwise fight over the cores (docs/
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -32,6 +38,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from aescore.data.transforms import Preprocess
 from aescore.errors import ImageDecodeError
+from aescore.inference.onnx_runtime import Runtime
 
 #: Outputs a forward pass can return (``want`` of :func:`infer`); ``faults`` only from models with
 #: a reasons head (:class:`aescore.models.faultnet.FaultNet`), others leave it out.
@@ -66,12 +73,15 @@ def tta_key(path: str) -> str:
 
 
 class RecipeInput:
-    """The network input of a photo under a model's recipe: :meth:`Preprocess.tensor` (picklable)."""
+    """The network input of a photo under a model's recipe (picklable): :meth:`Preprocess.tensor`
+    for PyTorch, :meth:`Preprocess.array` (numpy, no TTA) for ONNX Runtime."""
 
-    def __init__(self, preprocess: Preprocess, tta_crops: int | None) -> None:
-        self.preprocess, self.tta_crops = preprocess, tta_crops
+    def __init__(self, preprocess: Preprocess, tta_crops: int | None, arrays: bool = False) -> None:
+        self.preprocess, self.tta_crops, self.arrays = preprocess, tta_crops, arrays
 
     def __call__(self, img: Any, key: str) -> Any:
+        if self.arrays:
+            return self.preprocess.array(img)
         return self.preprocess.tensor(img, self.tta_crops, key)
 
 
@@ -141,6 +151,8 @@ def _keep_items(items: list[Any]) -> list[Any]:
 @dataclass
 class LoadedModel:
     """A network ready for inference: eval mode, BatchNorm folded, on its device, with its recipe."""
+
+    runtime = Runtime.torch  # (a class attribute, as OnnxModel's)
 
     module: Any
     preprocess: Preprocess
@@ -214,6 +226,24 @@ def load_model(weights: str | os.PathLike[str] | None = None, device: str = "aut
     return LoadedModel(module, Preprocess.from_card(card["preprocess"]), dev, card, path)
 
 
+def load_for_run(
+    weights: str | os.PathLike[str], device: str = "auto", runtime: Runtime = Runtime.auto, *,
+    want: frozenset[str] = frozenset({"p_high"}), tta_crops: int | None = None, n_photos: int = 1,
+) -> Any:
+    """The model ``weights`` (a name or file) ready for a run of ``n_photos`` photos asking for
+    ``want``: an :class:`~aescore.inference.onnx_runtime.OnnxModel` or a :class:`LoadedModel`, per
+    :func:`~aescore.inference.onnx_runtime.choose_runtime` (``runtime=onnx`` it cannot run is a
+    :class:`~aescore.errors.ConfigError`)."""
+    from aescore.inference.onnx_runtime import choose_runtime, load_onnx_model
+    from aescore.weights import read_card, resolve_model
+
+    path = Path(resolve_model(str(weights)))
+    card = read_card(path)
+    if choose_runtime(runtime, path, card, device, want, tta_crops, n_photos) is Runtime.onnx:
+        return load_onnx_model(path, card)
+    return load_model(path, device)
+
+
 def default_batch_size(device: str) -> int:
     """Images per batch: small on CPU, larger on GPU.
 
@@ -262,9 +292,6 @@ def infer(
     come back with ``reason`` set; the run goes on. ``progress(n)`` is called with the number of
     jobs finished after each batch.
     """
-    import torch
-    from torch.utils.data import DataLoader
-
     if not jobs:
         return
     unknown = set(want) - OUTPUTS
@@ -276,26 +303,20 @@ def infer(
     if recipe is None:
         raise ValueError("infer() needs a model or a preprocess recipe")
     device = model.device if model is not None else "cpu"
+    use_torch = model is not None and model.runtime is Runtime.torch
     tta = tta_crops or None
+    if tta and not use_torch:
+        raise ValueError("multi-crop TTA runs under PyTorch only")
     bs = batch_size or default_batch_size(device)
     n_workers = workers if workers is not None else default_workers(device, len(jobs), bs)
-    dataset = DecodeDataset(jobs, make_input or RecipeInput(recipe, tta), recipe.decode_size(tta) if draft else None)
-    with warnings.catch_warnings():
-        # An explicit --workers above the core count is the user's choice; PyTorch's
-        # multi-line warning about it would only clutter stderr.
-        warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
-        loader = DataLoader(
-            dataset,  # type: ignore[arg-type]
-            batch_size=bs,
-            shuffle=False,
-            num_workers=n_workers,
-            collate_fn=_keep_items,
-            pin_memory=device.startswith("cuda"),
-            prefetch_factor=2 if n_workers > 0 else None,
-            worker_init_fn=ignore_stop_signals if n_workers > 0 else None,
-        )
-        batches = iter(loader)
-    with torch.inference_mode():
+    dataset = DecodeDataset(jobs, make_input or RecipeInput(recipe, tta, arrays=not use_torch), recipe.decode_size(tta) if draft else None)
+    if use_torch:
+        import torch
+
+        batches, context = _torch_batches(dataset, bs, n_workers, device), torch.inference_mode()
+    else:
+        batches, context = _threaded_batches(dataset, bs, n_workers), contextlib.nullcontext()
+    with context:
         for batch in batches:
             results: dict[int, PhotoOutputs] = {}
             by_shape: dict[tuple[int, ...], list[int]] = {}
@@ -314,16 +335,71 @@ def infer(
                 progress(len(batch))
 
 
-def stack_inputs(xs: Sequence[Any]) -> Any:
-    """One batch from equal-shape inputs of :meth:`Preprocess.tensor`: a stacked tensor, or for
-    detail inputs the whole frames and the crops stacked apart (a batched :class:`DetailViews`)."""
-    import torch
+def _torch_batches(dataset: DecodeDataset, bs: int, n_workers: int, device: str) -> Iterator[list[Any]]:
+    """Batches of decoded items from DataLoader worker processes (the PyTorch runtime)."""
+    from torch.utils.data import DataLoader
 
+    with warnings.catch_warnings():
+        # An explicit --workers above the core count is the user's choice; PyTorch's
+        # multi-line warning about it would only clutter stderr.
+        warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
+        loader = DataLoader(
+            dataset,  # type: ignore[arg-type]
+            batch_size=bs,
+            shuffle=False,
+            num_workers=n_workers,
+            collate_fn=_keep_items,
+            pin_memory=device.startswith("cuda"),
+            prefetch_factor=2 if n_workers > 0 else None,
+            worker_init_fn=ignore_stop_signals if n_workers > 0 else None,
+        )
+        return iter(loader)
+
+
+def _threaded_batches(dataset: DecodeDataset, bs: int, n_workers: int) -> Iterator[list[Any]]:
+    """Batches of decoded items from ``n_workers`` threads (0: in this thread), in order, at most
+    two batches per thread decoded ahead (memory stays bounded). Threads suffice: Pillow's
+    decoding and resizing, NumPy and ONNX Runtime release the GIL; no torch, no process start-up."""
+    if n_workers <= 0:
+        for start in range(0, len(dataset), bs):
+            yield [dataset[i] for i in range(start, min(start + bs, len(dataset)))]
+        return
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    ahead = bs * 2 * (n_workers + 1)
+    pending: deque[Future[Any]] = deque()
+    next_index = 0
+    pool = ThreadPoolExecutor(n_workers, thread_name_prefix="aescore-decode")
+    try:
+        while pending or next_index < len(dataset):
+            while next_index < len(dataset) and len(pending) < ahead:
+                pending.append(pool.submit(dataset.__getitem__, next_index))
+                next_index += 1
+            yield [pending.popleft().result() for _ in range(min(bs, len(pending)))]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # also on Ctrl-C or an early stop
+
+
+def stack_inputs(xs: Sequence[Any]) -> Any:
+    """One batch from equal-shape inputs of :meth:`Preprocess.tensor` or :meth:`Preprocess.array`:
+    stacked (a tensor or an array), or for detail inputs the whole frames and the crops stacked
+    apart (a batched :class:`DetailViews`)."""
     from aescore.data.transforms import DetailViews
 
     if isinstance(xs[0], DetailViews):
-        return DetailViews(torch.stack([v.whole for v in xs]), torch.stack([v.crops for v in xs]))
-    return torch.stack(list(xs))
+        return DetailViews(_stack([v.whole for v in xs]), _stack([v.crops for v in xs]))
+    return _stack(list(xs))
+
+
+def _stack(items: list[Any]) -> Any:
+    import numpy as np
+
+    if isinstance(items[0], np.ndarray):
+        return np.stack(items)
+    import torch
+
+    return torch.stack(items)
 
 
 def _forward_group(
@@ -334,15 +410,17 @@ def _forward_group(
     photo; detail inputs (:class:`DetailViews`) are pooled by the model."""
     from aescore.data.transforms import DetailViews
 
+    import numpy as np
+
     x = stack_inputs(xs)
-    if not isinstance(x, DetailViews) and x.dim() == 5:
+    if not isinstance(x, DetailViews) and x.ndim == 5:  # TTA: PyTorch only
         b, n = x.shape[:2]
         out = model.forward(x.flatten(0, 1), want - {"region_map"})
         out = {k: v.view(b, n, *v.shape[1:]).mean(1) for k, v in out.items()}
     else:
         out = model.forward(x, want)
     p_high = out["p_high"].tolist()
-    arrays = {k: v.numpy() for k, v in out.items() if k != "p_high"}
+    arrays = {k: np.asarray(v) for k, v in out.items() if k != "p_high"}
     for k, index in enumerate(group):
         outputs = results[index].outputs
         outputs["p_high"] = float(p_high[k])

@@ -203,19 +203,22 @@ def _compute(
     missing checks; cache what was computed. Returns how many photos went through the network."""
     if not todo:
         return 0
-    from aescore.inference.core import Job, infer, load_model
+    from aescore.inference.core import Job, infer, load_for_run
 
     model_key = f"{writer.sha}:{writer.recipe}"
     jobs = []
     for w in todo:
         sizes = [c.needs.image_size for c in w.missing if c.needs.image_size]
         jobs.append(Job(files[w.index].path, network=w.needs_network(want), image_size=max(sizes) if sizes else None))
-    # The path resolved once by the caller: resolving a model name again would re-read the cards.
-    model = load_model(weights_path, settings.device) if any(j.network for j in jobs) else None
     # Outputs the checks need come from the same pass; the embedding always does (it is the
     # pooled features of that pass, ~2 kB a photo in the cache), so `learn` or `--similarity`
     # after a plain `rank` decodes nothing again.
     net_want = want.union({"embedding"}, *(c.needs.outputs for c in checks))
+    n_network = sum(j.network for j in jobs)
+    # The path resolved once by the caller: resolving a model name again would re-read the cards.
+    model = load_for_run(
+        weights_path, settings.device, settings.runtime, want=net_want, tta_crops=settings.tta_crops, n_photos=n_network,
+    ) if n_network else None
     advance = progress(len(todo), total - len(todo)) if progress is not None else None
     results = infer(
         model, jobs, preprocess=recipe, want=net_want, tta_crops=settings.tta_crops,

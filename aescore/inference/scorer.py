@@ -28,7 +28,8 @@ class Scorer:
     """Scores photo files with one model (loaded lazily on first use).
 
     ``weights_path``: a model name, a ``.safetensors`` file or its ``.json`` card, or None for the
-    default. The other arguments are those of :class:`aescore.cull.Settings` (validated there).
+    default. The other arguments are those of :class:`aescore.cull.Settings` (validated there),
+    but ``runtime`` defaults to ``torch`` (:attr:`model` is then the PyTorch module).
     """
 
     def __init__(
@@ -39,13 +40,14 @@ class Scorer:
         workers: int | None = None,
         tta_crops: int | None = None,
         draft: bool = True,
+        runtime: str = "torch",
     ) -> None:
         from aescore.weights import read_card, resolve_model
 
         from aescore.cull import Settings
 
-        Settings(None, device, batch_size, workers, tta_crops, False, None, draft)  # validates
-        self.device_spec, self.batch_size, self.workers = device, batch_size, workers
+        settings = Settings(None, device, batch_size, workers, tta_crops, False, None, draft, runtime)  # validates
+        self.device_spec, self.batch_size, self.workers, self.runtime = device, batch_size, workers, settings.runtime
         self.tta_crops, self.draft = tta_crops or None, draft
         self.weights_path = Path(resolve_model(None if weights_path is None else str(weights_path)))
         self.card: dict[str, Any] = read_card(self.weights_path)
@@ -53,8 +55,8 @@ class Scorer:
 
     @property
     def model(self) -> Any:
-        """The prepared network (None until :meth:`load`)."""
-        return self.loaded.module if self.loaded is not None else None
+        """The prepared network (None until :meth:`load`, or under ONNX Runtime)."""
+        return getattr(self.loaded, "module", None)
 
     @property
     def forward_calls(self) -> int:
@@ -71,9 +73,9 @@ class Scorer:
     def load(self) -> None:
         """Load and verify the weights, move the model to the device (idempotent)."""
         if self.loaded is None:
-            from aescore.inference.core import load_model
+            from aescore.inference.core import load_for_run
 
-            self.loaded = load_model(self.weights_path, self.device_spec)
+            self.loaded = load_for_run(self.weights_path, self.device_spec, self.runtime, tta_crops=self.tta_crops)
             self.card = self.loaded.card
 
     def score_paths(

@@ -211,7 +211,12 @@ def _make_divisible(v: float, divisor: int = 8, round_limit: float = 0.9) -> int
 def _same_pad(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """TensorFlow's "SAME" padding along one axis, as timm's ``get_same_padding``: the total that
     makes the output ``ceil(size / stride)``, the odd pixel after (bottom / right)."""
-    total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    # Written to trace into an ONNX graph that follows the input size: ceil without negative
+    # operands (ONNX's integer division truncates), and max() only where the total can go below
+    # zero (kernel < stride: no EfficientNet conv), since a branch on the size would be baked in.
+    total = ((size + stride - 1) // stride - 1) * stride + kernel - size
+    if kernel < stride:
+        total = max(total, 0)
     return total // 2, total - total // 2
 
 
@@ -223,9 +228,8 @@ class _SameConv2d(nn.Conv2d):
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         top, bottom = _same_pad(x.shape[-2], kh, sh)
         left, right = _same_pad(x.shape[-1], kw, sw)
-        if top or bottom or left or right:
-            x = F.pad(x, (left, right, top, bottom))
-        return super().forward(x)
+        # Padded even when the amounts are zero (never, for kernel > stride): no branch on the size.
+        return super().forward(F.pad(x, (left, right, top, bottom)))
 
 
 def _tf_conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> list[nn.Module]:

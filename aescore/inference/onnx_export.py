@@ -1,0 +1,108 @@
+"""Export a model's scoring form to the ONNX program that :mod:`aescore.inference.onnx_runtime`
+runs without torch (issue 16). Used when a model is published (``scripts/export_onnx.py``)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from aescore.errors import WeightsError
+from aescore.inference.onnx_runtime import ONNX_INPUTS, ONNX_OUTPUTS
+
+__all__ = ["export_onnx"]
+
+_OPSET = 17
+_TOLERANCE = 1e-4  # what issue 16 allows between the runtimes' scores
+
+
+class ExportViews(nn.Module):
+    """A model's scoring views as one graph: ``(whole[, crops]) -> (logits, embedding[, faults])``,
+    the crops pooled as :meth:`aescore.models.heads.FaultViews.forward_views` pools them."""
+
+    def __init__(self, model: nn.Module, detail: bool) -> None:
+        super().__init__()
+        self.model, self.detail = model, detail
+
+    def forward(self, whole: torch.Tensor, crops: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        if hasattr(self.model, "forward_views"):
+            out = self.model.forward_views(whole, crops if self.detail else None)
+            return out["logits"], out["embedding"], out["faults"]
+        return tuple(self.model.forward_with_embedding(whole))  # type: ignore[operator]
+
+
+def export_onnx(weights: str | os.PathLike[str], check_shapes: tuple[tuple[int, int], ...] = ((224, 298), (336, 224))) -> dict[str, Any]:
+    """Export the model of ``weights`` (a name or file) to ``NAME.onnx`` beside its weights and
+    record it in its card (``card["onnx"]``: file, sha256, the weights' sha256, opset); returns
+    that block. Both files are written atomically.
+
+    The graph is the scoring form (eval mode, BatchNorm folded) of the model's views: the whole
+    frame ``[B, 3, H, W]`` (any batch and size) and, for a detail recipe, the crops ``[B, K, 3, c,
+    c]``; outputs ``logits``, ``embedding`` and, with a reasons head, ``faults`` logits. Before
+    anything is written, the program runs under ONNX Runtime at ``check_shapes`` (a batch of 1,
+    then 2) beside PyTorch; :class:`WeightsError` when an output differs by more than 1e-4.
+    """
+    import onnxruntime as ort
+
+    from aescore.fsutil import atomic_write_bytes, atomic_write_text
+    from aescore.inference.core import load_model
+    from aescore.weights import resolve_model
+
+    weights_path = Path(resolve_model(str(weights)))
+    loaded = load_model(weights_path, "cpu")
+    card, recipe = loaded.card, loaded.preprocess
+    wrapper = ExportViews(loaded.module, recipe.detail is not None).eval()
+    crop_shape = () if recipe.detail is None else (recipe.detail.crops, 3, recipe.detail.size, recipe.detail.size)
+    inputs = list(ONNX_INPUTS[: 2 if crop_shape else 1])
+    outputs = list(ONNX_OUTPUTS if hasattr(loaded.module, "forward_views") else ONNX_OUTPUTS[:2])
+
+    def sample(batch: int, h: int, w: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+        whole = torch.randn(batch, 3, h, w, generator=gen)
+        return (whole, torch.randn(batch, *crop_shape, generator=gen)) if crop_shape else (whole,)
+
+    gen = torch.Generator().manual_seed(0)
+    axes = {"whole": {0: "batch", 2: "height", 3: "width"}, "crops": {0: "batch"}, **{o: {0: "batch"} for o in outputs}}
+    buf = io.BytesIO()
+    # The TorchScript-based exporter (dynamo=False): it traces the size-dependent "SAME" padding
+    # of the plain Lite network into graph arithmetic, and needs only the onnx package (the
+    # torch.export-based one needs onnxscript too). It warns that it is deprecated.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            wrapper, sample(1, *check_shapes[0], gen), buf, dynamo=False, opset_version=_OPSET,
+            input_names=inputs, output_names=outputs, dynamic_axes={k: v for k, v in axes.items() if k in inputs + outputs},
+        )
+    data = buf.getvalue()
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    for batch, (h, w) in enumerate(check_shapes, start=1):
+        xs = sample(batch, h, w, gen)
+        with torch.no_grad():
+            ref = wrapper(*xs)
+        got = session.run(outputs, {n: x.numpy() for n, x in zip(inputs, xs)})
+        diff = max(float(np.abs(g - r.numpy()).max()) for g, r in zip(got, ref))
+        if not diff <= _TOLERANCE:
+            raise WeightsError(f"ONNX export of {weights_path.name} differs from PyTorch by {diff:.2g} at {h}x{w}; nothing written")
+    path = weights_path.with_suffix(".onnx")
+    block = {
+        "file": path.name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "weights_sha256": card["sha256"],
+        "opset": _OPSET,
+        "inputs": inputs,
+        "outputs": outputs,
+        "exported_with": f"torch {torch.__version__}",
+    }
+    card_path = weights_path.with_suffix(".json")
+    stored = json.loads(card_path.read_text(encoding="utf-8"))
+    stored["onnx"] = block
+    atomic_write_bytes(path, data)
+    atomic_write_text(card_path, json.dumps(stored, indent=2, ensure_ascii=False) + "\n")
+    return block
