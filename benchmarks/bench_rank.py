@@ -1,7 +1,8 @@
 """Benchmark 1: scoring a folder of camera-size JPEGs, four ways side by side in one run.
 
-(a) ``aescore rank`` with its defaults (``--runtime``: the CLI's default ``auto``, which on a
-    CPU-only machine is ONNX Runtime): the :class:`aescore.inference.scorer.Scorer` with the model
+(a) ``aescore rank`` with its defaults (``--runtime``: the CLI's default ``auto``, which is ONNX
+    Runtime for runs of at most 64 photos, as the default 48, and PyTorch for longer runs: pass
+    ``--runtime torch`` for a long run's steady state): the :class:`aescore.inference.scorer.Scorer` with the model
     already loaded (what a long run converges to), in a fresh child process per round that sets
     itself up as the CLI does before torch loads (``prefer_passive_openmp``), and the real CLI as a subprocess
     (``--files-from LIST --no-cache``, output to /dev/null): wall time including interpreter start-up, and the run time

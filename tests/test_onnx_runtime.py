@@ -118,14 +118,11 @@ def test_runtime_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         assert choose(Runtime.auto, **kwargs) is Runtime.torch
         with pytest.raises(ConfigError, match=phrase):
             choose(Runtime.onnx, **kwargs)
-    # A big run under --device auto goes to torch only where a GPU may help.
-    import aescore.inference.onnx_runtime as ort_mod
-
-    for gpu, expected in ((True, Runtime.torch), (False, Runtime.onnx)):
-        monkeypatch.setattr(ort_mod, "_gpu_possible", lambda gpu=gpu: gpu)
-        assert choose(Runtime.auto, n=AUTO_ONNX_MAX_PHOTOS + 1) is expected
-        assert choose(Runtime.auto, n=AUTO_ONNX_MAX_PHOTOS) is Runtime.onnx
-        assert choose(Runtime.auto, device="cpu", n=10_000) is Runtime.onnx
+    # A big run goes to torch (decode processes, GPUs) under auto, on any device.
+    for device in ("auto", "cpu"):
+        assert choose(Runtime.auto, device=device, n=AUTO_ONNX_MAX_PHOTOS) is Runtime.onnx
+        assert choose(Runtime.auto, device=device, n=AUTO_ONNX_MAX_PHOTOS + 1) is Runtime.torch
+        assert choose(Runtime.onnx, device=device, n=10_000) is Runtime.onnx
     # A card without a program, with a program of other weights, or a missing file.
     stale = {**card, "onnx": {**card["onnx"], "weights_sha256": "0" * 64}}
     for c, phrase in (({k: v for k, v in card.items() if k != "onnx"}, "no ONNX program"), (stale, "other weights")):

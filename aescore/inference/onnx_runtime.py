@@ -12,10 +12,9 @@ Which runtime runs a model (:func:`choose_runtime`, ``--runtime``):
 * ``torch``: PyTorch, always possible: GPUs, multi-crop TTA, region maps, every architecture.
 * ``onnx``: ONNX Runtime on the CPU: needs the card's ONNX program and the ``onnxruntime``
   package; refused (one line) for what it cannot do (TTA, region maps, a GPU device).
-* ``auto`` (default): ``onnx`` where it can run and the device is the CPU, or the device is
-  ``auto`` and no GPU could help: at most :data:`AUTO_ONNX_MAX_PHOTOS` photos to compute (a GPU's
-  start-up would cost more than it saves) or no NVIDIA driver / Apple GPU on the machine;
-  ``torch`` otherwise.
+* ``auto`` (default): ``onnx`` where it can run and the run has at most
+  :data:`AUTO_ONNX_MAX_PHOTOS` photos to compute (start-up is then most of the time); ``torch``
+  otherwise.
 
 Decoding runs in threads under ONNX Runtime (:func:`aescore.inference.core.infer`): Pillow,
 NumPy and ONNX Runtime release the GIL, so threads overlap as DataLoader processes do, without
@@ -24,10 +23,7 @@ their start-up.
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import platform
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,9 +35,11 @@ if TYPE_CHECKING:
 
 __all__ = ["AUTO_ONNX_MAX_PHOTOS", "ONNX_INPUTS", "ONNX_OUTPUTS", "OnnxModel", "Runtime", "choose_runtime", "load_onnx_model", "onnx_unusable"]
 
-#: ``--runtime auto`` uses ONNX Runtime for at most this many photos to compute even when a GPU
-#: may be present: importing torch and starting CUDA cost ~5-10 s, what the CPU needs for about
-#: this many photos at ~10 photos/s.
+#: ``--runtime auto`` uses ONNX Runtime for at most this many photos to compute. Below it start-up
+#: decides: importing torch costs ~3 s on 2 cores (and starting CUDA more). Above it PyTorch's
+#: steady state wins: its decoding in processes ran at 6.7 photos/s against 5.5 for ONNX
+#: Runtime's decode threads (benchmarks/bench_rank.py, docs/performance.md), so PyTorch catches
+#: up ~3 s after ~75 camera photos; and a GPU, where there is one, is PyTorch's.
 AUTO_ONNX_MAX_PHOTOS = 64
 
 _MAX_ONNX_BYTES = 512 << 20
@@ -79,19 +77,11 @@ def onnx_unusable(weights_path: str | os.PathLike[str], card: dict[str, Any]) ->
         return f"{path.name} was exported from other weights than the card's (export it again)"
     if not path.is_file():
         return f"{path} not found"
+    import importlib.util  # here, not at the top: the CLI imports this module for --help
+
     if importlib.util.find_spec("onnxruntime") is None:
         return "the onnxruntime package is not installed (pip install onnxruntime)"
     return None
-
-
-def _gpu_possible() -> bool:
-    """Whether this machine may have a GPU PyTorch can use, decided without importing torch: an
-    NVIDIA driver is loaded (Linux, Windows) or it is an Apple-silicon Mac (MPS)."""
-    if sys.platform == "darwin":
-        return platform.machine() == "arm64"
-    if sys.platform.startswith("linux"):
-        return os.path.exists("/proc/driver/nvidia/version")
-    return True  # elsewhere only torch can tell
 
 
 def choose_runtime(
@@ -116,11 +106,9 @@ def choose_runtime(
         if why:
             raise ConfigError("runtime", f"onnx: {why}")
         return Runtime.onnx
-    if why:
+    if why or n_photos > AUTO_ONNX_MAX_PHOTOS:
         return Runtime.torch
-    if device == "cpu" or n_photos <= AUTO_ONNX_MAX_PHOTOS or not _gpu_possible():
-        return Runtime.onnx
-    return Runtime.torch
+    return Runtime.onnx
 
 
 class OnnxModel:
