@@ -358,8 +358,9 @@ def _torch_batches(dataset: DecodeDataset, bs: int, n_workers: int, device: str)
 
 def _threaded_batches(dataset: DecodeDataset, bs: int, n_workers: int) -> Iterator[list[Any]]:
     """Batches of decoded items from ``n_workers`` threads (0: in this thread), in order, at most
-    two batches per thread decoded ahead (memory stays bounded). Threads suffice: Pillow's
-    decoding and resizing, NumPy and ONNX Runtime release the GIL; no torch, no process start-up."""
+    two batches per thread decoded ahead (memory stays bounded). Threads need no torch and no
+    process start-up (Pillow's decoding and resizing, NumPy and ONNX Runtime release the GIL for
+    their heavy work); in steady state they are slower than processes (docs/performance.md)."""
     if n_workers <= 0:
         for start in range(0, len(dataset), bs):
             yield [dataset[i] for i in range(start, min(start + bs, len(dataset)))]

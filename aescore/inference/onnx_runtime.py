@@ -1,7 +1,7 @@
 """Scoring through ONNX Runtime, without importing torch (issue 16: one photo in under 2 s).
 
-``import torch`` alone takes ~4 s on a 2-core machine, twice the whole budget of ``aescore score
-one.jpg``; ONNX Runtime imports in ~0.2 s. So a model card may name an **ONNX program exported
+``import torch`` alone took 2.7-4.7 s on a 2-core machine, more than the whole budget of
+``aescore score one.jpg``; ONNX Runtime imports in ~0.2 s. So a model card may name an **ONNX program exported
 beside its weights** (``card["onnx"]``), made by :func:`aescore.inference.onnx_export.export_onnx` from the same verified
 weights, BatchNorm folded, with the model's own view pooling inside the graph. It is checked by
 sha256 like the weights (and the sha256 of the weights it was exported from must be the card's),
@@ -16,9 +16,10 @@ Which runtime runs a model (:func:`choose_runtime`, ``--runtime``):
   :data:`AUTO_ONNX_MAX_PHOTOS` photos to compute (start-up is then most of the time); ``torch``
   otherwise.
 
-Decoding runs in threads under ONNX Runtime (:func:`aescore.inference.core.infer`): Pillow,
-NumPy and ONNX Runtime release the GIL, so threads overlap as DataLoader processes do, without
-their start-up.
+Decoding runs in threads under ONNX Runtime (:func:`aescore.inference.core.infer`): no process
+start-up, and Pillow, NumPy and ONNX Runtime release the GIL for their heavy work; the
+Python-level rest still serialises, so in steady state threads were slower than PyTorch's
+decode processes (docs/performance.md, section 7): hence the limit for ``auto``.
 """
 
 from __future__ import annotations
