@@ -208,14 +208,16 @@ def _lite_faultnet_card(folder: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("model", ["default", "default-torch", "lite-faultnet"])
+@pytest.mark.parametrize("model", ["default", "default-torch", "lite-faultnet", "personal"])
 def test_scoring_path_imports_no_timm_torchvision_or_dynamo(tmp_path: Path, model: str) -> None:
     """`aescore score one.jpg` through the CLI's own code, in a fresh interpreter: the default
     model (its ONNX program: not even torch is imported), the same under ``--runtime torch``,
-    and a Lite faultnet card without an ONNX program (PyTorch, plain-torch network)."""
+    a Lite faultnet card without an ONNX program (PyTorch, plain-torch network), and a personal
+    model on it (PyTorch, plain-torch base and head)."""
     photo = _photos(tmp_path)[0]
-    extra = {"default": [], "default-torch": ["--runtime", "torch"],
-             "lite-faultnet": ["--model", str(_lite_faultnet_card(tmp_path))]}[model]
+    extra = {"default": lambda: [], "default-torch": lambda: ["--runtime", "torch"],
+             "lite-faultnet": lambda: ["--model", str(_lite_faultnet_card(tmp_path))],
+             "personal": lambda: ["--model", str(_personal_card(tmp_path))]}[model]()
     code = (
         "import json, sys\n"
         "from aescore.cli.main import main\n"
@@ -247,3 +249,36 @@ def test_plain_region_map_equals_timm_and_averages_to_the_logit() -> None:
     assert regions.shape == ref_regions.shape == (2, 3, 4)
     assert torch.allclose(regions, ref_regions, atol=1e-4)
     assert torch.allclose(regions.mean((1, 2)), logits[:, 1] - logits[:, 0], atol=1e-4)
+
+
+def _personal_card(folder: Path) -> Path:
+    """A personal model (random head) on the random Lite faultnet of :func:`_lite_faultnet_card`."""
+    from aescore.models.personal import PersonalNet
+
+    base, card = load_weights(_lite_faultnet_card(folder), plain=False)
+    torch.manual_seed(1)
+    net = create_model("personal_ranker", base_architecture="faultnet", base_args=dict(card["arch_args"]), embed_dim=1280)
+    net.base.load_state_dict(base.state_dict(), strict=True)
+    net.set_head(torch.randn(1280) * 0.1, torch.rand(1280) + 0.5, torch.randn(1280) * 0.05, 0.7, 0.1, 1.3)
+    assert isinstance(net, PersonalNet)
+    path = folder / "mine.safetensors"
+    save_weights(net.eval(), path, {"name": "mine", "preprocess": card["preprocess"], "training": {"dataset": "personal ratings"}})
+    return path
+
+
+def test_personal_model_built_without_timm_scores_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A personal model on a plain-covered base is built in plain torch (base and head), folded
+    through its base's own conv + BN pairs, and scores as the timm-built one does."""
+    import aescore.models.plain
+    from aescore.inference.scorer import Scorer
+
+    weights = _personal_card(tmp_path)
+    paths = _photos(tmp_path)
+    scorer = Scorer(weights, device="cpu", workers=0, batch_size=1)
+    got = [r.score for r in scorer.score_paths(paths)]
+    assert type(scorer.model).__name__ == "PersonalNet" and isinstance(scorer.model.base, PlainFaultNet)
+    monkeypatch.setattr(aescore.models.plain, "plain_supported", lambda arch, args: False)
+    timm_scorer = Scorer(weights, device="cpu", workers=0, batch_size=1)
+    expected = [r.score for r in timm_scorer.score_paths(paths)]
+    assert type(timm_scorer.model.base).__name__ == "FaultNet"
+    assert got == pytest.approx(expected, abs=1e-4) and len(set(got)) == len(got)

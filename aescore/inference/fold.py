@@ -70,6 +70,10 @@ def fold_batchnorm_(model: nn.Module) -> int:
         return int(own())
     folded = 0
     for child in list(model.children()):
+        child_own = getattr(child, "fold_batchnorm_", None)
+        if callable(child_own):  # e.g. a personal model's plain-torch base network
+            folded += int(child_own())
+            continue
         for conv_name, bn_name in _conv_bn_pairs(child):
             conv, bn = child.get_submodule(conv_name), child.get_submodule(bn_name)
             if bn.running_mean is None or bn.running_var is None:

@@ -26,9 +26,11 @@ class PersonalNet(nn.Module):
     """``s = ((e - mean) / scale) . weight + generic_weight * (l - g_mean) / g_scale`` where ``e`` is
     the base embedding and ``l`` the base model's log-odds of "high"."""
 
-    def __init__(self, base_architecture: str, base_args: dict[str, Any], embed_dim: int) -> None:
+    def __init__(self, base_architecture: str, base_args: dict[str, Any], embed_dim: int, base: nn.Module | None = None) -> None:
         super().__init__()
-        self.base = create_model(base_architecture, **base_args)
+        # ``base``: the same network built another way (the plain-torch twin of
+        # :mod:`aescore.models.plain`, for scoring without timm); by default the registry builds it.
+        self.base = base if base is not None else create_model(base_architecture, **base_args)
         self.register_buffer("mean", torch.zeros(embed_dim))
         self.register_buffer("scale", torch.ones(embed_dim))
         # A parameter (not a buffer) so that `aescore learn --fine-tune` can train it; the

@@ -409,8 +409,19 @@ def _positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
+_PERSONAL = "personal_ranker"  # aescore.models.personal: a base network + a personal head
+_PERSONAL_ARGS = frozenset({"base_architecture", "base_args", "embed_dim"})
+
+
 def plain_supported(architecture: str, arch_args: Mapping[str, Any]) -> bool:
-    """Whether :func:`build_plain_model` can build this card's network."""
+    """Whether :func:`build_plain_model` can build this card's network (a personal model: when
+    its base network can be built)."""
+    if architecture == _PERSONAL:
+        base_args = arch_args.get("base_args", {})
+        return (set(arch_args) <= _PERSONAL_ARGS and _positive_int(arch_args.get("embed_dim"))
+                and isinstance(base_args, Mapping) and isinstance(arch_args.get("base_architecture"), str)
+                and arch_args["base_architecture"] != _PERSONAL
+                and plain_supported(arch_args["base_architecture"], base_args))
     if architecture not in _ARCHS:
         return False
     _, accepted, default_backbone = _ARCHS[architecture]
@@ -431,6 +442,16 @@ def create_plain_model(architecture: str, arch_args: Mapping[str, Any]) -> Plain
     """
     if not plain_supported(architecture, arch_args):
         raise ValueError(f"architecture {architecture!r} with {dict(arch_args)} has no plain-torch definition")
+    if architecture == _PERSONAL:
+        from aescore.models.personal import PersonalNet
+
+        base_arch, base_args = arch_args["base_architecture"], dict(arch_args.get("base_args", {}))
+        base = create_plain_model(base_arch, base_args)
+        with torch.device("meta"):
+            personal = PersonalNet(base_arch, base_args, int(arch_args["embed_dim"]), base=base)
+        personal.arch_name = architecture  # type: ignore[assignment]
+        personal.arch_args = dict(arch_args)  # type: ignore[assignment]
+        return personal.eval()  # type: ignore[return-value]
     cls = _ARCHS[architecture][0]
     with torch.device("meta"):
         model = cls(**arch_args)
