@@ -61,6 +61,7 @@ __all__ = [
     "name_clashes",
     "read_card",
     "read_verified",
+    "write_card",
     "resolve_model",
     "save_checkpoint",
     "save_weights",
@@ -252,8 +253,15 @@ def save_weights(model: Any, path: str | os.PathLike[str], card: dict[str, Any] 
         aescore_version=aescore.__version__,
         date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     )
-    atomic_write_text(card_path, json.dumps(out, indent=2, ensure_ascii=False) + "\n")
+    write_card(card_path, out)
     return out
+
+
+def write_card(path: str | os.PathLike[str], card: dict[str, Any]) -> None:
+    """Write a model card (``path``: the ``.json`` card or its ``.safetensors``) atomically, in the
+    one layout every card has (indented UTF-8 JSON, a final newline)."""
+    _, card_path = _pair(path)
+    atomic_write_text(card_path, json.dumps(card, indent=2, ensure_ascii=False) + "\n")
 
 
 def load_weights(path: str | os.PathLike[str], device: Any = "cpu", *, plain: bool = True) -> tuple[Any, dict[str, Any]]:

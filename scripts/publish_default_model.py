@@ -21,7 +21,7 @@ from typing import Any
 
 from aescore.fsutil import atomic_write_text
 from aescore.inference.onnx_export import export_onnx
-from aescore.weights import file_sha256, read_card
+from aescore.weights import file_sha256, read_card, write_card
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -106,7 +106,7 @@ def main() -> None:
     if ids.is_file():
         shutil.copyfile(ids, out / f"{args.name}.train-ids.txt")
     card.pop("onnx", None)  # a program of earlier weights: exported again below
-    atomic_write_text(out / f"{args.name}.json", json.dumps(card, indent=2, ensure_ascii=False) + "\n")
+    write_card(target, card)
     block = export_onnx(target)  # NAME.onnx, what scoring runs under ONNX Runtime (issue 16)
     atomic_write_text(out / "DEFAULT", args.name + "\n")
     print(f"published {target} ({target.stat().st_size / 1e6:.1f} MB) and {block['file']} as the default")

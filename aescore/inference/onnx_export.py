@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import warnings
 from pathlib import Path
@@ -52,9 +51,9 @@ def export_onnx(weights: str | os.PathLike[str], check_shapes: tuple[tuple[int, 
     """
     import onnxruntime as ort
 
-    from aescore.fsutil import atomic_write_bytes, atomic_write_text
+    from aescore.fsutil import atomic_write_bytes
     from aescore.inference.core import load_model
-    from aescore.weights import resolve_model
+    from aescore.weights import resolve_model, write_card
 
     weights_path = Path(resolve_model(str(weights)))
     loaded = load_model(weights_path, "cpu")
@@ -100,9 +99,6 @@ def export_onnx(weights: str | os.PathLike[str], check_shapes: tuple[tuple[int, 
         "outputs": outputs,
         "exported_with": f"torch {torch.__version__}",
     }
-    card_path = weights_path.with_suffix(".json")
-    stored = json.loads(card_path.read_text(encoding="utf-8"))
-    stored["onnx"] = block
     atomic_write_bytes(path, data)
-    atomic_write_text(card_path, json.dumps(stored, indent=2, ensure_ascii=False) + "\n")
+    write_card(weights_path, {**card, "onnx": block})  # the card as read (read_card changes nothing)
     return block
