@@ -20,7 +20,8 @@
 #    at step 200 with --steps 900: its card records the exact history.)
 # 2. scripts/eval_default_model.py and scripts/eval_independent.py measure it (and the Laplacian
 #    baseline) on the held-out and full-resolution sets.
-# 3. scripts/publish_default_model.py copies the weights into weights/ with the measured card,
+# 3. scripts/publish_default_model.py copies the weights into weights/ with the measured card
+#    (adding the frozen ImageNet content tail, --content-from 3: the embedding `learn` uses),
 #    exports its ONNX program (needs the export extra) and makes it the default.
 set -euo pipefail
 photos=${1:?PHOTOS_DIR}; wall=${2:?WALLPAPERS_DIR}; work=${3:?WORK_DIR}; name=${4:-aescore-technical-lite0}
@@ -45,5 +46,5 @@ model="$work/lite0b/model.safetensors"
 "$python" scripts/eval_independent.py --model "$model" --photos "$photos" --train-ids "$work/lite0b/train-photos.txt" \
     --limit 30 --seed 0 --corruptions gaussian_noise,shot_noise,impulse_noise,defocus_blur,motion_blur,zoom_blur,snow,brightness,contrast,pixelate,jpeg_compression \
     --out "$work/eval-independent.json" > "$work/eval-independent.md"
-"$python" scripts/publish_default_model.py "$model" "$work/eval.json" "$work/eval-independent.json" "$name" \
+"$python" scripts/publish_default_model.py "$model" "$work/eval.json" "$work/eval-independent.json" "$name" --content-from 3 \
     --train-command "$(printf '%q ' "${train[@]}") --steps 900/1500 --lr 4e-4/2e-4 (two stages, see scripts/build_default_model.sh)"

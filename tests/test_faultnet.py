@@ -180,3 +180,46 @@ def test_contact_sheet_of_a_reasons_model_carries_the_faults(tiny_faultnet: Path
         assert set(p["faults"]) == set(FAULT_KINDS)
         best = max(p["faults"], key=p["faults"].get)
         assert p["top_fault"] == (best if p["faults"][best] >= 0.5 else "")  # "none" is shown as nothing
+
+
+def test_content_tail_is_the_embedding_of_the_imagenet_network_layout() -> None:
+    """With ``content_from=3`` the embedding is the output of the network made of the shared stem
+    and first three stages plus the content tail's stages (checked against timm's own Lite0
+    holding exactly those tensors), the heads still read the fine-tuned stages, and training
+    mode leaves the tail frozen with its BatchNorm statistics."""
+    import timm
+
+    from aescore.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("faultnet", backbone="tf_efficientnet_lite0", content_from=3).eval()
+    randomise_batchnorm(model)  # the tail and the backbone's later stages now differ
+    state = model.state_dict()
+    imagenet_layout = {}
+    for key, value in state.items():
+        if key.startswith(("backbone.conv_stem.", "backbone.bn1.")) or any(key.startswith(f"backbone.blocks.{i}.") for i in range(3)):
+            imagenet_layout[key.removeprefix("backbone.")] = value
+        elif key.startswith("content.blocks."):
+            stage, rest = key.removeprefix("content.blocks.").split(".", 1)
+            imagenet_layout[f"blocks.{int(stage) + 3}.{rest}"] = value
+        elif key.startswith(("content.conv_head.", "content.bn2.")):
+            imagenet_layout[key.removeprefix("content.")] = value
+    ref = timm.create_model("tf_efficientnet_lite0", num_classes=0)
+    ref.load_state_dict(imagenet_layout, strict=True)
+    ref.eval()
+    x, crops = torch.randn(2, 3, 96, 130), torch.randn(2, 2, 3, 48, 48)
+    with torch.no_grad():
+        views = model.forward_views(x, crops, regions=True)
+        torch.testing.assert_close(views["embedding"], ref(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(model.embed(x), ref(x), atol=1e-5, rtol=1e-5)
+        fine_tuned = model.backbone(x)
+        assert (fine_tuned - views["embedding"]).abs().max() > 0.1
+        torch.testing.assert_close(model(x), model.head(fine_tuned), atol=1e-5, rtol=1e-5)
+        logits, emb, region_map = model.forward_with_regions(x)
+        torch.testing.assert_close(region_map.mean((1, 2)), logits[:, 1] - logits[:, 0], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(emb, ref(x), atol=1e-5, rtol=1e-5)
+    model.train()
+    assert model.content is not None and not model.content.training and model.backbone.training
+    assert not any(p.requires_grad for p in model.content.parameters())
+    with pytest.raises(ValueError, match="EfficientNet"):
+        create_model("faultnet", backbone="resnet10t", content_from=2)

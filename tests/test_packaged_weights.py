@@ -135,3 +135,30 @@ def test_default_preprocess_scaling_follows_the_backbone() -> None:
     assert r18.default_preprocess["std"] == [0.229, 0.224, 0.225]
     rg = create_model("rgnet_densenet121", variant="FC-CNN", pretrained=False)
     assert rg.default_preprocess["mean"] == [0.485, 0.456, 0.406]
+
+
+@needs_lite0
+def test_content_tail_grafted_on_a_trained_faultnet_is_the_imagenet_network() -> None:
+    """with_content_tail: the trained model's scores and reasons are untouched, the embedding is
+    the ImageNet Lite0's pooled features, and a model whose early stages were trained is refused."""
+    from aescore.models.faultnet import with_content_tail
+
+    torch.manual_seed(0)
+    trained = create_model("faultnet", backbone="tf_efficientnet_lite0", pretrained=True).eval()
+    with torch.no_grad():  # "training" of the later stages and the heads
+        for p in [*trained.backbone.blocks[3:].parameters(), *trained.head.parameters(), *trained.fault_head.parameters()]:
+            p.add_(torch.randn_like(p) * 0.02)
+    model = with_content_tail(trained, 3)
+    assert model.arch_args == {"backbone": "tf_efficientnet_lite0", "content_from": 3}
+    imagenet = create_model("mpa_resnet18", backbone="tf_efficientnet_lite0", pretrained=True).eval()
+    x, crops = torch.randn(1, 3, 128, 160), torch.randn(1, 2, 3, 64, 64)
+    with torch.no_grad():
+        before, after = trained.forward_views(x, crops), model.forward_views(x, crops)
+        assert torch.equal(before["logits"], after["logits"]) and torch.equal(before["faults"], after["faults"])
+        torch.testing.assert_close(after["embedding"], imagenet.embed(x), atol=1e-5, rtol=1e-5)
+        assert (before["embedding"] - after["embedding"]).abs().max() > 1e-3
+        trained.backbone.blocks[1][0].conv_pw.weight.add_(0.01)
+    with pytest.raises(ValueError, match="differ from ImageNet"):
+        with_content_tail(trained, 3)
+    with pytest.raises(ValueError, match="already"):
+        with_content_tail(model, 3)

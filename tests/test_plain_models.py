@@ -78,10 +78,11 @@ def test_same_outputs_as_timm(backbone: str) -> None:
         torch.testing.assert_close(torch.softmax(folded, 1), torch.softmax(logits, 1), atol=1e-4, rtol=0)
 
 
-def _faultnet_pair(backbone: str, seed: int = 0) -> tuple[nn.Module, PlainFaultNet]:
+def _faultnet_pair(backbone: str, seed: int = 0, content_from: int = 0) -> tuple[nn.Module, PlainFaultNet]:
     """A random timm-built faultnet (random BatchNorm statistics) and its plain twin holding its tensors."""
     torch.manual_seed(seed)
-    ref = create_model("faultnet", backbone=backbone, pretrained=False).eval()
+    extra = {"content_from": content_from} if content_from else {}
+    ref = create_model("faultnet", backbone=backbone, pretrained=False, **extra).eval()
     randomise_batchnorm(ref, seed)
     plain = build_plain_model("faultnet", ref.arch_args, ref.state_dict())
     assert isinstance(plain, PlainFaultNet) and not plain.training
@@ -96,16 +97,17 @@ def _assert_views_close(got: dict[str, torch.Tensor], want: dict[str, torch.Tens
         torch.testing.assert_close(got[key], want[key], atol=1e-4, rtol=1e-4, msg=lambda m, k=key: f"{k}: {m}")
 
 
-@pytest.mark.parametrize(("backbone", "sizes"), [
+@pytest.mark.parametrize(("backbone", "sizes", "content_from"), [
     # odd sizes: TensorFlow "SAME" padding of the strided convs is asymmetric and size-dependent
-    ("tf_efficientnet_lite0", [((1, 3, 67, 91), (1, 2, 3, 33, 33)), ((2, 3, 224, 320), (2, 2, 3, 160, 160))]),
-    ("tf_efficientnet_lite2", [((2, 3, 98, 65), (2, 1, 3, 48, 48))]),
-    ("resnet10t", [((1, 3, 67, 91), (1, 2, 3, 33, 33))]),
+    ("tf_efficientnet_lite0", [((1, 3, 67, 91), (1, 2, 3, 33, 33)), ((2, 3, 224, 320), (2, 2, 3, 160, 160))], 0),
+    ("tf_efficientnet_lite2", [((2, 3, 98, 65), (2, 1, 3, 48, 48))], 0),
+    ("resnet10t", [((1, 3, 67, 91), (1, 2, 3, 33, 33))], 0),
+    ("tf_efficientnet_lite0", [((2, 3, 75, 101), (2, 2, 3, 40, 40))], 3),  # with the content tail
 ])
-def test_faultnet_same_outputs_as_timm(backbone: str, sizes: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> None:
+def test_faultnet_same_outputs_as_timm(backbone: str, sizes: list[tuple[tuple[int, ...], tuple[int, ...]]], content_from: int) -> None:
     """forward_views (pooled logits, faults, embedding, region map) of the plain twin equals the
-    timm-built faultnet's, before and after folding its BatchNorms."""
-    ref, plain = _faultnet_pair(backbone)
+    timm-built faultnet's, before and after folding its BatchNorms (the content tail's too)."""
+    ref, plain = _faultnet_pair(backbone, content_from=content_from)
     g = torch.Generator().manual_seed(1)
     inputs = [(torch.randn(w, generator=g), torch.randn(c, generator=g)) for w, c in sizes]
     with torch.inference_mode():
@@ -158,6 +160,11 @@ def test_what_is_covered() -> None:
     assert not plain_supported("faultnet", {"backbone": "tf_efficientnet_b0"})
     assert not plain_supported("faultnet", {"backbone": "tf_efficientnet_lite0", "num_faults": 0})
     assert not plain_supported("faultnet", {"backbone": "tf_efficientnet_lite0", "pretrained": True})
+    assert plain_supported("faultnet", {"backbone": "tf_efficientnet_lite0", "content_from": 3})
+    assert plain_supported("faultnet", {"backbone": "tf_efficientnet_lite1", "content_from": 0})
+    assert not plain_supported("faultnet", {"backbone": "resnet10t", "content_from": 2})  # Lite only
+    assert not plain_supported("faultnet", {"backbone": "tf_efficientnet_lite0", "content_from": 7})  # past the last stage
+    assert not plain_supported("faultnet", {"backbone": "tf_efficientnet_lite0", "content_from": True})
 
 
 def _photos(folder: Path) -> list[Path]:

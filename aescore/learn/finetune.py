@@ -77,6 +77,9 @@ def fine_tune(
         raise ValueError("no pair of photos with different ratings to fine-tune on")
     steps = config.steps or int(np.clip(4 * len(images) // config.batch_pairs, 100, 2000))
     net.to(device).train()
+    # Everything learns, the default base's content tail too: it is frozen in the base model (its
+    # ImageNet weights are what the head was fitted on), but here the embedding is what adapts.
+    net.requires_grad_(True)
     for m in net.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()  # keep the running statistics

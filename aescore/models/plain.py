@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aescore.models.heads import FaultViews, PooledLinearHead, faultnet_preprocess, input_stats, mpa_default_preprocess
+from aescore.models.heads import FaultViews, PooledLinearHead, StageTail, faultnet_preprocess, input_stats, mpa_default_preprocess
 from aescore.models.names import FAULT_KINDS
 from aescore.models.regions import linear_region_logits
 
@@ -307,10 +307,27 @@ class PlainEfficientNetLite(nn.Module):
                 pairs += [(f"blocks.{i}.{j}.{c}", f"blocks.{i}.{j}.{b}") for c, b in block.conv_bn_pairs()]
         return pairs + [("conv_head", "bn2")]
 
+    def forward_trunk(self, x: torch.Tensor, stages: int) -> torch.Tensor:
+        """[B, 3, H, W] -> the output of the stem and the first ``stages`` stages."""
+        x = F.relu6(self.bn1(self.conv_stem(x)), inplace=True)
+        for stage in list(self.blocks)[:stages]:
+            x = stage(x)
+        return x
+
+    def forward_tail(self, h: torch.Tensor, stages: int) -> torch.Tensor:
+        """The output of :meth:`forward_trunk` -> the head's feature map (stages ``stages`` on)."""
+        for stage in list(self.blocks)[stages:]:
+            h = stage(h)
+        return F.relu6(self.bn2(self.conv_head(h)), inplace=True)
+
+    def tail(self, stages: int) -> StageTail:
+        """This network's stages ``stages`` on, conv_head and bn2 as a :class:`StageTail` (the
+        modules themselves, not copies)."""
+        return StageTail(nn.Sequential(*list(self.blocks)[stages:]), self.conv_head, self.bn2, act=True)
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] -> the head's feature map [B, 1280, ~H/32, ~W/32] (after ReLU6, before pooling)."""
-        x = self.blocks(F.relu6(self.bn1(self.conv_stem(x)), inplace=True))
-        return F.relu6(self.bn2(self.conv_head(x)), inplace=True)
+        return self.forward_tail(self.forward_trunk(x, 0), 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(F.adaptive_avg_pool2d(self.forward_features(x), 1), 1)
@@ -362,15 +379,20 @@ class PlainMPANet(PooledLinearHead):
 
         if self.training:
             raise ValueError("fold_batchnorm_ needs a model in eval mode")
-        pairs = self.backbone.conv_bn_pairs()
-        for conv_name, bn_name in pairs:
-            conv, bn = self.backbone.get_submodule(conv_name), self.backbone.get_submodule(bn_name)
-            # torch's own formula (as fuse_conv_bn_eval), applied to this conv in place: no deep copy
-            conv.weight, conv.bias = fuse_conv_bn_weights(
-                conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
-            )
-            _replace(self.backbone, bn_name, nn.Identity())
-        return len(pairs)
+        owners: list[nn.Module] = [self.backbone]
+        if getattr(self, "content", None) is not None:  # PlainFaultNet's content tail
+            owners.append(self.content)  # type: ignore[arg-type]
+        folded = 0
+        for owner in owners:
+            for conv_name, bn_name in owner.conv_bn_pairs():  # type: ignore[operator]
+                conv, bn = owner.get_submodule(conv_name), owner.get_submodule(bn_name)
+                # torch's own formula (as fuse_conv_bn_eval), applied to this conv in place: no deep copy
+                conv.weight, conv.bias = fuse_conv_bn_weights(
+                    conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
+                )
+                _replace(owner, bn_name, nn.Identity())
+                folded += 1
+        return folded
 
 
 class PlainFaultNet(FaultViews, PlainMPANet):
@@ -381,10 +403,25 @@ class PlainFaultNet(FaultViews, PlainMPANet):
     as the timm-built network. Not for training.
     """
 
-    def __init__(self, backbone: str = "tf_efficientnet_lite0", num_classes: int = 2, num_faults: int = len(FAULT_KINDS)) -> None:
+    def __init__(self, backbone: str = "tf_efficientnet_lite0", num_classes: int = 2, num_faults: int = len(FAULT_KINDS),
+                 content_from: int = 0) -> None:
         super().__init__(backbone, num_classes)
         self.fault_head = nn.Linear(self.num_features, num_faults)
         self.default_preprocess = faultnet_preprocess(*input_stats(backbone))
+        self.content_from = int(content_from)
+        self.content: StageTail | None = None
+        if self.content_from:
+            if not isinstance(self.backbone, PlainEfficientNetLite) or not 0 < self.content_from < len(self.backbone.blocks):
+                raise ValueError(f"content_from={content_from} needs an EfficientNet-Lite backbone and a stage inside it")
+            # The same layers as the backbone's later stages, in a network of their own (their
+            # weights come from the file: the content tail's keys are content.*)
+            self.content = PlainEfficientNetLite(self.backbone.cfg).tail(self.content_from)
+
+    def _trunk(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_trunk(x, self.content_from)  # type: ignore[union-attr]
+
+    def _tail(self, h: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_tail(h, self.content_from)  # type: ignore[union-attr]
 
 
 def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
@@ -401,7 +438,7 @@ def _base_name(backbone: str) -> str:
 # arguments they accept and the registry's default backbone (a card may leave it out).
 _ARCHS: dict[str, tuple[type[PlainMPANet], frozenset[str], str]] = {
     "mpa_resnet18": (PlainMPANet, frozenset({"backbone", "num_classes"}), "resnet18"),
-    "faultnet": (PlainFaultNet, frozenset({"backbone", "num_classes", "num_faults"}), "tf_efficientnet_lite0"),
+    "faultnet": (PlainFaultNet, frozenset({"backbone", "num_classes", "num_faults", "content_from"}), "tf_efficientnet_lite0"),
 }
 
 
@@ -428,9 +465,12 @@ def plain_supported(architecture: str, arch_args: Mapping[str, Any]) -> bool:
     if not set(arch_args) <= accepted:
         return False
     backbone = arch_args.get("backbone", default_backbone)
+    content_from = arch_args.get("content_from", 0)
     return (
         isinstance(backbone, str) and _base_name(backbone) in RESNETS.keys() | EFFICIENTNET_LITES.keys()
         and all(_positive_int(arch_args[k]) for k in ("num_classes", "num_faults") if k in arch_args)
+        and (content_from == 0 or (_positive_int(content_from) and _base_name(backbone) in EFFICIENTNET_LITES
+                                   and content_from < len(_LITE_STAGES)))
     )
 
 
