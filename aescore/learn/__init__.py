@@ -20,6 +20,8 @@ Heavy libraries are imported inside the functions (the CLI imports this module a
 
 from __future__ import annotations
 
+import math
+
 import os
 import re
 from dataclasses import dataclass, field
@@ -290,7 +292,9 @@ def _save(name: str, net: Any, base_card: dict[str, Any], base_path: Path, head:
             "per_rating": {str(k): v for k, v in report.per_rating().items()},
             "per_source": per_source,
         },
-        "head": {"kind": "pairwise logistic (linear RankNet)", "l2": head.l2, "uses_generic_score": use_generic},
+        # An infinite L2 (JSON has no infinity) means the head kept no embedding weight at all.
+        "head": {"kind": "pairwise logistic (linear RankNet)", "l2": head.l2 if math.isfinite(head.l2) else None,
+                 "uses_embedding": math.isfinite(head.l2), "uses_generic_score": use_generic},
     }
     training.update(extra)
     metrics: dict[str, Any] = {"held_out": result.to_dict()}

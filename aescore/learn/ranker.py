@@ -5,7 +5,7 @@ For photos ``i`` rated above ``j`` the loss is ``log(1 + exp(-(s_i - s_j)))`` wi
 the standardised log-odds ``g`` of its generic score, and an L2 penalty ``l2/2 |w|^2`` on the
 embedding weights only: the weight ``a`` of the generic score is free, so a strong penalty shrinks
 the head towards the generic model's own ranking — what it falls back to when the ratings teach
-nothing the embedding can express. Linear on purpose: with a few
+nothing the embedding can express (an infinite one *is* that ranking, when ``g`` is given). Linear on purpose: with a few
 hundred ratings a bigger head only memorises. Fitted with L-BFGS on at most ``max_pairs`` pairs;
 the gradient is gathered per photo (``X^T c``), so a fit on 5,000 photos takes well under a second.
 """
@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: L2 strengths tried by :func:`select_l2` (on the mean pair loss of standardised features).
-L2_GRID = (1e-2, 1e-1, 1.0, 10.0, 100.0)
+#: L2 strengths tried by :func:`select_l2` (on the mean pair loss of standardised features);
+#: ``inf``: no embedding weight at all, the generic score alone.
+L2_GRID = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4, float("inf"))
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,12 @@ def fit_ranker(
         z = np.concatenate([z, ((g - g_mean) / g_scale)[:, None]], axis=1)
     else:
         g_mean, g_scale = 0.0, 1.0
-    z = z.astype(np.float32)  # float32 matrix products: twice as fast, precision ample for a ranking
+    # An infinite penalty keeps no embedding weight at all: the generic score alone, the head's
+    # fallback when the ratings teach nothing the embedding can express (and chosen only when the
+    # inner split says so).
+    d_fit = 0 if np.isinf(l2) else d
+    penalty = 0.0 if np.isinf(l2) else l2
+    z = z[:, d - d_fit:].astype(np.float32)  # float32 products: twice as fast, precision ample for a ranking
     hi, lo = rated_pairs(ratings, max_pairs, np.random.default_rng(seed))
     if len(hi) == 0:
         raise ValueError("no pair of photos with different ratings")
@@ -94,21 +100,24 @@ def fit_ranker(
     def loss_grad(w: np.ndarray) -> tuple[float, np.ndarray]:
         s = (z @ w.astype(np.float32)).astype(np.float64)
         margin = s[hi] - s[lo]
-        loss = np.logaddexp(0.0, -margin).mean() + 0.5 * l2 * float(w[:d] @ w[:d])
+        loss = np.logaddexp(0.0, -margin).mean() + 0.5 * penalty * float(w[:d_fit] @ w[:d_fit])
         coef = -inv_p / (1.0 + np.exp(np.clip(margin, -50, 50)))  # d loss / d margin per pair
         c = np.bincount(hi, coef, minlength=n) - np.bincount(lo, coef, minlength=n)
         grad = (z.T @ c.astype(np.float32)).astype(np.float64)
-        grad[:d] += l2 * w[:d]
+        grad[:d_fit] += penalty * w[:d_fit]
         return float(loss), grad
 
     w0 = np.zeros(z.shape[1])
     if start is not None:
-        w0[:d] = start.weight
+        w0[:d_fit] = start.weight[:d_fit]
         if use_g:
-            w0[d] = start.generic_weight
+            w0[d_fit] = start.generic_weight
+    if z.shape[1] == 0:  # neither embedding nor generic score: a constant head
+        return LinearRanker(mean, scale, np.zeros(d), 0.0, g_mean, g_scale, float(l2))
     res = minimize(loss_grad, w0, jac=True, method="L-BFGS-B", options={"maxiter": 200, "ftol": 1e-6, "gtol": 1e-4})
-    w = res.x
-    return LinearRanker(mean, scale, w[:d], float(w[d]) if use_g else 0.0, g_mean, g_scale, float(l2))
+    weight = np.zeros(d)
+    weight[:d_fit] = res.x[:d_fit]
+    return LinearRanker(mean, scale, weight, float(res.x[d_fit]) if use_g else 0.0, g_mean, g_scale, float(l2))
 
 
 def pairwise_accuracy(scores: np.ndarray, ratings: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> float:
