@@ -97,7 +97,7 @@ class Options:
     html: Annotated[Optional[str], _opt("--html", metavar="FILE", panel=_OUT, help="Also write the contact sheet of the whole run to FILE (see `aescore report`; implies --stars)."), RANK_ONLY, PRINTING] = None
     group_bursts: Annotated[Optional[float], _opt("--group-bursts", metavar="SECONDS", panel=_CULL, help="Group photos taken within SECONDS of the previous one (EXIF time, else file mtime).")] = None
     best_of_group: Annotated[bool, _opt("--best-of-group", panel=_CULL, help="Print only the best photo of each burst group.")] = False
-    similarity: Annotated[Optional[float], _opt("--similarity", metavar="X", panel=_CULL, help="Also split bursts where consecutive photos' embedding cosine similarity < X (e.g. 0.8).")] = None
+    similarity: Annotated[Optional[float], _opt("--similarity", metavar="X", panel=_CULL, help="Also split bursts where consecutive photos' embedding cosine similarity < X (e.g. 0.6 with the default model).")] = None
     stars: Annotated[bool, _opt("--stars", panel=_CULL, help="1-5 stars by percentile within the run: top 10% 5, next 20% 4, middle 40% 3, next 20% 2, bottom 10% 1.")] = False
     reject_below: Annotated[Optional[float], _opt("--reject-below", metavar="X", panel=_CULL, help="Stars -1 (rejected) for scores below X (implies --stars).")] = None
     write_xmp: Annotated[bool, _opt("--write-xmp", panel=_ACT, help="Write stars as xmp:Rating and the score as aescore:Score into XMP sidecars of the printed photos (implies --stars).")] = False
