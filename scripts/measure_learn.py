@@ -15,6 +15,9 @@ Photographers (ratings -1 = rejected, 1..5 stars; noise from a seeded generator)
   severity 2 or 3.
 * faults: ignores content; clean photos 4 or 5 stars, severity 1: 3 stars, severity 2: 2 stars,
   severity 3: rejected.
+* content, consistent: the content photographer without the coin flip (animals 5 stars, everything
+  else 2): every pair with different ratings can be ordered, where the coin flip of the first
+  makes about a third of them a matter of chance (its ceiling is about 0.82, docs/models.md).
 
 For each photographer and each number of rated photos n (50, 100, 300, 1,000), ``--draws`` random
 subsets of n photos are rated and evaluated exactly as `aescore learn` does (aescore.learn.evaluate
@@ -80,6 +83,8 @@ def rate(kind: str, animal: np.ndarray, severity: np.ndarray, rng: np.random.Gen
         return np.where(severity >= 2, -1, content)
     if kind == "faults":
         return np.select([severity == 0, severity == 1, severity == 2], [4 + coin, 3, 2], -1)
+    if kind == "content, consistent":
+        return np.where(animal, 5, 2)
     raise ValueError(kind)
 
 
@@ -112,7 +117,7 @@ def main() -> int:
 
     results = []
     sizes = [int(s) for s in args.sizes.split(",")]
-    for kind in ("content", "content+faults", "faults"):
+    for kind in ("content", "content+faults", "faults", "content, consistent"):
         for n in sizes:
             n = min(n, len(idx))
             rows = []
