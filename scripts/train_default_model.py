@@ -57,8 +57,10 @@ def freeze(model: nn.Module, stages: int) -> None:
             m.eval()
 
 
-def losses(model: nn.Module, batch: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-    """The three loss terms of the module docstring on one batch of pairs."""
+def losses(model: nn.Module, batch: list[torch.Tensor], cross: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
+    """The three loss terms of the module docstring on one batch of pairs; with ``cross`` the
+    ranking term also covers every good photo against the faulty copy of every *other* photo of
+    the batch (what the cross-photo AUC measures: a good dark photo above a faulty bright one)."""
     gw, gc, bw, bc, labels = batch
     b = gw.shape[0]
     out = model.forward_views(torch.cat([gw, bw]), torch.cat([gc, bc]))  # type: ignore[operator]
@@ -66,6 +68,9 @@ def losses(model: nn.Module, batch: list[torch.Tensor]) -> tuple[torch.Tensor, d
     ce = F.cross_entropy(out["logits"], target)
     d = out["logits"][:, 1]
     rank = F.softplus(-(d[:b] - d[b:])).mean()
+    if cross:
+        others = ~torch.eye(b, dtype=torch.bool)
+        rank = rank + F.softplus(-(d[:b, None] - d[None, b:]))[others].mean()
     fault_target = torch.cat([torch.zeros_like(labels), labels])
     bce = F.binary_cross_entropy_with_logits(out["faults"], fault_target)
     with torch.no_grad():
@@ -86,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairs", type=int, default=8, help="pairs per batch (2x images)")
     ap.add_argument("--lr", type=float, default=4e-4, help="peak learning rate of the backbone (heads: 5x)")
     ap.add_argument("--freeze", type=int, default=3, help="backbone stages kept frozen after the stem")
+    ap.add_argument("--cross-pairs", action="store_true",
+                    help="rank every good photo of a batch above every other photo's faulty copy too")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save-every", type=int, default=50)
@@ -135,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             for g, lr in zip(opt.param_groups, base_lrs):
                 g["lr"] = lr * warm * (0.05 + 0.95 * cos)
             t = time.time()
-            loss, parts = losses(model, batch)
+            loss, parts = losses(model, batch, cross=args.cross_pairs)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

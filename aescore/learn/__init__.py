@@ -21,7 +21,6 @@ Heavy libraries are imported inside the functions (the CLI imports this module a
 from __future__ import annotations
 
 import math
-
 import os
 import re
 from dataclasses import dataclass, field

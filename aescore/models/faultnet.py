@@ -113,12 +113,12 @@ def with_content_tail(trained: FaultNet, content_from: int) -> FaultNet:
     Raises ValueError when ``trained`` already has a tail, or when its stem or first stages differ
     from ImageNet's (the tail would then see inputs it was never trained on).
     """
+    from aescore.models._registry import create_model
+
     if trained.content is not None:
         raise ValueError("the model already has a content tail")
     backbone = trained.arch_args.get("backbone", "tf_efficientnet_lite0")  # type: ignore[union-attr]
     args = {**trained.arch_args, "content_from": content_from}  # type: ignore[dict-item]
-    from aescore.models._registry import create_model
-
     model = create_model("faultnet", **args, pretrained=True)
     imagenet = model.state_dict()
     state = trained.state_dict()
