@@ -307,6 +307,11 @@ def test_too_few_ratings_refuse_with_one_line(world: dict[str, Any], shared_lib:
     same = write_csv(private / "same.csv", {p: 4 for p in facts})
     r = cli("learn", lib, "--ratings", same, "--name", "few", "--device", "cpu")
     assert r.code == 1 and "all rated 4" in r.err
+    # Five shoots, each rated alike: every held-out fold is one shoot, with no pair to judge on
+    alike = {p: 1 + int(Path(p).parent.name[-1]) for p in facts if int(Path(p).parent.name[-1]) < 5}
+    r = cli("learn", lib, "--ratings", write_csv(private / "alike.csv", alike), "--name", "alike", "--device", "cpu")
+    assert r.code == 1 and "no held-out part has two photos with different ratings" in r.err
+    assert len(r.err.strip().splitlines()) == 1
     assert cli("learn", lib, "--device", "cpu").code == 2  # no --name
     assert cli("learn", lib, "--name", "../evil", "--device", "cpu").code == 2
     assert cli("learn", lib, "--name", "tiny", "--device", "cpu").code == 2  # taken by a generic model

@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import spearmanr
 
-from aescore.learn.evaluate import _weighted_spearman, assign_folds, held_out
+import pytest
+
+from aescore.learn.evaluate import NoHeldOutPairs, _weighted_spearman, assign_folds, held_out, split_large_shoots
 from aescore.learn.ranker import fit_ranker, pairwise_accuracy, rated_pairs
 
 
@@ -19,7 +21,8 @@ def test_folds_keep_shoots_whole_and_single_shoots_split_by_capture_order() -> N
     times = np.random.default_rng(0).permutation(50).astype(float)
     folds = assign_folds(["one"] * 50, times, 5)
     order = np.argsort(times)
-    assert folds[order].tolist() == sorted(folds.tolist())  # contiguous runs of the capture order
+    in_order = folds[order]
+    assert (np.diff(in_order) != 0).sum() == 4  # 5 contiguous runs of the capture order
 
 
 def test_a_linear_taste_is_learned_and_beats_a_blind_generic_model() -> None:
@@ -79,3 +82,30 @@ def test_an_infinite_penalty_is_the_generic_ranking_and_is_chosen_when_the_embed
     assert select_l2(x, g, r, shoots, np.zeros(120), seed=0) >= 1e3
     h = held_out(x, generic, r, shoots, np.zeros(120))
     assert h.personal_accuracy.value >= h.generic_accuracy.value - 0.02
+
+
+def test_a_dominant_shoot_is_cut_into_capture_order_runs() -> None:
+    """77 undated photos of one folder beside 3 dated ones (what `learn` met on a real folder):
+    whole-shoot folds would put 77 photos in one fold and leave the others nothing to learn from;
+    the big shoot is cut into contiguous runs of its capture order instead, and folds balance."""
+    shoots = ["folder:/photos"] * 77 + ["date:2024-01-01", "date:2024-02-01", "date:2024-03-01"]
+    times = np.random.default_rng(4).permutation(80).astype(float)
+    keys = split_large_shoots(shoots, times, 5)
+    assert keys[77:] == shoots[77:] and all(k.startswith("folder:/photos#run") for k in keys[:77])
+    folds = assign_folds(shoots, times, 5)
+    sizes = np.bincount(folds)
+    assert len(sizes) == 5 and sizes.max() - sizes.min() <= 2
+    for f in range(5):  # inside the big shoot each fold is one contiguous run of the capture order
+        members = np.sort(times[:77][folds[:77] == f])
+        ranks = np.searchsorted(np.sort(times[:77]), members)
+        assert len(members) == 0 or (np.diff(ranks) == 1).all()
+    r = np.where(np.arange(80) % 3 == 0, 5, 2)
+    h = held_out(np.random.default_rng(5).normal(size=(80, 8)), np.random.default_rng(6).random(80), r, shoots, times)
+    assert h.folds == 5 and h.split == "shoot (large shoots by capture order)"
+
+
+def test_whole_shoots_rated_alike_leave_nothing_to_judge() -> None:
+    shoots = [f"s{i // 10}" for i in range(50)]
+    r = np.array([1 + i // 10 for i in range(50)])
+    with pytest.raises(NoHeldOutPairs):
+        held_out(np.random.default_rng(0).normal(size=(50, 4)), np.random.default_rng(1).random(50), r, shoots, np.zeros(50))

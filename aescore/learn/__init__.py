@@ -125,7 +125,7 @@ def learn(
     import numpy as np
 
     from aescore.inference.discover import discover
-    from aescore.learn.evaluate import fit_personal, held_out, single_threaded_blas
+    from aescore.learn.evaluate import NoHeldOutPairs, fit_personal, held_out, single_threaded_blas
     from aescore.learn.features import embed_photos, generic_logit, shoots_of
     from aescore.ratings import collect_ratings
 
@@ -170,7 +170,13 @@ def learn(
     seconds["shoots"] = time.perf_counter() - t2
     t3 = time.perf_counter()
     with single_threaded_blas():
-        result = held_out(emb.embeddings, emb.generic, r, shoots.keys, shoots.times, use_generic=use_generic, k=folds, seed=seed)
+        try:
+            result = held_out(emb.embeddings, emb.generic, r, shoots.keys, shoots.times, use_generic=use_generic, k=folds, seed=seed)
+        except NoHeldOutPairs:
+            raise NotEnoughRatings(
+                "cannot check the personal model on held-out shoots: no held-out part has two photos with "
+                "different ratings (are whole shoots rated alike?); rate within shoots as well"
+            ) from None
         g = generic_logit(emb.generic)
         head = fit_personal(emb.embeddings, g if use_generic else None, r, shoots.keys, shoots.times, seed)
     seconds["learning"] = time.perf_counter() - t3

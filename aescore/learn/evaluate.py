@@ -4,9 +4,10 @@ Photos of one shoot (capture date, else folder) are always on the same side of a
 of near-identical frames on both sides would let the head "recognise" rather than judge. The
 photos are dealt into ``k`` folds of whole shoots (largest shoots first, each into the currently
 smallest fold); every fold is held out once while the head is fitted on the others, its L2
-strength chosen on an inner split of those training shoots only. With a single shoot, the folds
-are contiguous runs of the capture order instead (only the photos at a run's edges can share a
-burst with the training side).
+strength chosen on an inner split of those training shoots only. A shoot larger than a fold is
+cut into contiguous runs of its capture order first, so with a single shoot the folds are such
+runs (only the photos at a run's edges can share a burst with the training side), and one
+dominant shoot cannot leave the other folds with nothing to learn from.
 
 Metrics, on the same held-out pairs for both models (pairs of photos of the same fold with
 different ratings): pairwise accuracy (ties count half) and Spearman's rho between score and
@@ -29,6 +30,10 @@ BOOTSTRAP_ROUNDS = 200
 MAX_EVAL_PAIRS = 50_000
 
 
+class NoHeldOutPairs(ValueError):
+    """No held-out fold holds two photos with different ratings: nothing to evaluate on."""
+
+
 @dataclass(frozen=True)
 class Interval:
     """A point estimate with its 95 % bootstrap interval."""
@@ -43,7 +48,7 @@ class HeldOut:
     """Held-out comparison of the personal and the generic model (see the module docstring)."""
 
     folds: int
-    split: str  # "shoot" or "capture order" (one shoot only)
+    split: str  # "shoot", "shoot (large shoots by capture order)" or "capture order" (one shoot only)
     bootstrap_unit: str  # "shoot" or "photo"
     pairs: int
     photos: int
@@ -80,24 +85,49 @@ def single_threaded_blas() -> Iterator[None]:
         yield
 
 
-def assign_folds(shoots: list[str], times: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
-    """Fold index per photo: whole shoots per fold (``min(k, shoots)`` folds), or with a single
-    shoot ``k`` contiguous runs of the capture order."""
+def split_large_shoots(shoots: list[str], times: np.ndarray, k: int) -> list[str]:
+    """Shoot keys in which every shoot larger than a fold (``ceil(n / k)`` photos) is cut into
+    contiguous runs of its capture order (``KEY#run0``, ...), each at most that large.
+
+    Why: folds are made of whole shoots, and one dominant shoot (a folder of undated photos beside
+    a few dated ones) would otherwise leave one fold with nearly everything and the others with
+    nothing to learn from. Cutting by capture order keeps bursts together except at the runs'
+    edges, as for a single shoot.
+    """
     n = len(shoots)
+    if n == 0:
+        return []
+    size = -(-n // max(1, k))
+    keys = list(shoots)
     names, inverse, counts = np.unique(np.asarray(shoots, dtype=object), return_inverse=True, return_counts=True)
-    if len(names) >= 2:
-        k = min(k, len(names))
-        rng = np.random.default_rng(seed)
-        order = sorted(range(len(names)), key=lambda s: (-counts[s], rng.random()))
-        sizes = np.zeros(k, dtype=np.int64)
-        fold_of_shoot = np.zeros(len(names), dtype=np.int64)
-        for s in order:
-            f = int(np.argmin(sizes))
-            fold_of_shoot[s] = f
-            sizes[f] += counts[s]
-        return fold_of_shoot[inverse]
-    ranks = np.argsort(np.argsort(times, kind="stable"), kind="stable")
-    return (ranks * k) // max(n, 1)
+    t = np.asarray(times, dtype=np.float64)
+    for s in np.flatnonzero(counts > size):
+        members = np.flatnonzero(inverse == s)
+        ordered = members[np.argsort(t[members], kind="stable")]
+        runs = -(-len(members) // size)
+        for pos, i in enumerate(ordered):
+            keys[int(i)] = f"{names[s]}#run{(pos * runs) // len(members)}"
+    return keys
+
+
+def assign_folds(shoots: list[str], times: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Fold index per photo: whole shoots per fold (``min(k, shoots)`` folds; a shoot larger than
+    a fold is first cut into runs of its capture order, :func:`split_large_shoots`; a single
+    shoot thus becomes ``k`` contiguous runs of the capture order)."""
+    keys = split_large_shoots(shoots, times, k)
+    names, inverse, counts = np.unique(np.asarray(keys, dtype=object), return_inverse=True, return_counts=True)
+    if len(names) < 2:
+        return np.zeros(len(keys), dtype=np.int64)
+    k = min(k, len(names))
+    rng = np.random.default_rng(seed)
+    order = sorted(range(len(names)), key=lambda s: (-counts[s], rng.random()))
+    sizes = np.zeros(k, dtype=np.int64)
+    fold_of_shoot = np.zeros(len(names), dtype=np.int64)
+    for s in order:
+        f = int(np.argmin(sizes))
+        fold_of_shoot[s] = f
+        sizes[f] += counts[s]
+    return fold_of_shoot[inverse]
 
 
 def select_l2(x: np.ndarray, g: np.ndarray | None, r: np.ndarray, shoots: list[str], times: np.ndarray, seed: int) -> float:
@@ -184,6 +214,9 @@ def held_out(
     r = np.asarray(r)
     g = generic_logit(generic)
     folds = assign_folds(shoots, times, k, seed)
+    split = None  # compare() names it: by shoot, or by capture order for a single shoot
+    if len(set(shoots)) >= 2 and split_large_shoots(shoots, times, k) != list(shoots):
+        split = "shoot (large shoots by capture order)"
     personal = np.zeros(len(r))
     usable = np.zeros(len(r), dtype=bool)
     for f in np.unique(folds):
@@ -195,7 +228,7 @@ def held_out(
         head = fit_personal(x[train], g[train] if use_generic else None, r[train], tr_shoots, times[train], seed)
         personal[test] = head.score(x[test], g[test])
         usable[test] = True
-    return compare(personal, generic, r, shoots, np.where(usable, folds, -1), seed=seed)
+    return compare(personal, generic, r, shoots, np.where(usable, folds, -1), seed=seed, split=split)
 
 
 def compare(personal: np.ndarray, generic: np.ndarray, r: np.ndarray, shoots: list[str], folds: np.ndarray, seed: int = 0, split: str | None = None) -> HeldOut:
@@ -217,7 +250,7 @@ def compare(personal: np.ndarray, generic: np.ndarray, r: np.ndarray, shoots: li
     hi = np.concatenate(his) if his else np.zeros(0, dtype=np.int64)
     lo = np.concatenate(los) if los else np.zeros(0, dtype=np.int64)
     if len(hi) == 0:
-        raise ValueError("no held-out pair of photos with different ratings")
+        raise NoHeldOutPairs("no held-out pair of photos with different ratings")
     correct_p = personal[hi] - personal[lo]
     correct_p = (correct_p > 0) + 0.5 * (correct_p == 0)
     correct_g = generic[hi] - generic[lo]
