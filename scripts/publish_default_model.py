@@ -8,9 +8,10 @@ EVAL.json comes from scripts/eval_default_model.py, INDEPENDENT.json from script
 copied byte for byte, or with ``--content-from K`` written again with the frozen ImageNet content
 tail added (:func:`aescore.models.faultnet.with_content_tail`: scores and reasons unchanged,
 checked here, so the measured figures still hold; the embedding becomes the ImageNet network's).
-The card gains what the model was trained on, what it is for, its limits and the measured figures (each with the Laplacian baseline), copied from the two JSON files; the
-training photo list goes beside it as NAME.train-ids.txt (the evaluation scripts leave those out),
-and the ONNX program it scores with by default as NAME.onnx (:mod:`aescore.inference.onnx_export`).
+The card gains what the model was trained on, what it is for, its limits and the measured
+figures (each with the Laplacian baseline), copied from the two JSON files; the training photo
+list goes beside it as NAME.train-ids.txt (the evaluation scripts leave those out), and the ONNX
+program it scores with by default as NAME.onnx (:mod:`aescore.inference.onnx_export`).
 """
 
 from __future__ import annotations
