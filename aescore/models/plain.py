@@ -379,11 +379,8 @@ class PlainMPANet(PooledLinearHead):
 
         if self.training:
             raise ValueError("fold_batchnorm_ needs a model in eval mode")
-        owners: list[nn.Module] = [self.backbone]
-        if getattr(self, "content", None) is not None:  # PlainFaultNet's content tail
-            owners.append(self.content)  # type: ignore[arg-type]
         folded = 0
-        for owner in owners:
+        for owner in self._conv_bn_owners():
             for conv_name, bn_name in owner.conv_bn_pairs():  # type: ignore[operator]
                 conv, bn = owner.get_submodule(conv_name), owner.get_submodule(bn_name)
                 # torch's own formula (as fuse_conv_bn_eval), applied to this conv in place: no deep copy
@@ -393,6 +390,10 @@ class PlainMPANet(PooledLinearHead):
                 _replace(owner, bn_name, nn.Identity())
                 folded += 1
         return folded
+
+    def _conv_bn_owners(self) -> list[nn.Module]:
+        """The submodules whose ``conv_bn_pairs()`` :meth:`fold_batchnorm_` folds."""
+        return [self.backbone]
 
 
 class PlainFaultNet(FaultViews, PlainMPANet):
@@ -416,6 +417,9 @@ class PlainFaultNet(FaultViews, PlainMPANet):
             # The same layers as the backbone's later stages, in a network of their own (their
             # weights come from the file: the content tail's keys are content.*)
             self.content = PlainEfficientNetLite(self.backbone.cfg).tail(self.content_from)
+
+    def _conv_bn_owners(self) -> list[nn.Module]:
+        return [self.backbone] + ([self.content] if self.content is not None else [])
 
     def _trunk(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone.forward_trunk(x, self.content_from)  # type: ignore[union-attr]
