@@ -74,7 +74,10 @@ def grafted(weights: Path, content_from: int) -> Any:
     from aescore.weights import load_weights
 
     trained, _ = load_weights(weights, plain=False)
-    model = with_content_tail(trained, content_from)
+    try:
+        model = with_content_tail(trained, content_from)
+    except ValueError as exc:  # a wrong stage, or weights trained below it: one line, nothing written
+        raise SystemExit(f"--content-from {content_from}: {exc}") from None
     x, crops = torch.randn(2, 3, 224, 298), torch.randn(2, 2, 3, 160, 160)
     with torch.no_grad():
         before, after = trained.forward_views(x, crops), model.forward_views(x, crops)
