@@ -213,9 +213,10 @@ def held_out(
 
     r = np.asarray(r)
     g = generic_logit(generic)
-    folds = assign_folds(shoots, times, k, seed)
+    keys = split_large_shoots(shoots, times, k)
+    folds = assign_folds(keys, times, k, seed)  # (keys are already cut: assign_folds cuts nothing more)
     split = None  # compare() names it: by shoot, or by capture order for a single shoot
-    if len(set(shoots)) >= 2 and split_large_shoots(shoots, times, k) != list(shoots):
+    if len(set(shoots)) >= 2 and keys != list(shoots):
         split = "shoot (large shoots by capture order)"
     personal = np.zeros(len(r))
     usable = np.zeros(len(r), dtype=bool)
