@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aescore.data.fault_pairs import FaultPairs
+from aescore.data.faults import POSITIVE_KINDS, POSITIVES
 from aescore.inference.discover import IMAGE_EXTENSIONS
 from aescore.data.transforms import Preprocess
 from aescore.models import create_model
@@ -93,12 +94,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--freeze", type=int, default=3, help="backbone stages kept frozen after the stem")
     ap.add_argument("--cross-pairs", action="store_true",
                     help="rank every good photo of a batch above every other photo's faulty copy too")
+    ap.add_argument("--positives", default=",".join(POSITIVE_KINDS),
+                    help=f"comma-separated kinds of good-on-purpose photos to draw from (available: {', '.join(POSITIVES)})")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save-every", type=int, default=50)
     ap.add_argument("--minutes", type=float, default=0, help="stop (resumable) after this many minutes; 0: no limit")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
+    positives = tuple(k for k in args.positives.split(",") if k)
+    if not positives or set(positives) - set(POSITIVES):
+        ap.error(f"--positives takes a comma-separated list of {', '.join(POSITIVES)}")
 
     torch.manual_seed(args.seed)
     out = Path(args.out)
@@ -111,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     recipe = Preprocess.from_card(model.default_preprocess)
     if not paths:
         raise SystemExit(f"no photographs in {args.photos}")
-    data = FaultPairs(paths, recipe, length=args.pairs * 100, seed=args.seed)
+    data = FaultPairs(paths, recipe, length=args.pairs * 100, seed=args.seed, positive_kinds=positives)
     heads = [p for n, p in model.named_parameters() if n.startswith(("head.", "fault_head."))]
     model.train()
     freeze(model, args.freeze)  # after train(): it puts every BatchNorm back in eval mode

@@ -46,6 +46,15 @@ def test_fault_pairs_items_follow_the_recipe_and_are_deterministic(tmp_path: Pat
     assert any(not torch.equal(a, b) for a, b in zip(data[1], again))  # another epoch, other faults
 
 
+def test_training_script_refuses_unknown_positives_in_one_line(tmp_path: Path) -> None:
+    script = REPO / "scripts" / "train_default_model.py"
+    done = subprocess.run([sys.executable, str(script), "--photos", str(tmp_path), "--positives", "bokeh",
+                           "--out", str(tmp_path / "run")], env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "--positives takes" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_training_script_trains_resumes_and_writes_a_scoring_model(tmp_path: Path) -> None:
     photos = tmp_path / "photos"
     _photos(photos, 4)

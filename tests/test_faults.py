@@ -152,6 +152,27 @@ def test_low_and_high_key_keep_the_subject_exposure(kind: str, sign: int) -> Non
     assert sign * (after[outside].mean() - before[outside].mean()) > 0.1
 
 
+def test_toned_positive_splits_shadows_and_highlights_toward_opposite_hues() -> None:
+    img = _photo(neutral=True)
+    pos = F.make_positive(img, np.random.default_rng(4), "toned")
+    assert pos.labels == () and pos.recipe[0].startswith("positive.toned")
+    a, b = F._arr(img), F._arr(pos.image)
+    chroma = (b - b.mean(-1, keepdims=True)) - (a - a.mean(-1, keepdims=True))
+    luma = _luma(img)
+    dark, bright = chroma[luma < np.quantile(luma, 0.2)].mean(0), chroma[luma > np.quantile(luma, 0.8)].mean(0)
+    assert np.linalg.norm(dark) > 0.01 and np.linalg.norm(bright) > 0.01
+    assert float(dark @ bright) < 0  # opposite hues: a grade, not a cast that shifts everything one way
+    assert abs(_luma(pos.image).mean() - luma.mean()) < 0.03 and _hf(pos.image) > 0.9 * _hf(img)
+
+
+def test_opt_in_positives_are_drawn_only_when_asked() -> None:
+    img = _photo()
+    default = {F.make_positive(img, np.random.default_rng(i)).recipe[0].split(":")[0] for i in range(20)}
+    assert default == {f"positive.{k}" for k in F.POSITIVE_KINDS} and "toned" not in F.POSITIVE_KINDS
+    asked = F.make_positive(img, np.random.default_rng(0), kinds=("toned",))
+    assert asked.recipe[0].startswith("positive.toned")
+
+
 def test_bad_arguments_are_refused() -> None:
     img = _photo()
     with pytest.raises(ValueError, match="family"):

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from aescore.data.faults import FaultCopy, make_fault, make_positive
+from aescore.data.faults import POSITIVE_KINDS, FaultCopy, make_fault, make_positive
 from aescore.data.images import load_rgb
 from aescore.data.transforms import Preprocess
 
@@ -29,11 +29,12 @@ class FaultPairs(torch.utils.data.Dataset):  # type: ignore[type-arg]
     """``len`` items per epoch; item -> (good whole, good crops, faulty whole, faulty crops, labels)."""
 
     def __init__(self, paths: Sequence[str], preprocess: Preprocess, *, length: int, seed: int = 0,
-                 positive_share: float = 0.35, scale: tuple[float, float] = (0.6, 1.0)) -> None:
+                 positive_share: float = 0.35, positive_kinds: tuple[str, ...] = POSITIVE_KINDS,
+                 scale: tuple[float, float] = (0.6, 1.0)) -> None:
         if preprocess.detail is None:
             raise ValueError("FaultPairs needs a recipe with a detail block")
         self.paths, self.preprocess, self.length = list(paths), preprocess, length
-        self.seed, self.positive_share, self.scale = seed, positive_share, scale
+        self.seed, self.positive_share, self.positive_kinds, self.scale = seed, positive_share, positive_kinds, scale
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -64,7 +65,7 @@ class FaultPairs(torch.utils.data.Dataset):  # type: ignore[type-arg]
     def __getitem__(self, index: int) -> tuple[Any, ...]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
         img = self.source(rng)
-        good = make_positive(img, rng) if rng.random() < self.positive_share else FaultCopy(img, (), ("original",))
+        good = make_positive(img, rng, kinds=self.positive_kinds) if rng.random() < self.positive_share else FaultCopy(img, (), ("original",))
         bad = make_fault(good.image, rng)
         gw, gc = self.views(good.image, rng)
         bw, bc = self.views(bad.image, rng)

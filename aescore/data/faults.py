@@ -55,7 +55,10 @@ from aescore.data.degrade import _arr, _convolve, _disk_kernel, _img, _line_kern
 
 from aescore.models.names import FAULT_KINDS  # the one vocabulary, shared with the reasons head
 
-POSITIVE_KINDS: tuple[str, ...] = ("shallow_dof", "low_key", "high_key")
+POSITIVE_KINDS: tuple[str, ...] = ("shallow_dof", "low_key", "high_key")  # the default model's
+# Opt-in positives (``make_positive(kinds=...)``, ``train_default_model.py --positives``), not in
+# the recipe of the shipped default model.
+EXTRA_POSITIVE_KINDS: tuple[str, ...] = ("toned",)
 REF_SHORTER = 375.0  # pixel-sized strengths are given at this shorter side and scaled with the image
 LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 # Camera order for combinations: framing, optics, light, sensor, compression.
@@ -515,15 +518,31 @@ def high_key(img: Image.Image, rng: np.random.Generator) -> FaultCopy:
     return FaultCopy(_img(out), (), (f"positive.high_key:a={alpha:.2f}",), mask[..., 0])
 
 
+def toned(img: Image.Image, rng: np.random.Generator) -> FaultCopy:
+    """Colour graded on purpose: split toning (shadows pushed toward a random hue by 4-10 % of
+    full scale, highlights toward the opposite hue, so the frame as a whole keeps its white balance:
+    unlike a ``colour_cast``, which shifts everything one way) and a saturation boost of 1-1.35x."""
+    a = _arr(img)
+    theta = rng.uniform(0, 2 * np.pi)
+    hue = np.cos(theta - np.array([0, 2 * np.pi / 3, 4 * np.pi / 3], np.float32)).astype(np.float32)  # zero mean
+    luma = (a @ LUMA)[..., None]
+    strength = np.float32(rng.uniform(0.04, 0.10))
+    out = a + strength * (1 - 2 * luma) * hue  # shadows +hue, highlights -hue, mid-grey unchanged
+    sat = np.float32(rng.uniform(1.0, 1.35))
+    out = luma + sat * (out - luma)
+    return FaultCopy(_img(np.clip(out, 0, 1)), (), (f"positive.toned:k={strength:.2f},sat={sat:.2f}",))
+
+
 POSITIVES: dict[str, Callable[[Image.Image, np.random.Generator], FaultCopy]] = {
-    "shallow_dof": shallow_dof, "low_key": low_key, "high_key": high_key,
+    "shallow_dof": shallow_dof, "low_key": low_key, "high_key": high_key, "toned": toned,
 }
 
 
-def make_positive(img: Image.Image, rng: np.random.Generator, kind: str | None = None) -> FaultCopy:
-    """A good photograph that is soft or dark on purpose (labels empty): ``kind`` from
-    :data:`POSITIVE_KINDS`, or one at random."""
-    kind = kind or POSITIVE_KINDS[int(rng.integers(len(POSITIVE_KINDS)))]
+def make_positive(img: Image.Image, rng: np.random.Generator, kind: str | None = None,
+                  kinds: tuple[str, ...] = POSITIVE_KINDS) -> FaultCopy:
+    """A good photograph that is soft, dark or graded on purpose (labels empty): ``kind``, or one
+    drawn at random from ``kinds`` (the default model's :data:`POSITIVE_KINDS`)."""
+    kind = kind or kinds[int(rng.integers(len(kinds)))]
     if kind not in POSITIVES:
-        raise ValueError(f"unknown positive kind {kind!r}; available: {', '.join(POSITIVE_KINDS)}")
+        raise ValueError(f"unknown positive kind {kind!r}; available: {', '.join(POSITIVES)}")
     return POSITIVES[kind](img.convert("RGB"), rng)
