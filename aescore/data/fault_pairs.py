@@ -65,7 +65,10 @@ class FaultPairs(torch.utils.data.Dataset):  # type: ignore[type-arg]
     def __getitem__(self, index: int) -> tuple[Any, ...]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
         img = self.source(rng)
-        good = make_positive(img, rng, kinds=self.positive_kinds) if rng.random() < self.positive_share else FaultCopy(img, (), ("original",))
+        if rng.random() < self.positive_share:
+            good = make_positive(img, rng, kinds=self.positive_kinds)
+        else:
+            good = FaultCopy(img, (), ("original",))
         bad = make_fault(good.image, rng)
         gw, gc = self.views(good.image, rng)
         bw, bc = self.views(bad.image, rng)

@@ -55,10 +55,9 @@ from aescore.data.degrade import _arr, _convolve, _disk_kernel, _img, _line_kern
 
 from aescore.models.names import FAULT_KINDS  # the one vocabulary, shared with the reasons head
 
-POSITIVE_KINDS: tuple[str, ...] = ("shallow_dof", "low_key", "high_key")  # the default model's
-# Opt-in positives (``make_positive(kinds=...)``, ``train_default_model.py --positives``), not in
-# the recipe of the shipped default model.
-EXTRA_POSITIVE_KINDS: tuple[str, ...] = ("toned",)
+# The positives the shipped default model trained on; the others of POSITIVES (``toned``) are
+# opt-in: ``make_positive(kinds=...)``, ``train_default_model.py --positives``.
+POSITIVE_KINDS: tuple[str, ...] = ("shallow_dof", "low_key", "high_key")
 REF_SHORTER = 375.0  # pixel-sized strengths are given at this shorter side and scaled with the image
 LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 # Camera order for combinations: framing, optics, light, sensor, compression.
