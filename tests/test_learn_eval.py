@@ -4,9 +4,8 @@ gate, the bootstrap's rank statistics (numpy only, fast)."""
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import spearmanr
-
 import pytest
+from scipy.stats import spearmanr
 
 from aescore.learn.evaluate import NoHeldOutPairs, _weighted_spearman, assign_folds, held_out, split_large_shoots
 from aescore.learn.ranker import fit_ranker, pairwise_accuracy, rated_pairs

@@ -114,7 +114,12 @@ def assign_folds(shoots: list[str], times: np.ndarray, k: int, seed: int = 0) ->
     """Fold index per photo: whole shoots per fold (``min(k, shoots)`` folds; a shoot larger than
     a fold is first cut into runs of its capture order, :func:`split_large_shoots`; a single
     shoot thus becomes ``k`` contiguous runs of the capture order)."""
-    keys = split_large_shoots(shoots, times, k)
+    return _deal_shoots(split_large_shoots(shoots, times, k), k, seed)
+
+
+def _deal_shoots(keys: list[str], k: int, seed: int) -> np.ndarray:
+    """Fold index per photo: whole shoots (``keys``, already cut) dealt largest first, each into
+    the currently smallest of ``min(k, shoots)`` folds."""
     names, inverse, counts = np.unique(np.asarray(keys, dtype=object), return_inverse=True, return_counts=True)
     if len(names) < 2:
         return np.zeros(len(keys), dtype=np.int64)
@@ -213,8 +218,8 @@ def held_out(
 
     r = np.asarray(r)
     g = generic_logit(generic)
-    keys = split_large_shoots(shoots, times, k)
-    folds = assign_folds(keys, times, k, seed)  # (keys are already cut: assign_folds cuts nothing more)
+    keys = split_large_shoots(shoots, times, k)  # cut once: the split label below needs the keys too
+    folds = _deal_shoots(keys, k, seed)
     split = None  # compare() names it: by shoot, or by capture order for a single shoot
     if len(set(shoots)) >= 2 and keys != list(shoots):
         split = "shoot (large shoots by capture order)"

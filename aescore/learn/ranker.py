@@ -6,8 +6,9 @@ the standardised log-odds ``g`` of its generic score, and an L2 penalty ``l2/2 |
 embedding weights only: the weight ``a`` of the generic score is free, so a strong penalty shrinks
 the head towards the generic model's own ranking — what it falls back to when the ratings teach
 nothing the embedding can express (an infinite one *is* that ranking, when ``g`` is given).
-Linear on purpose: with a few hundred ratings a bigger head only memorises. Fitted with L-BFGS on at most ``max_pairs`` pairs;
-the gradient is gathered per photo (``X^T c``), so a fit on 5,000 photos takes well under a second.
+Linear on purpose: with a few hundred ratings a bigger head only memorises. Fitted with L-BFGS on
+at most ``max_pairs`` pairs; the gradient is gathered per photo (``X^T c``), so a fit on 5,000
+photos takes well under a second.
 """
 
 from __future__ import annotations
