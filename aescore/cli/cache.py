@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from aescore.cli.main import app
+from aescore.termtext import say
 
 cache_app = typer.Typer(
     help="Inspect or empty the score cache ($XDG_CACHE_HOME/aescore/scores.sqlite).",
@@ -88,7 +89,7 @@ def info_cmd(as_json: Annotated[bool, typer.Option("--json", help="One JSON obje
     with ScoreCache(warn=warnings.append) as cache:
         info = cache.info()
     for message in warnings:
-        print(f"aescore: warning: {message}", file=sys.stderr)
+        say(f"aescore: warning: {message}")
     names = _model_names()
     for group in info["by_weights"]:  # type: ignore[union-attr]
         group["model"] = names.get(group["weights"])
@@ -115,6 +116,6 @@ def clear_cmd() -> None:
         copies = cache.remove_corrupt_copies()  # including one this very call may have made
         path = cache.path
     for message in warnings:
-        print(f"aescore: warning: {message}", file=sys.stderr)
+        say(f"aescore: warning: {message}")
     extra = f" and deleted {copies} damaged cop{'y' if copies == 1 else 'ies'}" if copies else ""
-    print(f"aescore: cleared {n} cached score(s) from {path}{extra}", file=sys.stderr)
+    say(f"aescore: cleared {n} cached score(s) from {path}{extra}")

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from aescore.cli.main import app
+from aescore.termtext import say
 
 
 @app.command()
@@ -40,7 +41,7 @@ def evaluate(
     from aescore.engine.presets import default_loader_workers
 
     def warn(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+        say(message)
 
     from aescore.errors import ConfigError, UsageError
 

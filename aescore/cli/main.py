@@ -160,6 +160,7 @@ def _register() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; a known AescoreError becomes one stderr line and its exit code."""
     from aescore.errors import AescoreError
+    from aescore.termtext import say
 
     application = get_app()
     debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or os.environ.get("AESCORE_DEBUG") == "1"
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
 
         # Library code names settings, not flags; a setting is the flag of the same name.
         text = f"--{err.setting.replace('_', '-')} {err.problem}" if isinstance(err, ConfigError) else str(err)
-        print(f"aescore: error: {text}", file=sys.stderr)
+        say(f"aescore: error: {text}")
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         print("aescore: interrupted", file=sys.stderr)
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as err:  # an unexpected bug: one line for users, the traceback with --debug
         if debug:
             raise
-        print(f"aescore: internal error: {type(err).__name__}: {err} (run with --debug for the traceback)", file=sys.stderr)
+        say(f"aescore: internal error: {type(err).__name__}: {err} (run with --debug for the traceback)")
         sys.exit(1)
 
 

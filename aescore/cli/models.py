@@ -10,6 +10,7 @@ import typer
 
 from aescore.cli.main import app
 from aescore.errors import UsageError
+from aescore.termtext import json_text, say
 
 _COLUMNS = ("default", "name", "stem", "architecture", "trained_on", "summary", "path")
 
@@ -65,7 +66,7 @@ def model_entries() -> list[dict[str, Any]]:
 
 
 def _warn(text: str) -> None:
-    print(f"aescore: warning: {text}", file=sys.stderr)
+    say(f"aescore: warning: {text}")
 
 
 @app.command("models")
@@ -93,14 +94,14 @@ def models_cmd(
         report = models_report()
         name = report["default"]["name"] if report["default"] else "?"
         if chosen is None:
-            print(f"aescore: the default model is the shipped one again: {display_path(name)}", file=sys.stderr)
+            say(f"aescore: the default model is the shipped one again: {display_path(name)}")
         else:
-            print(f"aescore: default model is now {display_path(name)} ({display_path(str(chosen))}); saved in {display_path(str(config_path()))}", file=sys.stderr)
+            say(f"aescore: default model is now {display_path(name)} ({display_path(str(chosen))}); saved in {display_path(str(config_path()))}")
         return
 
     report = models_report()
     if as_json:
-        sys.stdout.write(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
+        sys.stdout.write(json_text(json.dumps(report, indent=1, ensure_ascii=False)) + "\n")
         return
     for clash in report["clashes"]:
         paths = "; ".join(display_path(p) for p in clash["paths"])
@@ -108,7 +109,7 @@ def models_cmd(
     if report["default_error"]:
         _warn(f"no usable default model: {display_path(report['default_error'])}")
     if not report["models"]:
-        print("aescore: no models found (set AESCORE_WEIGHTS_DIR or pass --model FILE)", file=sys.stderr)
+        say("aescore: no models found (set AESCORE_WEIGHTS_DIR or pass --model FILE)")
         return
     rows = [
         ["*" if m["default"] else "", m["name"], m["stem"], m["architecture"] or "", m["trained_on"] or "", m["summary"] or "", m["path"]]

@@ -145,10 +145,13 @@ class Options:
         if self.from0 and not self.files_from:
             raise UsageError("--from0 needs --files-from")
         if self.html:
-            # Checked before scoring, so a long run does not end in this error.
-            page = os.path.abspath(os.path.expanduser(self.html))
-            if os.path.isdir(page) or not os.path.isdir(os.path.dirname(page)):
-                raise UsageError(f"--html/--output {self.html}: give a file name in an existing folder")
+            # Checked before scoring, so a long run does not end in this error (nor overwrite a photo).
+            from aescore.report import ReportError, check_output
+
+            try:
+                check_output(os.path.expanduser(self.html))
+            except ReportError as exc:
+                raise UsageError(f"--html/--output: {exc}") from None
 
     def settings(self) -> Any:
         """The :class:`aescore.cull.Settings` these options ask for."""
@@ -182,6 +185,9 @@ class _Stderr:
         self.progress: Any = None
 
     def line(self, text: str) -> None:
+        from aescore.termtext import terminal_text
+
+        text = terminal_text(text)
         if self.progress is not None:
             from rich.text import Text
 
@@ -322,6 +328,7 @@ def _write_report(out: str, result: Any, problems: list[Any], err: _Stderr) -> N
     """The contact sheet of every photo of the run (not only the printed ones: the page filters)."""
     import base64
 
+    from aescore.inference.output import display_path
     from aescore.report import ReportError, ReportPhoto, build_report
 
     photos = []
@@ -335,12 +342,12 @@ def _write_report(out: str, result: Any, problems: list[Any], err: _Stderr) -> N
     recipe = Preprocess.from_card(result.card["preprocess"])
     try:
         stats = build_report(
-            photos, [(s.path, s.reason) for s in [*problems, *result.skipped]], out, title=f"aescore: {len(photos)} photos",
+            photos, [(s.path, s.reason) for s in [*problems, *result.skipped]], os.path.expanduser(out), title=f"aescore: {len(photos)} photos",
             model=result.model_tag, overlay_max_aspect=recipe.max_aspect if recipe.mode is EvalMode.SHORTER else None,
         )
     except ReportError as exc:
-        raise UsageError(f"--html/--output {out}: {exc}") from None
-    err.line(f"aescore: contact sheet written to {out} ({stats.photos} photos, {stats.thumbnails} thumbnails)")
+        raise UsageError(f"--html/--output: {exc}") from None
+    err.line(f"aescore: contact sheet written to {display_path(out)} ({stats.photos} photos, {stats.thumbnails} thumbnails)")
 
 
 def run(o: Options, ranked: bool, emit: bool = True) -> int:

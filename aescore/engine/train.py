@@ -30,6 +30,7 @@ from aescore.engine.loop import make_loss
 from aescore.engine.presets import TrainConfig
 from aescore.engine.run import BEST, METRICS, FitResult, OutputInUse, TrainingRun
 from aescore.errors import ConfigError
+from aescore.termtext import say
 
 __all__ = ["BEST", "METRICS", "FitResult", "OutputInUse", "ResumePoint", "fit", "make_loss", "resume_config",
            "resume_point"]
@@ -89,7 +90,7 @@ def fit(
 
 
 def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    say(message)
 
 
 def _setup(cfg: TrainConfig) -> tuple[torch.device, DistInfo]:

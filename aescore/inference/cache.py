@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import sys
 import time
 from dataclasses import dataclass
 from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
+
+from aescore.termtext import say
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS scores (
@@ -107,7 +108,7 @@ def _db_path(path: str) -> str | bytes:
 
 
 def _warn(message: str) -> None:
-    print(f"aescore: warning: {message}", file=sys.stderr)
+    say(f"aescore: warning: {message}")
 
 
 class ScoreCache:

@@ -4,7 +4,9 @@ Order is deterministic: inputs in the order given, the entries of every folder s
 (depth first). A file reached twice — named twice, through a symlink, or via a folder that
 links back to one of its ancestors — is kept at its first position only. Symlinked folders are
 followed, but a folder already visited (same device and inode) is never entered again, so a
-link loop terminates.
+link loop terminates. The thumbnail folder of an aescore contact sheet (it holds
+:data:`PAGE_FILES_MARKER`) is never searched, so a page written inside the ranked folder does not
+add its thumbnails to the next run.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from aescore.data.images import HEIF_EXTENSIONS, PILLOW_EXTENSIONS, RAW_EXTENSIO
 #: Every extension ``aescore`` tries to decode (lower case); other files in folders are ignored.
 IMAGE_EXTENSIONS = PILLOW_EXTENSIONS | HEIF_EXTENSIONS | RAW_EXTENSIONS
 
+#: The file that marks a folder as a contact sheet's thumbnails (``cull_files/.aescore-report``).
+PAGE_FILES_MARKER = ".aescore-report"
 
 _NOT_REGULAR = "not a regular file (a FIFO, socket or device)"
 
@@ -69,7 +73,8 @@ def discover(inputs: Iterable[str | os.PathLike[str]], include_hidden: bool = Fa
     and so does anything with a photo's extension that is not a regular file (a FIFO or device
     named ``x.jpg``, named or inside a folder: reading it could block or never end). Inside
     folders, names starting with ``.`` (e.g. macOS ``._IMG_1.JPG`` resource forks,
-    ``.thumbnails``) are skipped unless ``include_hidden``.
+    ``.thumbnails``) are skipped unless ``include_hidden``, and so are the thumbnail folders of
+    aescore's contact sheets (a folder named as an input is searched all the same).
     """
     found = Discovery()
     seen_files: set[tuple[int, int]] = set()
@@ -100,7 +105,8 @@ def discover(inputs: Iterable[str | os.PathLike[str]], include_hidden: bool = Fa
             except OSError:
                 continue  # dangling symlink
             if stat.S_ISDIR(est.st_mode):
-                walk(entry.path, est)
+                if not os.path.lexists(os.path.join(entry.path, PAGE_FILES_MARKER)):
+                    walk(entry.path, est)
             elif is_image_name(entry.name):
                 if stat.S_ISREG(est.st_mode):
                     add_file(entry.path, est)

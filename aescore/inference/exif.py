@@ -60,12 +60,23 @@ class ExifInfo:
 
 
 def _text(tags: dict[str, Any], name: str) -> str | None:
-    """The tag's printable text, stripped of padding NULs/spaces, or None when empty."""
+    """The tag's printable text, stripped of padding NULs/spaces, or None when empty.
+
+    Text stored as bytes (type BYTE or UNDEFINED, which exifread gives as a list of numbers, or
+    ASCII that is not valid UTF-8, which it gives as ``bytes``) is decoded as UTF-8, undecodable
+    bytes shown as U+FFFD: a camera name, never ``[67, 97, ...]`` or ``b'...'``. Control
+    characters are kept here and escaped where the text is printed (:mod:`aescore.termtext`).
+    """
     tag = tags.get(name)
     if tag is None:
         return None
     values = getattr(tag, "values", tag)
-    text = values if isinstance(values, str) else str(tag)
+    if isinstance(values, list) and values and all(isinstance(v, int) and 0 <= v <= 255 for v in values):
+        values = bytes(values)
+    if isinstance(values, (bytes, bytearray)):
+        text = bytes(values).decode("utf-8", errors="replace")
+    else:
+        text = values if isinstance(values, str) else str(tag)
     text = text.replace("\x00", "").strip()
     return text or None
 

@@ -16,33 +16,14 @@ from typing import Any, Iterable, Sequence
 
 from aescore.checks.base import Check, Field, FieldKind
 from aescore.inference.photo import Photo
-
-# Control characters would break line-based formats; TSV and the table show them escaped. The
-# backslash is escaped too, so a name holding a real newline never looks like one holding "\n".
-_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+# display_path / escape_path / terminal_text are imported from here by older callers too.
+from aescore.termtext import csv_text, display_path, escape_path, json_text, terminal_text  # noqa: F401
 
 _CULLING = (
     Field("stars", FieldKind.NUMBER, "1-5 stars, -1 rejected"),
     Field("group", FieldKind.NUMBER, "burst group id"),
     Field("best", FieldKind.FLAG, "best of its burst group"),
 )
-
-
-def escape_path(path: str) -> str:
-    """``path`` with backslash, newline, tab and carriage return shown as ``\\\\``, ``\\n``, ``\\t``, ``\\r``."""
-    if not any(c in path for c in _ESCAPES):
-        return path
-    return "".join(_ESCAPES.get(c, c) for c in path)
-
-
-def display_path(path: str) -> str:
-    """``path`` for a terminal line: :func:`escape_path`, plus bytes that are not valid UTF-8
-    (surrogate escapes) shown as ``\\xff``, so every name prints on one line and none looks
-    like another."""
-    text = escape_path(path)
-    if not any("\udc80" <= c <= "\udcff" for c in text):
-        return text
-    return "".join(f"\\x{ord(c) - 0xDC00:02x}" if "\udc80" <= c <= "\udcff" else c for c in text)
 
 
 def columns(photos: Sequence[Photo], checks: Sequence[Check]) -> list[Field]:
@@ -107,17 +88,19 @@ def format_tsv(photos: Sequence[Photo], checks: Sequence[Check]) -> str:
 def format_json(photos: Sequence[Photo], checks: Sequence[Check]) -> str:
     """One JSON array of objects (numbers with 6 decimals), newline-terminated."""
     cols = columns(photos, checks)
-    return json.dumps([record(p, cols) for p in photos], ensure_ascii=False, indent=1, allow_nan=False) + "\n"
+    return json_text(json.dumps([record(p, cols) for p in photos], ensure_ascii=False, indent=1, allow_nan=False)) + "\n"
 
 
 def format_jsonl(photos: Sequence[Photo], checks: Sequence[Check]) -> str:
     """One JSON object per line (at least ``rank``, ``score``, ``label`` and ``path``)."""
     cols = columns(photos, checks)
-    return "".join(json.dumps(record(p, cols), ensure_ascii=False, allow_nan=False) + "\n" for p in photos)
+    return "".join(json_text(json.dumps(record(p, cols), ensure_ascii=False, allow_nan=False)) + "\n" for p in photos)
 
 
 def _csv_cell(text: str) -> str:
-    """RFC 4180: quote a cell holding a comma, quote, CR or LF; double its quotes."""
+    """RFC 4180: quote a cell holding a comma, quote, CR or LF; double its quotes. Other control
+    characters and bidi overrides are escaped (:func:`~aescore.termtext.csv_text`)."""
+    text = csv_text(text)
     if any(c in text for c in ',"\r\n'):
         return '"' + text.replace('"', '""') + '"'
     return text

@@ -13,7 +13,7 @@ from aescore.report.decisions import (
     apply_decisions,
     load_decisions,
 )
-from aescore.report.page import ReportError, ReportPhoto, ReportStats, build_report, files_dir_for
+from aescore.report.page import ReportError, ReportPhoto, ReportStats, build_report, check_output, files_dir_for
 from aescore.report.thumbs import MAX_THUMBNAIL_BYTES, THUMBNAIL_EDGE, make_thumbnail
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "THUMBNAIL_EDGE",
     "apply_decisions",
     "build_report",
+    "check_output",
     "files_dir_for",
     "load_decisions",
     "make_thumbnail",

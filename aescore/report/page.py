@@ -9,8 +9,13 @@ Layout on disk, for ``-o cull.html``::
 Thumbnails live in a folder rather than in data URIs: base64 makes a 60 kB thumbnail 80 kB, so
 1,000 photos would be an 80 MB page that the browser must parse before showing anything; from a
 folder, the page stays small (about 0.5 kB of JSON per photo) and only thumbnails in view load.
-Each run writes a new ``run-*`` folder, then replaces the page atomically, then removes older
-``run-*`` folders: the page on disk always points at a complete set of thumbnails.
+Each run writes its thumbnails into a hidden ``.partial-*`` folder; then, holding a lock on the
+marker file (so that two reports writing the same page take turns), it renames that folder to
+``run-*``, replaces the page atomically and removes every other ``run-*`` folder. The page on disk
+therefore always points at a complete set of thumbnails, whichever of two concurrent runs wins.
+
+:func:`check_output` is what may be written: a new name, or a page aescore wrote — never a photo,
+a sidecar or any other existing file. ``aescore report`` calls it before scoring.
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ import math
 import os
 import re
 import secrets
-from collections.abc import Sequence
+import stat
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -33,12 +41,20 @@ from urllib.parse import quote
 
 from aescore.errors import AescoreError
 from aescore.fsutil import atomic_write_text
+from aescore.inference.discover import IMAGE_EXTENSIONS, PAGE_FILES_MARKER
 from aescore.report.thumbs import MAX_THUMBNAIL_BYTES, is_jpeg, thumbnail_size
+from aescore.termtext import display_path, terminal_text
 
-__all__ = ["ReportError", "ReportPhoto", "ReportStats", "build_report", "files_dir_for"]
+__all__ = ["ReportError", "ReportPhoto", "ReportStats", "build_report", "check_output", "files_dir_for"]
 
-MARKER = ".aescore-report"
+MARKER = PAGE_FILES_MARKER
 _RUN_DIR = re.compile(r"^run-[0-9a-f]{12}$")
+_PARTIAL_PREFIX = ".partial-"
+#: The longest page name accepted, in bytes: the page's temporary name (14 bytes more) and the
+#: ``_files`` folder's must stay under the 255 bytes file systems allow.
+MAX_NAME_BYTES = 200
+#: Bytes of an existing file read to tell whether it is a page aescore wrote.
+_PAGE_HEAD_BYTES = 4096
 _THUMB_FILE = re.compile(r"^[0-9]{6,}\.jpg$")
 # Formats a browser displays itself: the preview shows the original photo for these.
 _BROWSER_FORMATS = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif", ".bmp"}
@@ -112,58 +128,58 @@ def build_report(
     does). ``overlay_max_aspect``: where the region map lies on the photo — None: stretched over
     the whole photo (the network saw it whole, e.g. RGNet's square resize); a number A: over the
     centre crop of aspect at most A (MPA's "shorter" recipe with ``max_aspect``). Photos are
-    never opened or modified. Raises ReportError if ``out``'s folder is missing, ``out`` is a
-    folder, or the thumbnail folder exists but was not made by aescore.
+    never opened or modified. Raises ReportError where :func:`check_output` refuses ``out``. On
+    failure nothing is left behind: no page, no thumbnails, no ``_files`` folder it created.
     """
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise ReportError(f"{out.parent}: no such folder for the report")
-    if out.is_dir():
-        raise ReportError(f"{out}: is a folder, not a file name for the report")
+    out = check_output(out)
     ordered = sorted(photos, key=lambda p: (p.rank, p.path))
     with_thumbs = [p for p in ordered if p.thumbnail]
     files = files_dir_for(out)
-    run_dir: Path | None = None
+    made_files_dir = bool(with_thumbs) and not files.exists()
+    partial: Path | None = None
     written: dict[int, tuple[str, int, int]] = {}  # id(photo) -> (file name, width, height)
     sizes: list[int] = []
-    if with_thumbs:
-        _claim_files_dir(files)
-        run_dir = files / f"run-{secrets.token_hex(6)}"
-        run_dir.mkdir()
-        try:
+    run_name = f"run-{secrets.token_hex(6)}"
+    try:
+        if with_thumbs:
+            _claim_files_dir(files)
+            partial = files / f"{_PARTIAL_PREFIX}{run_name}"
+            partial.mkdir()
             for k, photo in enumerate(with_thumbs, start=1):
                 data = _checked_thumbnail(photo)
                 dims = thumbnail_size(data)
                 if dims is None:
                     continue
                 name = f"{k:06d}.jpg"
-                (run_dir / name).write_bytes(data)
+                (partial / name).write_bytes(data)
                 written[id(photo)] = (name, *dims)
                 sizes.append(len(data))
-        except BaseException:
-            _remove_run(run_dir)
-            raise
-    data = {
-        "title": title,
-        "model": model,
-        "generated": (generated or datetime.now()).isoformat(sep=" ", timespec="seconds"),
-        "files": (quote(files.name) + "/" + run_dir.name + "/") if run_dir else "",
-        "overlay_max_aspect": overlay_max_aspect,
-        "decisions_name": f"{out.stem}-decisions.json",
-        "photos": [_photo_json(p, written.get(id(p))) for p in ordered],
-        "skipped": [{"name": _display(path), "reason": str(reason)} for path, reason in skipped],
-    }
-    page = render_page(title, data)
-    try:
-        atomic_write_text(out, page)
+        data = {
+            "title": title,
+            "model": model,
+            "generated": (generated or datetime.now()).isoformat(sep=" ", timespec="seconds"),
+            "files": (quote(os.fsencode(files.name)) + "/" + run_name + "/") if partial else "",
+            "overlay_max_aspect": overlay_max_aspect,
+            "decisions_name": f"{out.stem}-decisions.json",
+            "photos": [_photo_json(p, written.get(id(p))) for p in ordered],
+            "skipped": [{"name": _display(path), "reason": _display(str(reason))} for path, reason in skipped],
+        }
+        page = render_page(title, data)
+        with _locked(files):
+            run_dir = None
+            if partial is not None:
+                run_dir = files / run_name
+                partial.rename(run_dir)
+                partial = run_dir  # removed on failure from here on
+            atomic_write_text(out, page)
+            partial = None  # the page points at it now
+            _remove_other_runs(files, keep=run_dir)
     except BaseException:
-        if run_dir is not None:
-            _remove_run(run_dir)
+        if partial is not None:
+            _remove_run(partial)
+        if made_files_dir:
+            _remove_files_dir(files)
         raise
-    if files.is_dir() and (files / MARKER).is_file():
-        for old in files.iterdir():
-            if old != run_dir and _RUN_DIR.match(old.name) and old.is_dir() and not old.is_symlink():
-                _remove_run(old)
     return ReportStats(
         photos=len(ordered),
         skipped=len(skipped),
@@ -171,8 +187,70 @@ def build_report(
         page_bytes=len(page.encode("utf-8")),
         thumbnail_bytes=sum(sizes),
         largest_thumbnail=max(sizes, default=0),
-        files_dir=files if run_dir else None,
+        files_dir=files if with_thumbs else None,
     )
+
+
+def check_output(out: str | os.PathLike[str]) -> Path:
+    """``out`` as a Path if :func:`build_report` may write the page there, else ReportError.
+
+    Refused: a name ending like a photo or a sidecar (``.jpg``, ``.xmp``, ...), a name that is not
+    valid for the file system or longer than :data:`MAX_NAME_BYTES` bytes, a missing folder, a
+    folder aescore cannot create files in, an existing file that is not a page aescore wrote (so
+    never a photo, a sidecar or a document), and a ``_files`` folder beside it that aescore did
+    not make. Nothing is written (a probe file in the folder is created and removed at once).
+    """
+    out = Path(out)
+    name = out.name
+    if not name or name in (".", ".."):
+        raise ReportError(f"{_display(str(out))}: give a file name for the report, e.g. cull.html")
+    if out.suffix.lower() in IMAGE_EXTENSIONS or out.suffix.lower() == ".xmp":
+        raise ReportError(f"{_display(str(out))}: is named like a photo or a sidecar; the report is a web page (e.g. cull.html)")
+    try:
+        encoded = os.fsencode(name)
+    except UnicodeEncodeError:
+        raise ReportError(f"{_display(str(out))}: not a valid file name on this system") from None
+    if b"\0" in encoded:
+        raise ReportError(f"{_display(str(out))}: the name contains a NUL byte")
+    if len(encoded) > MAX_NAME_BYTES:
+        raise ReportError(f"{_display(name[:40])}...: name too long for the report (at most {MAX_NAME_BYTES} bytes)")
+    if not out.parent.is_dir():
+        raise ReportError(f"{_display(str(out.parent))}: no such folder for the report; give a file name in an existing folder")
+    if os.path.lexists(out):
+        if out.is_dir() and not out.is_symlink():
+            raise ReportError(f"{_display(str(out))}: is a folder; give a file name in an existing folder")
+        if not _is_our_page(out):
+            raise ReportError(
+                f"{_display(str(out))}: exists and is not a contact sheet aescore wrote; "
+                "remove it or choose another name (aescore never overwrites other files)"
+            )
+    _check_files_dir(files_dir_for(out))
+    try:
+        fd, probe = tempfile.mkstemp(dir=out.parent, prefix=".aescore-probe-", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ReportError(f"{_display(str(out.parent))}: cannot write the report there ({err.strerror or err})") from None
+    return out
+
+
+def _is_our_page(path: Path) -> bool:
+    """Whether ``path`` is a regular file (not a link) that starts as every page aescore writes."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        with open(path, "rb") as fh:
+            head = fh.read(_PAGE_HEAD_BYTES)
+    except OSError:
+        return False
+    return head.startswith(_page_prefix())
+
+
+def _page_prefix() -> bytes:
+    """The text every page starts with: the template up to its first placeholder (the CSP hash)."""
+    template = resources.files("aescore.report").joinpath("page.html").read_text(encoding="utf-8")
+    return template[: template.index("{{")].encode("utf-8")
 
 
 def render_page(title: str, data: dict[str, Any]) -> str:
@@ -213,24 +291,78 @@ def _csp_hash(text: str) -> str:
 
 
 def _display(path: str) -> str:
-    from aescore.inference.output import display_path
-
     return display_path(str(path))
+
+
+def _check_files_dir(files: Path) -> None:
+    """ReportError unless ``files`` is absent or a folder aescore made (it holds our marker)."""
+    if files.is_symlink() or (files.exists() and not files.is_dir()):
+        raise ReportError(f"{_display(str(files))}: exists and is not a folder; remove it or choose another report name")
+    if files.is_dir() and not (files / MARKER).is_file():
+        raise ReportError(
+            f"{_display(str(files))}: folder exists but was not made by aescore (e.g. a browser's 'save page'); "
+            "remove it or choose another report name"
+        )
 
 
 def _claim_files_dir(files: Path) -> None:
     """Create the thumbnail folder with our marker, or check that an existing one is ours."""
-    if files.is_symlink() or (files.exists() and not files.is_dir()):
-        raise ReportError(f"{files}: exists and is not a folder; remove it or choose another report name")
+    _check_files_dir(files)
     if files.is_dir():
-        if not (files / MARKER).is_file():
-            raise ReportError(
-                f"{files}: folder exists but was not made by aescore (e.g. a browser's 'save page'); "
-                "remove it or choose another report name"
-            )
         return
-    files.mkdir()
-    atomic_write_text(files / MARKER, "Thumbnails of an aescore contact sheet; safe to delete with the page.\n")
+    # Made whole beside it, then renamed: another report never sees the folder without its marker.
+    tmp = Path(tempfile.mkdtemp(dir=files.parent, prefix=f".{files.name}.", suffix=".tmp"))
+    try:
+        atomic_write_text(tmp / MARKER, "Thumbnails of an aescore contact sheet; safe to delete with the page.\n")
+        if not files.exists():
+            os.rename(tmp, files)
+    except OSError:
+        if not files.is_dir():
+            raise
+    finally:
+        _remove_files_dir(tmp)  # a no-op after the rename
+    _check_files_dir(files)  # another report may have made it a moment ago
+
+
+@contextmanager
+def _locked(files: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``files``' marker while a run publishes its page (POSIX ``flock``;
+    where there is none, or no folder, runs are not serialised)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    try:
+        fh = open(files / MARKER, "rb")
+    except OSError:
+        yield  # no thumbnail folder: nothing another run could delete under us
+        return
+    with fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _remove_other_runs(files: Path, keep: Path | None) -> None:
+    """Delete every ``run-*`` folder in ``files`` but ``keep`` (older runs of this page)."""
+    if not (files.is_dir() and (files / MARKER).is_file()):
+        return
+    for old in files.iterdir():
+        if old != keep and _RUN_DIR.match(old.name) and old.is_dir() and not old.is_symlink():
+            _remove_run(old)
+
+
+def _remove_files_dir(files: Path) -> None:
+    """Remove a thumbnail folder this run created, if nothing but our marker (or nothing) is in it."""
+    try:
+        if set(p.name for p in files.iterdir()) <= {MARKER}:
+            (files / MARKER).unlink(missing_ok=True)
+            files.rmdir()
+    except OSError:
+        pass
 
 
 def _remove_run(run_dir: Path) -> None:
@@ -277,7 +409,7 @@ def _text(value: Any) -> str | None:
         return value.isoformat(sep=" ", timespec="seconds")
     if isinstance(value, float):
         return f"{value:.4g}"
-    return str(value)[:200]
+    return terminal_text(str(value)[:200])  # EXIF text: no control characters or bidi overrides
 
 
 def _region_map_json(region_map: Any) -> dict[str, Any] | None:
