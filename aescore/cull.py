@@ -186,26 +186,15 @@ def write_sidecars(
     sidecar (merged with what is there; atomic). Photos need ``stars`` (:func:`assign_stars`).
     Photos whose sidecar name another photo owns (``pair.jpg`` + ``pair.png`` -> ``pair.xmp``) get
     an outcome with ``error`` naming the owner, and nothing is written for them."""
-    from aescore.inference.xmp import SidecarError, check_sidecar_collisions, write_rating_sidecar
+    from aescore.inference.xmp import RatingToWrite, write_rating_sidecars
 
     if any(p.stars is None for p in photos):
         raise ValueError("write_sidecars needs stars: call assign_stars first")
-    collisions = check_sidecar_collisions([p.path for p in photos], style)  # type: ignore[arg-type]
-    out = []
-    for photo, collision in zip(photos, collisions):
-        if collision is not None:
-            out.append(SidecarOutcome(photo, None, str(collision)))
-            continue
-        try:
-            change = write_rating_sidecar(
-                photo.path, photo.stars, photo.score, style=style,  # type: ignore[arg-type]
-                overwrite_rating=overwrite_rating, dry_run=dry_run, model=model_tag,
-            )
-        except (SidecarError, OSError) as exc:
-            out.append(SidecarOutcome(photo, None, str(exc)))
-            continue
-        out.append(SidecarOutcome(photo, change))
-    return out
+    results = write_rating_sidecars(
+        [RatingToWrite(p.path, p.stars, p.score, overwrite_rating) for p in photos],  # type: ignore[arg-type]
+        style=style, dry_run=dry_run, model=model_tag,  # type: ignore[arg-type]
+    )
+    return [SidecarOutcome(photo, change, error) for photo, (change, error) in zip(photos, results)]
 
 
 def copy_photos(photos: Sequence[Photo], dest: str | os.PathLike[str], link: bool = False, dry_run: bool = False) -> Any:

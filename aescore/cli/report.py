@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from aescore.cli.main import app
+from aescore.termtext import say
 
 if TYPE_CHECKING:
     from aescore.report import DecisionOutcome
@@ -58,7 +58,9 @@ def apply_cmd(
     """Write the ratings decided in a contact sheet into the photos' XMP sidecars as xmp:Rating.
 
     Same merge, naming and atomic-write rules as --write-xmp; a rating already in a sidecar is
-    replaced (except by a pick). Photos are never modified. Exit status 3 if some entries or
+    replaced (except by a pick). Only image files get a sidecar; one shared by photos that differ
+    only in extension is written for one of them, as with --write-xmp; a sidecar linked out of
+    the photo's folder is refused. Photos are never modified. Exit status 3 if some entries or
     sidecars were left out (each reported on stderr).
     """
     from aescore.inference.output import display_path
@@ -66,21 +68,21 @@ def apply_cmd(
 
     loaded = load_decisions(decisions)
     for problem in loaded.problems:
-        print(f"aescore: skipped: {problem}", file=sys.stderr)
+        say(f"aescore: skipped: {problem}")
     outcomes = apply_decisions(loaded.decisions, style=xmp_style.value, dry_run=dry_run, model=loaded.model)
     refused = 0
     written = 0
     for outcome in outcomes:
         if outcome.error is not None:
             refused += 1
-            print(f"aescore: skipped: sidecar for {display_path(outcome.decision.path)}: {outcome.error}", file=sys.stderr)
+            say(f"aescore: skipped: sidecar for {display_path(outcome.decision.path)}: {outcome.error}")
             continue
         assert outcome.change is not None
         written += outcome.change.changed
         if dry_run:
-            print(f"aescore: {_describe_dry_run(outcome)}", file=sys.stderr)
+            say(f"aescore: {_describe_dry_run(outcome)}")
     if not dry_run:
         unchanged = len(outcomes) - written - refused
-        print(f"aescore: {written} sidecar(s) written, {unchanged} already up to date", file=sys.stderr)
+        say(f"aescore: {written} sidecar(s) written, {unchanged} already up to date")
     if loaded.problems or refused:
         raise typer.Exit(3)

@@ -8,12 +8,15 @@ comments, whitespace, the ``<?xpacket?>`` wrapper and the order of attributes (n
 declarations move first) — without touching ElementTree's process-global prefix registry. The photo itself is never opened.
 
 Only a regular file of at most :data:`MAX_SIDECAR_BYTES` is read as a sidecar (a FIFO would block,
-``/dev/zero`` would never end). On output, TAB, LF and CR in attribute values and CR in text are
-written as character references, so every value an XML reader saw before reads the same after.
+``/dev/zero`` would never end), and a sidecar that is a symlink is followed only to a file in the
+photo's own folder, never written through to a file elsewhere. On output, TAB, LF and CR in
+attribute values and CR in text are written as character references, so every value an XML
+reader saw before reads the same after.
 
 Lightroom-style names are shared by photos that differ only in their extension (``pair.jpg`` and
 ``pair.png`` both use ``pair.xmp``); :func:`check_sidecar_collisions` decides, the same way on every
-run, which photo such a sidecar is written for.
+run, which photo such a sidecar is written for; :func:`write_rating_sidecars` applies that rule
+to a batch (``--write-xmp`` and ``aescore apply`` both write through it).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -36,13 +39,16 @@ __all__ = [
     "XMP_NS",
     "MAX_SIDECAR_BYTES",
     "RDF_NS",
+    "RatingToWrite",
     "SidecarChange",
     "SidecarCollision",
     "SidecarError",
     "XmpStyle",
     "check_sidecar_collisions",
+    "read_regular_file",
     "sidecar_path",
     "write_rating_sidecar",
+    "write_rating_sidecars",
 ]
 
 XmpStyle = Literal["lightroom", "darktable"]
@@ -236,33 +242,56 @@ def _parse_sidecar(path: Path, data: bytes) -> minidom.Document:
         )
     except defusedxml.DefusedXmlException as err:
         raise SidecarError(
-            f"{path}: refusing to modify an XMP sidecar that declares a DTD or entities ({type(err).__name__})"
+            f"{_shown(path)}: refusing to modify an XMP sidecar that declares a DTD or entities ({type(err).__name__})"
         ) from err
     except (ExpatError, ValueError, UnicodeError) as err:
-        raise SidecarError(f"{path}: not a well-formed XMP sidecar ({err}); left unchanged") from err
+        raise SidecarError(f"{_shown(path)}: not a well-formed XMP sidecar ({err}); left unchanged") from err
     if not doc.getElementsByTagNameNS(RDF_NS, "RDF"):
-        raise SidecarError(f"{path}: no rdf:RDF element, not an XMP packet; left unchanged")
+        raise SidecarError(f"{_shown(path)}: no rdf:RDF element, not an XMP packet; left unchanged")
     return doc
+
+
+def _shown(path: str | os.PathLike[str]) -> str:
+    """``path`` for a one-line message (:func:`aescore.inference.output.display_path`)."""
+    from aescore.inference.output import display_path
+
+    return display_path(os.fspath(path))
+
+
+def read_regular_file(path: str | os.PathLike[str], limit: int) -> bytes | None:
+    """The first ``limit + 1`` bytes of ``path`` if it is a regular file, else None; never blocks.
+
+    The type is checked with ``os.stat`` before opening (opening a FIFO waits for a writer, a
+    device may never end) and again on the open file, which is opened ``O_NONBLOCK`` in case the
+    path was swapped for a FIFO meanwhile. A caller tells "too large" by ``len(data) > limit``.
+    OSError (missing, unreadable) is the caller's to report.
+    """
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        return None
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            return None
+        return fh.read(limit + 1)
 
 
 def _read_sidecar(path: Path, real: Path) -> bytes:
     """The bytes of the existing sidecar ``real`` (``path`` as named, for messages).
 
-    SidecarError for anything but a regular file (FIFO, device, folder, socket) and for files
-    over :data:`MAX_SIDECAR_BYTES`; the type is checked before opening and again on the open file.
+    SidecarError for anything but a regular file (FIFO, device, folder, socket), for a symlink to
+    a file outside the photo's folder (the folder ``path`` is in) and for files over
+    :data:`MAX_SIDECAR_BYTES`; nothing is opened before the checks (:func:`read_regular_file`).
     """
     def refuse(what: str) -> SidecarError:
-        return SidecarError(f"{path}: {what}; left unchanged")
+        return SidecarError(f"{_shown(path)}: {what}; left unchanged")
 
-    st = os.stat(real)
-    if not stat.S_ISREG(st.st_mode):
+    if not stat.S_ISREG(os.stat(real).st_mode):
         raise refuse("not a regular file")
-    # O_NONBLOCK: if the path was swapped for a FIFO meanwhile, open() must not wait for a writer.
-    fd = os.open(real, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            raise refuse("not a regular file")
-        data = fh.read(MAX_SIDECAR_BYTES + 1)
+    if real.parent != Path(os.path.realpath(path.parent)):
+        raise refuse(f"a link to {_shown(real)}, outside the photo's folder")
+    data = read_regular_file(real, MAX_SIDECAR_BYTES)
+    if data is None:
+        raise refuse("not a regular file")
     if len(data) > MAX_SIDECAR_BYTES:
         raise refuse(f"larger than {MAX_SIDECAR_BYTES >> 20} MB, not an XMP sidecar")
     return data
@@ -329,10 +358,12 @@ def write_rating_sidecar(
     our namespace :data:`AESCORE_NS`. Nothing is written when nothing changes.
 
     Writes are atomic (temporary file in the same folder, then ``os.replace``); a sidecar that is a
-    symlink is written through to its target. ``dry_run`` writes nothing and reports what would
-    happen. Raises SidecarError (file left untouched) for a sidecar that is not a regular file or
-    is larger than :data:`MAX_SIDECAR_BYTES`, declares a DTD or entities, is malformed XML, or is
-    XML without ``rdf:RDF``; ValueError for stars outside -1..5 or a NaN score.
+    symlink to a file in the photo's own folder is written through to its target. ``dry_run``
+    writes nothing and reports what would happen. Raises SidecarError (file left untouched) for a
+    sidecar that is not a regular file, is a symlink to a file outside the photo's folder, is
+    larger than :data:`MAX_SIDECAR_BYTES`, declares a DTD or entities, is malformed XML, or is
+    XML without ``rdf:RDF``; ValueError for stars outside -1..5 or a NaN score. A batch should go
+    through :func:`write_rating_sidecars`, which also keeps shared sidecar names apart.
     """
     if not (-1 <= int(stars) <= 5) or int(stars) != stars:
         raise ValueError(f"xmp:Rating must be an integer from -1 to 5, got {stars}")
@@ -484,3 +515,49 @@ def check_sidecar_collisions(
         if owner != photo:
             result[i] = SidecarCollision(photo, sidecar_path(photo, style), owner)
     return result
+
+
+# --------------------------------------------------------------------------- batches
+
+
+@dataclass(frozen=True)
+class RatingToWrite:
+    """One photo's entry in :func:`write_rating_sidecars` (the arguments of :func:`write_rating_sidecar`)."""
+
+    photo: str | os.PathLike[str]
+    stars: int
+    score: float
+    overwrite_rating: bool = False
+
+
+def write_rating_sidecars(
+    items: Iterable[RatingToWrite],
+    style: XmpStyle = "lightroom",
+    dry_run: bool = False,
+    model: str | None = None,
+) -> list[tuple[SidecarChange | None, str | None]]:
+    """Write each item's sidecar with :func:`write_rating_sidecar`; one ``(change, None)`` or
+    ``(None, why nothing was written)`` per item, in order.
+
+    A photo whose sidecar name belongs to another photo (:func:`check_sidecar_collisions`) gets the
+    collision as its reason, and nothing is written for it; a sidecar aescore refuses to change
+    (SidecarError) or cannot write (OSError) gets the error's one-line message. The others are
+    still written. This is the rule of ``--write-xmp`` and ``aescore apply`` alike.
+    """
+    items = list(items)
+    collisions = check_sidecar_collisions([item.photo for item in items], style)
+    out: list[tuple[SidecarChange | None, str | None]] = []
+    for item, collision in zip(items, collisions):
+        if collision is not None:
+            out.append((None, str(collision)))
+            continue
+        try:
+            change = write_rating_sidecar(
+                item.photo, item.stars, item.score, style=style,
+                overwrite_rating=item.overwrite_rating, dry_run=dry_run, model=model,
+            )
+        except (SidecarError, OSError) as err:
+            out.append((None, str(err)))
+            continue
+        out.append((change, None))
+    return out

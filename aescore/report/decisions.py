@@ -11,12 +11,16 @@ this one") carries the suggested stars (at least 1) and ``"pick": true``; it is 
 replacing a rating the sidecar already has (your earlier rating of a photo you keep stands), while
 a star key or a reject replaces it. ``score`` is recorded as ``aescore:Score``, as ``--write-xmp``
 does. Everything else in a sidecar is kept (see :func:`aescore.inference.xmp.write_rating_sidecar`).
+
+Sidecars are written only for image files aescore scores, by the rules of ``--write-xmp``
+(:func:`aescore.inference.xmp.write_rating_sidecars`): a sidecar name shared by several photos
+(``pair.jpg`` + ``pair.png`` -> ``pair.xmp``) is written for one of them only, and a sidecar that is
+a symlink to a file outside the photo's folder is refused.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import stat
 from collections.abc import Iterable
@@ -25,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from aescore.errors import UsageError
-from aescore.inference.xmp import SidecarChange, SidecarError, XmpStyle, write_rating_sidecar
+from aescore.inference.discover import is_image_name
+from aescore.inference.xmp import RatingToWrite, SidecarChange, XmpStyle, read_regular_file, write_rating_sidecars
 
 __all__ = [
     "DECISIONS_FORMAT",
@@ -82,9 +87,10 @@ def load_decisions(path: str | os.PathLike[str]) -> DecisionsFile:
 
     The file must be a regular file of at most :data:`MAX_DECISIONS_BYTES` holding the format
     above (else DecisionsError). Each entry needs ``path`` (a string; relative paths are taken
-    from the current folder), ``rating`` (integer -1..5), ``score`` (a finite number) and
-    optionally ``pick`` (true/false); its photo must exist as a regular file. A bad entry is left
-    out with one line in ``problems``; a photo decided twice keeps its first decision.
+    from the current folder), ``rating`` (integer -1..5), ``score`` (a number from 0 to 1) and
+    optionally ``pick`` (true/false); its photo must be an image file aescore scores (by its
+    extension, as photo discovery decides) and exist as a regular file. A bad entry is left out
+    with one line in ``problems``; a photo decided twice keeps its first decision.
     """
     data = _read_capped(Path(path))
     try:
@@ -128,53 +134,68 @@ def apply_decisions(
 ) -> list[DecisionOutcome]:
     """Write each decision's rating (and score, and ``model`` as ``aescore:Model``) into its sidecar.
 
-    Same naming, merge and atomic-write rules as ``--write-xmp``
-    (:func:`~aescore.inference.xmp.write_rating_sidecar`); a rating already in the sidecar is
+    Same naming, merge, shared-name and atomic-write rules as ``--write-xmp``
+    (:func:`~aescore.inference.xmp.write_rating_sidecars`); a rating already in the sidecar is
     replaced, except by a pick. ``dry_run`` writes nothing. A sidecar aescore refuses to change
-    (malformed, declaring entities) or cannot write is reported in the outcome's ``error``; the
-    others are still applied. Photos are never opened.
+    (malformed, declaring entities, a link out of the photo's folder, shared with another photo)
+    or cannot write is reported in the outcome's ``error``; the others are still applied. Photos
+    are never opened.
     """
-    outcomes = []
-    for d in decisions:
-        try:
-            change = write_rating_sidecar(
-                d.path, d.rating, d.score, style=style, overwrite_rating=not d.pick, dry_run=dry_run, model=model
-            )
-        except (SidecarError, OSError) as err:
-            outcomes.append(DecisionOutcome(d, None, str(err)))
-            continue
-        outcomes.append(DecisionOutcome(d, change))
-    return outcomes
+    decisions = list(decisions)
+    results = write_rating_sidecars(
+        [RatingToWrite(d.path, d.rating, d.score, overwrite_rating=not d.pick) for d in decisions],
+        style=style, dry_run=dry_run, model=model,
+    )
+    return [DecisionOutcome(d, change, error) for d, (change, error) in zip(decisions, results)]
 
 
 # --------------------------------------------------------------------------- helpers
 
 
 def _read_capped(path: Path) -> bytes:
-    """The bytes of ``path``, a regular file of at most MAX_DECISIONS_BYTES (else DecisionsError)."""
+    """The bytes of ``path``, a regular file of at most MAX_DECISIONS_BYTES (else DecisionsError).
+
+    A FIFO, device or folder is refused before it is opened (opening a FIFO would wait forever).
+    """
     try:
-        with open(path, "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                raise DecisionsError(f"{path}: not a regular file")
-            data = fh.read(MAX_DECISIONS_BYTES + 1)
+        data = read_regular_file(path, MAX_DECISIONS_BYTES)
     except OSError as err:
-        raise DecisionsError(f"{path}: cannot read the decisions file ({err.strerror or err})") from None
+        raise DecisionsError(f"{_display(path)}: cannot read the decisions file ({err.strerror or err})") from None
+    if data is None:
+        raise DecisionsError(f"{_display(path)}: not a regular file")
     if len(data) > MAX_DECISIONS_BYTES:
-        raise DecisionsError(f"{path}: larger than {MAX_DECISIONS_BYTES >> 20} MiB; not a decisions file")
+        raise DecisionsError(f"{_display(path)}: larger than {MAX_DECISIONS_BYTES >> 20} MiB; not a decisions file")
     return data
+
+
+def _display(path: str | os.PathLike[str]) -> str:
+    """``path`` for a one-line message (:func:`aescore.inference.output.display_path`)."""
+    from aescore.inference.output import display_path
+
+    return display_path(os.fspath(path))
 
 
 def _shown(entry: Any) -> str:
     """`` (NAME)`` for a problem line when the entry has a usable path, else nothing."""
     if isinstance(entry, dict) and isinstance(entry.get("path"), str):
-        from aescore.inference.output import display_path
-
-        return f" ({display_path(entry['path'])})"
+        return f" ({_display(entry['path'])})"
     return ""
 
 
 def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _probability(x: Any) -> float | None:
+    """``x`` as a float if it is a JSON number from 0 to 1, else None (also for NaN, infinities
+    and integers too large for a float)."""
+    if not (_is_int(x) or isinstance(x, float)):
+        return None
+    try:
+        value = float(x)
+    except OverflowError:
+        return None
+    return value if 0.0 <= value <= 1.0 else None
 
 
 def _check_entry(entry: Any) -> tuple[Decision | None, str | None]:
@@ -186,12 +207,15 @@ def _check_entry(entry: Any) -> tuple[Decision | None, str | None]:
         return None, "\"path\" must be a non-empty string"
     if not _is_int(rating) or not -1 <= rating <= 5:
         return None, f"\"rating\" must be an integer from -1 to 5, got {json.dumps(rating)[:40]}"
-    if not (_is_int(score) or isinstance(score, float)) or not math.isfinite(score):
-        return None, f"\"score\" must be a finite number, got {json.dumps(score)[:40]}"
+    value = _probability(score)
+    if value is None:
+        return None, f"\"score\" must be a finite number from 0 to 1, got {json.dumps(score)[:40]}"
     if not isinstance(pick, bool):
         return None, "\"pick\" must be true or false"
     if Path(path).suffix.lower() == ".xmp":
         return None, "is a sidecar, not a photo"
+    if not is_image_name(os.path.basename(path)):
+        return None, "not a photo aescore scores (no image file extension); no sidecar written for it"
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -200,4 +224,4 @@ def _check_entry(entry: Any) -> tuple[Decision | None, str | None]:
         return None, f"cannot read it ({err.strerror or err})"
     if not stat.S_ISREG(st.st_mode):
         return None, "not a regular file"
-    return Decision(path=path, rating=int(rating), score=float(score), pick=pick), None
+    return Decision(path=path, rating=int(rating), score=value, pick=pick), None
