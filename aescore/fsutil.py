@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "default_file_mode", "file_sha256"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "default_file_mode", "file_sha256", "read_regular_file"]
 
 
 def _umask() -> int:
@@ -101,3 +102,20 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_regular_file(path: str | os.PathLike[str], limit: int) -> bytes | None:
+    """The first ``limit + 1`` bytes of ``path`` if it is a regular file, else None; never blocks.
+
+    The type is checked with ``os.stat`` before opening (opening a FIFO waits for a writer, a
+    device may never end) and again on the open file, which is opened ``O_NONBLOCK`` in case the
+    path was swapped for a FIFO meanwhile. A caller tells "too large" by ``len(data) > limit``.
+    OSError (missing, unreadable) is the caller's to report.
+    """
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        return None
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            return None
+        return fh.read(limit + 1)

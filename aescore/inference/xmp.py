@@ -32,7 +32,7 @@ from xml.dom import minidom
 
 from aescore import __version__
 from aescore.errors import AescoreError, UsageError
-from aescore.fsutil import atomic_write_bytes
+from aescore.fsutil import atomic_write_bytes, read_regular_file
 
 __all__ = [
     "AESCORE_NS",
@@ -45,7 +45,6 @@ __all__ = [
     "SidecarError",
     "XmpStyle",
     "check_sidecar_collisions",
-    "read_regular_file",
     "sidecar_path",
     "write_rating_sidecar",
     "write_rating_sidecars",
@@ -256,23 +255,6 @@ def _shown(path: str | os.PathLike[str]) -> str:
     from aescore.inference.output import display_path
 
     return display_path(os.fspath(path))
-
-
-def read_regular_file(path: str | os.PathLike[str], limit: int) -> bytes | None:
-    """The first ``limit + 1`` bytes of ``path`` if it is a regular file, else None; never blocks.
-
-    The type is checked with ``os.stat`` before opening (opening a FIFO waits for a writer, a
-    device may never end) and again on the open file, which is opened ``O_NONBLOCK`` in case the
-    path was swapped for a FIFO meanwhile. A caller tells "too large" by ``len(data) > limit``.
-    OSError (missing, unreadable) is the caller's to report.
-    """
-    if not stat.S_ISREG(os.stat(path).st_mode):
-        return None
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            return None
-        return fh.read(limit + 1)
 
 
 def _read_sidecar(path: Path, real: Path) -> bytes:

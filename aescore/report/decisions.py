@@ -29,8 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from aescore.errors import UsageError
+from aescore.fsutil import read_regular_file
 from aescore.inference.discover import is_image_name
-from aescore.inference.xmp import RatingToWrite, SidecarChange, XmpStyle, read_regular_file, write_rating_sidecars
+from aescore.inference.xmp import (
+    RatingToWrite,
+    SidecarChange,
+    XmpStyle,
+    write_rating_sidecars,
+)
 
 __all__ = [
     "DECISIONS_FORMAT",
