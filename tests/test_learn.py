@@ -214,7 +214,7 @@ def test_random_rater_is_not_better_and_not_made_default(world: dict[str, Any], 
     assert "NOT better" in r.out and "not made the default" in r.out
     assert resolve_model(None).stem == "tiny"
     assert resolve_model("coin").stem == "coin"  # saved all the same
-    forced = cli("learn", lib, "--ratings", table, "--name", "coin", "--device", "cpu", "--set-default", "--force")
+    forced = cli("learn", lib, "--ratings", table, "--name", "coin", "--device", "cpu", "--set-default", "--force", "--replace")
     assert forced.code == 0 and "warning: --force" in forced.err
     assert resolve_model(None).stem == "coin"
     # With a personal default, learning again builds on its generic base, never on a personal model.

@@ -16,7 +16,7 @@ _HELP = """Learn your taste: a personal model from the star ratings and rejects 
 
 Ratings are read (never written) from XMP sidecars (IMG_1.xmp and IMG_1.JPG.xmp), XMP embedded in the photos, a Lightroom Classic catalog (--catalog), a digiKam database (--digikam-db) or a CSV file (--ratings). Unrated photos are left out. The base model's embeddings come from the score cache when `aescore rank` already saw the photos.
 
-The personal model is evaluated against the generic model on held-out shoots (capture date, else folder) and always saved under $XDG_DATA_HOME/aescore/models/ (use it as `aescore rank --model NAME`). --set-default makes it the default only when it beats the generic model.
+The personal model is evaluated against the generic model on held-out shoots (capture date, else folder) and always saved under $XDG_DATA_HOME/aescore/models/ (use it as `aescore rank --model NAME`); an existing personal model of that name is replaced only with --replace. --set-default makes it the default only when it beats the generic model.
 
 stdout: the result (text, or one JSON object with --json); stderr: progress, the ratings summary and warnings. Exit status: 0 done; 3 done, but some rated photos were missing or unreadable; 2 usage error; 1 too few ratings or another error.
 """
@@ -39,6 +39,7 @@ def learn_cmd(
     no_generic: Annotated[bool, typer.Option("--no-generic", help="Do not give the head the generic score as an input (embeddings only).")] = False,
     set_default: Annotated[bool, typer.Option("--set-default", help="Make the personal model the default for score/rank, if it beats the generic model on held-out shoots.")] = False,
     force: Annotated[bool, typer.Option("--force", help="With --set-default: make it the default even if it does not beat the generic model.")] = False,
+    replace: Annotated[bool, typer.Option("--replace", help="Overwrite an existing personal model of this name (refused without it); a warning says so when it is the default model.")] = False,
     fine_tune: Annotated[bool, typer.Option("--fine-tune", help="Also fine-tune the backbone on a GPU (held out: one fold of shoots; the saved model is trained on the others).")] = False,
     fine_tune_steps: Annotated[Optional[int], typer.Option("--fine-tune-steps", help="Training steps of --fine-tune (default: 4 passes over the photos, 100-2000).")] = None,
     folds: Annotated[int, typer.Option("--folds", help="Held-out folds (whole shoots each).")] = 5,
@@ -80,17 +81,17 @@ def learn_cmd(
             paths or [], name, model=model, ratings_csv=ratings, catalog=catalog, digikam_db=digikam_db,
             read_xmp=not no_xmp, include_aescore=include_aescore, use_generic=not no_generic,
             use_cache=not no_cache, device=device, folds=folds, min_rated=min_ratings,
-            fine_tune=fine_tune, fine_tune_config=config,
+            fine_tune=fine_tune, fine_tune_config=config, replace=replace,
             progress=err.progress_factory(), on_skip=err.skipped,
             on_ratings=lambda report: _print_ratings(report, err), warn=lambda m: err.line(f"aescore: warning: {m}"),
         )
     finally:
         err.stop()
-    made_default = False
+    made_default = result.replaced_default  # still the default: now the new model (learn warned)
     if set_default:
         if not result.held_out.beats_generic and force:
             err.line("aescore: warning: --force: making a personal model the default although it does not beat the generic model on held-out shoots")
-        made_default = make_default(result, force=force)
+        made_default = make_default(result, force=force) or made_default
     _print_result(result, as_json, set_default, made_default)
     if result.skipped or result.ratings.missing or result.ratings.unreadable:
         raise typer.Exit(3)
@@ -125,6 +126,8 @@ def _fmt(iv: Any, signed: bool = False) -> str:
 
 
 def _print_result(result: Any, as_json: bool, set_default: bool, made_default: bool) -> None:
+    from aescore.inference.output import display_path
+
     h = result.held_out
     weights = result.path.with_suffix(".safetensors")
     if as_json:
@@ -147,7 +150,7 @@ def _print_result(result: Any, as_json: bool, set_default: bool, made_default: b
     size_mb = weights.stat().st_size / 1e6 if weights.exists() else 0.0
     gain = h.accuracy_gain
     lines = [
-        f"personal model {result.name!r} saved: {weights} ({size_mb:.1f} MB; use --model {result.name})",
+        f"personal model {result.name!r} saved: {display_path(str(weights))} ({size_mb:.1f} MB; use --model {display_path(result.name)})",
         f"learned from {result.photos} rated photos; held out: {h.folds} folds by {h.split}, {h.shoots} shoot(s), {h.pairs} pairs with different ratings",
         f"  pairwise accuracy  personal {_fmt(h.personal_accuracy)}",
         f"                     generic  {_fmt(h.generic_accuracy)}",

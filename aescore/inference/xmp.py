@@ -47,6 +47,7 @@ __all__ = [
     "check_sidecar_collisions",
     "sidecar_path",
     "write_rating_sidecar",
+    "whole_rating",
     "write_rating_sidecars",
 ]
 
@@ -220,13 +221,28 @@ def _set_property(
     return True
 
 
-def _parse_rating(text: str) -> int | None:
-    """An ``xmp:Rating`` value as an int (XMP allows reals such as ``3.0``), or None if unusable."""
-    try:
-        value = float(text)
-    except ValueError:
+def whole_rating(value: object) -> int | None:
+    """A rating value as an int when it is a whole, finite number, else None: the one rule for
+    every rating aescore reads (XMP sidecars, embedded XMP, Lightroom, digiKam, CSV).
+
+    exiftool and Lightroom read ``xmp:Rating`` as an integer; a value such as ``3.7`` or ``-1.5``
+    is not a rating rounded one way or the other but no rating at all, like any other malformed
+    value. Reals with nothing after the point (``3.0``, as some tools write them) are whole.
+    Accepts ints, floats, and text or bytes such as ``"4"``, ``" -1 "`` or ``"3.0"``; None for
+    fractions, infinities and NaN (``1e999``, ``"inf"``), text that is not a number, NULL and any
+    other type. The range (-1..5, 0..5) is the caller's.
+    """
+    if isinstance(value, bool) or value is None:
         return None
-    return int(value) if math.isfinite(value) else None
+    if isinstance(value, int):
+        return value
+    if not isinstance(value, (float, str, bytes)):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return int(number) if math.isfinite(number) and number.is_integer() else None
 
 
 def _parse_sidecar(path: Path, data: bytes) -> minidom.Document:
@@ -377,7 +393,7 @@ def write_rating_sidecar(
         rdf.appendChild(target)
         descs = [target]
 
-    old_rating = _parse_rating(rating.value) if rating is not None else None
+    old_rating = whole_rating(rating.value) if rating is not None else None
     kept = False
     changed = False
     if rating is None:

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from aescore.errors import AescoreError, DataError, UsageError
+from aescore.errors import AescoreError, DataError, UsageError, WeightsError
 
-__all__ = ["LearnResult", "NotEnoughRatings", "learn", "make_default", "MIN_RATED", "validate_name"]
+__all__ = ["LearnResult", "NotEnoughRatings", "check_replace", "learn", "make_default", "MIN_RATED", "validate_name"]
 
 #: Fewest rated photos (with at least two distinct ratings) learn accepts.
 MIN_RATED = 50
@@ -53,6 +53,7 @@ class LearnResult:
     photos: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     baseline: Any = None  # with fine-tuning: the embedding head's cross-validated HeldOut
+    replaced_default: bool = False  # it replaced the configured default model of its name (replace=True)
 
     @property
     def name(self) -> str:
@@ -71,6 +72,38 @@ def validate_name(name: str) -> None:
     for card_path, _card in list_available():
         if card_path.stem == name and card_path.parent.resolve() != mine:
             raise UsageError(f"model name {name!r} is taken by {card_path}; choose another name")
+
+
+def _is_configured_default(card_path: Path) -> bool:
+    """Whether the user chose the model of ``card_path`` as the default (``models --set-default``,
+    ``learn --set-default``); False when no default is configured or it cannot be resolved."""
+    from aescore.weights import configured_default, default_weights_path
+
+    try:
+        if configured_default() is None:
+            return False
+        return default_weights_path().with_suffix(".json").resolve() == card_path.resolve()
+    except (WeightsError, OSError):
+        return False
+
+
+def check_replace(name: str, replace: bool) -> bool:
+    """Whether learning ``name`` replaces the configured default model. UsageError when a personal
+    model of that name exists and ``replace`` is False: none is ever overwritten silently."""
+    from aescore.inference.output import display_path
+    from aescore.weights import user_models_dir
+
+    card_path = user_models_dir() / f"{name}.json"
+    if not any(os.path.lexists(card_path.with_suffix(ext)) for ext in (".json", ".safetensors")):
+        return False
+    is_default = _is_configured_default(card_path)
+    if not replace:
+        raise UsageError(
+            f"personal model {name!r} already exists ({display_path(str(card_path))})"
+            + (" and is the default model" if is_default else "")
+            + "; choose another name, or replace it (--replace)"
+        )
+    return is_default
 
 
 def _check_enough(ratings: Sequence[int], minimum: int, where: str) -> None:
@@ -100,6 +133,7 @@ def learn(
     seed: int = 0,
     fine_tune: bool = False,
     fine_tune_config: Any = None,
+    replace: bool = False,
     progress: Callable[[int, int], Callable[[int], None] | None] | None = None,
     on_skip: Callable[[str, str], None] | None = None,
     on_ratings: Callable[[Any], None] | None = None,
@@ -130,6 +164,7 @@ def learn(
     from aescore.ratings import collect_ratings
 
     validate_name(name)
+    replaces_default = check_replace(name, replace)
     model = _base_model(model)  # before the slow part
     if folds < 2:
         raise UsageError("folds must be at least 2")
@@ -191,8 +226,13 @@ def learn(
                                    device=device, config=fine_tune_config, seed=seed, folds=folds)
         seconds["fine_tune"] = time.perf_counter() - t4
     path, card = _save(name, net, base_card, base_path, head, report, result, use_generic, len(r), extra, baseline)
+    if replaces_default and warn is not None:
+        warn(
+            f"the default model {name!r} was replaced by the new one: score and rank now use it"
+            + ("" if result.beats_generic else ", although it does not beat the generic model on held-out shoots")
+        )
     seconds["total"] = time.perf_counter() - t0
-    return LearnResult(report, problems + emb.skipped, result, path, card, len(r), seconds, baseline)
+    return LearnResult(report, problems + emb.skipped, result, path, card, len(r), seconds, baseline, replaces_default)
 
 
 def _base_model(model: Any) -> Any:

@@ -134,6 +134,15 @@ def _xmp_rating(photo: str, index: _FolderIndex, include_aescore: bool, report: 
     return Rating(photo, found.rating, RatingSource.EMBEDDED)
 
 
+def _real(path: str) -> str:
+    """``os.path.realpath(path)``, or ``path`` itself when no file can have that name (a NUL
+    byte in a catalog or CSV entry): it then matches no photo and counts as missing."""
+    try:
+        return os.path.realpath(path)
+    except ValueError:
+        return path
+
+
 def collect_ratings(
     photos: Sequence[str],
     *,
@@ -164,7 +173,7 @@ def collect_ratings(
     by_real: dict[str, tuple[str, int, RatingSource]] = {}
     for source, rows in external:
         for path, rating in rows:
-            by_real.setdefault(os.path.realpath(path), (path, rating, source))
+            by_real.setdefault(_real(path), (path, rating, source))
 
     if not photos:
         import stat
@@ -172,7 +181,7 @@ def collect_ratings(
         for real, (path, rating, source) in by_real.items():
             try:
                 ok = stat.S_ISREG(os.stat(real).st_mode)
-            except OSError:
+            except (OSError, ValueError):  # ValueError: a NUL byte, no file has such a name
                 ok = False
             if ok:
                 report.ratings.append(Rating(path, rating, source))
@@ -182,7 +191,7 @@ def collect_ratings(
 
     index = _FolderIndex()
     for photo in photos:
-        hit = by_real.get(os.path.realpath(photo)) if by_real else None
+        hit = by_real.get(_real(photo)) if by_real else None
         if hit is not None:
             report.ratings.append(Rating(photo, hit[1], hit[2]))
             continue

@@ -4,8 +4,8 @@ Parsing is defusedxml's ElementTree with DTDs, entities and external references 
 parser: about 7x faster than the minidom that :mod:`aescore.inference.xmp` needs for editing in
 place, which matters when a library has tens of thousands of sidecars). A property is found as
 an attribute or a child element of any ``rdf:Description``, as the writer looks for it, and its
-value is read with the writer's own rule (:func:`aescore.inference.xmp._parse_rating`), so reader
-and writer agree. Nothing here writes a file.
+value must be a whole number (:func:`aescore.ratings.values.whole_rating`, the rule every rating
+source shares). Nothing here writes a file.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aescore.inference.xmp import AESCORE_NS, RDF_NS, XMP_NS, _parse_rating
+from aescore import fsutil
+from aescore.inference.xmp import AESCORE_NS, RDF_NS, XMP_NS, whole_rating
 
 #: Largest XMP packet read (sidecars are a few KB; Lightroom's with develop history rarely 1 MB).
 MAX_PACKET_BYTES = 8 * 1024 * 1024
@@ -39,8 +40,9 @@ def parse_packet(data: bytes) -> XmpRating:
 
     XMP's own convention applies: ``-1`` = rejected, ``1..5`` stars, ``0`` = *unrated* (Lightroom
     and darktable write 0 for a photo without stars), so 0 comes back as None. Values outside
-    -1..5 or not numbers are None too. Raises :class:`XmpReadError` for a DTD/entity declaration,
-    malformed XML, or a document without ``rdf:RDF``.
+    -1..5 or not whole numbers (``3.7``, ``-1.5``, ``inf``, text) are None too: exiftool and
+    Lightroom read the rating as an integer. Raises :class:`XmpReadError` for a DTD/entity
+    declaration, malformed XML, or a document without ``rdf:RDF``.
     """
     import defusedxml
     import defusedxml.ElementTree as ET
@@ -59,7 +61,7 @@ def parse_packet(data: bytes) -> XmpRating:
         raise XmpReadError("no rdf:RDF element, not an XMP packet")
     descs = [d for rdf in rdfs for d in rdf.findall(f"{{{RDF_NS}}}Description")]
     text = _property(descs, XMP_NS, "Rating")
-    rating = _parse_rating(text) if text is not None else None
+    rating = whole_rating(text)
     if rating is not None and (rating == 0 or not -1 <= rating <= 5):
         rating = None
     by_aescore = any(_property(descs, AESCORE_NS, local) is not None for local in ("Score", "Model"))
@@ -79,21 +81,14 @@ def _property(descs: list[Any], uri: str, local: str) -> str | None:
 
 
 def read_regular_file(path: str | os.PathLike[str], limit: int) -> bytes:
-    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes; OSError otherwise.
-
-    Opened first and checked with ``fstat`` (not ``stat`` then ``open``), so a file swapped for a
-    FIFO or device in between is never read.
-    """
-    import stat
-
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError("not a regular file")
-        if st.st_size > limit:
-            raise OSError(f"larger than {limit // (1024 * 1024)} MB")
-        return fh.read(limit + 1)[:limit]
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes; OSError otherwise
+    (:func:`aescore.fsutil.read_regular_file`: nothing that is not a regular file is opened)."""
+    data = fsutil.read_regular_file(path, limit)
+    if data is None:
+        raise OSError("not a regular file")
+    if len(data) > limit:
+        raise OSError(f"larger than {limit // (1024 * 1024)} MB")
+    return data
 
 
 def sidecar_candidates(photo: str | os.PathLike[str]) -> list[Path]:
