@@ -170,12 +170,13 @@ def unfolded_forward(model: Any) -> Callable[[Any], Any]:
     import torch
 
     from aescore.data.transforms import DetailViews
+    from aescore.models.contract import ModelInputs
 
     model = copy.deepcopy(model).to(memory_format=torch.channels_last).eval()
 
     def forward(x: Any) -> Any:
         if isinstance(x, DetailViews):  # the whole frame and the detail crops, pooled by the model
-            logits = model.forward_views(x.whole.contiguous(memory_format=torch.channels_last), x.crops)["logits"]
+            logits = model.forward_outputs(ModelInputs(x.whole.contiguous(memory_format=torch.channels_last), x.crops), ()).logits
         else:
             logits = model(x.contiguous(memory_format=torch.channels_last))
         return torch.softmax(logits, dim=1)[:, 1]

@@ -92,13 +92,14 @@ if way == "onnx":
     model = o.load_onnx_model(w.resolve_model(weights), card)  # the session (the file read again, remembered)
     t3 = time.time()
 else:
+    import aescore.weights.files as wf  # where load_weights builds the network
     for name in ("_build_plain", "_build_registered"):
-        def timed(*a, _real=getattr(w, name), **k):
+        def timed(*a, _real=getattr(wf, name), **k):
             start = time.time()
             out = _real(*a, **k)
             built[0] += time.time() - start
             return out
-        setattr(w, name, timed)
+        setattr(wf, name, timed)
     module, card = w.load_weights(weights, plain=(way == "torch"))
     t2 = time.time()
     model = LoadedModel(prepare_for_inference(module, "cpu"), Preprocess.from_card(card["preprocess"]), "cpu", card)

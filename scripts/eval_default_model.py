@@ -53,7 +53,7 @@ Beside every figure: the Laplacian baseline (variance of the Laplacian,
 :func:`aescore.engine.pairwise.laplacian_sharpness`, higher = sharper = better) on the same image
 files. The reasons head has no Laplacian counterpart: there the baseline is chance (10 %).
 
-The model runs through aescore's inference core (:func:`aescore.inference.core.load_model`,
+The model runs through aescore's inference core (:func:`aescore.inference.loading.open_model`,
 :func:`~aescore.inference.core.infer`: what ``aescore score`` computes): every image, original
 and copy alike, is written to a temporary folder as a JPEG at quality 95 with 4:4:4 chroma and
 scored from that file; the Laplacian reads the same file.
@@ -552,11 +552,11 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
-    from aescore.inference.core import load_model
+    from aescore.inference.loading import open_model
 
     t0 = time.time()
-    model = load_model(args.model, device=args.device)
-    has_reasons = hasattr(model.module, "forward_views")
+    model = open_model(args.model, args.device, "torch")
+    has_reasons = model.module.capabilities.faults
     want = frozenset({"p_high", "faults"}) if has_reasons else frozenset({"p_high"})
     name = str(model.card.get("name") or model.path)
     print(f"# Evaluation of `{name}`\n")

@@ -6,7 +6,7 @@ Laplacian baseline (variance of the Laplacian, :func:`aescore.engine.pairwise.la
 what open-source cullers rank by). Reports a Markdown table per corruption and severity, one per
 family (noise, blur, weather, digital), and the issue's goals for noise, blur and digital.
 
-The model is run through aescore's inference core (:func:`aescore.inference.core.load_model`,
+The model is run through aescore's inference core (:func:`aescore.inference.loading.open_model`,
 the photo's recipe via ``Preprocess.tensor``: what ``aescore score`` computes, without writing the
 corrupted copies to disk); ``--check-files N`` re-scores N originals through the public
 :class:`aescore.inference.scorer.Scorer` to show both give the same numbers. Photos are first
@@ -124,17 +124,18 @@ def main() -> None:
     import torch
 
     from aescore.engine.pairwise import laplacian_sharpness
-    from aescore.inference.core import load_model, stack_inputs
-    from aescore.weights import resolve_model
+    from aescore.inference.core import stack_inputs
+    from aescore.inference.loading import find_model, open_model
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     ic = _import_imagecorruptions()
     wanted = ic.get_corruption_names("all") if args.corruptions == "all" else args.corruptions.split(",")  # type: ignore[attr-defined]
     names, failed = runnable(ic, list(wanted))
-    weights = Path(resolve_model(args.model))
+    ref = find_model(args.model)
+    weights = ref.path
     train_ids = args.train_ids or weights.with_suffix(".train-ids.txt")
     photos = held_out_photos(args.photos, train_ids, args.limit, args.seed)
-    model = load_model(weights, "cpu")
+    model = open_model(ref, "cpu", "torch")
     print(f"model {weights.name}; {len(photos)} photos held out of {train_ids.name if train_ids.is_file() else '(no list)'}; "
           f"{len(names)} corruptions run, skipped: {', '.join(failed) or 'none'}", flush=True)
 

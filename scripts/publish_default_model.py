@@ -70,6 +70,7 @@ def grafted(weights: Path, content_from: int) -> Any:
     checked equal to the trained model's on random inputs."""
     import torch
 
+    from aescore.models.contract import ModelInputs
     from aescore.models.faultnet import with_content_tail
     from aescore.weights import load_weights
 
@@ -80,9 +81,10 @@ def grafted(weights: Path, content_from: int) -> Any:
         raise SystemExit(f"--content-from {content_from}: {exc}") from None
     x, crops = torch.randn(2, 3, 224, 298), torch.randn(2, 2, 3, 160, 160)
     with torch.no_grad():
-        before, after = trained.forward_views(x, crops), model.forward_views(x, crops)
+        views, want = ModelInputs(x, crops), ("faults",)
+        before, after = trained.forward_outputs(views, want), model.forward_outputs(views, want)
     for key in ("logits", "faults"):
-        if not torch.equal(before[key], after[key]):
+        if not torch.equal(getattr(before, key), getattr(after, key)):
             raise SystemExit(f"the content tail changed the model's {key}")
     return model
 

@@ -37,6 +37,7 @@ from aescore.data.faults import POSITIVE_KINDS, POSITIVES
 from aescore.inference.discover import IMAGE_EXTENSIONS
 from aescore.data.transforms import Preprocess
 from aescore.models import create_model
+from aescore.models.contract import ModelInputs
 from aescore.weights import load_checkpoint, save_checkpoint, save_weights
 
 
@@ -64,19 +65,19 @@ def losses(model: nn.Module, batch: list[torch.Tensor], cross: bool = False) -> 
     the batch (what the cross-photo AUC measures: a good dark photo above a faulty bright one)."""
     gw, gc, bw, bc, labels = batch
     b = gw.shape[0]
-    out = model.forward_views(torch.cat([gw, bw]), torch.cat([gc, bc]))  # type: ignore[operator]
+    out = model.forward_outputs(ModelInputs(torch.cat([gw, bw]), torch.cat([gc, bc])), ("faults",))  # type: ignore[operator]
     target = torch.cat([torch.ones(b), torch.zeros(b)]).long()
-    ce = F.cross_entropy(out["logits"], target)
-    d = out["logits"][:, 1]
+    ce = F.cross_entropy(out.logits, target)
+    d = out.logits[:, 1]
     rank = F.softplus(-(d[:b] - d[b:])).mean()
     if cross:
         others = ~torch.eye(b, dtype=torch.bool)
         rank = rank + F.softplus(-(d[:b, None] - d[None, b:]))[others].mean()
     fault_target = torch.cat([torch.zeros_like(labels), labels])
-    bce = F.binary_cross_entropy_with_logits(out["faults"], fault_target)
+    bce = F.binary_cross_entropy_with_logits(out.faults, fault_target)
     with torch.no_grad():
         acc = (d[:b] > d[b:]).float().mean().item()
-        top_ok = [labels[i, out["faults"][b + i].argmax()].item() > 0 for i in range(b)]
+        top_ok = [labels[i, out.faults[b + i].argmax()].item() > 0 for i in range(b)]
     return ce + rank + bce, {"ce": ce.item(), "rank": rank.item(), "bce": bce.item(), "pair_acc": acc,
                              "top_fault_ok": sum(top_ok) / b}
 

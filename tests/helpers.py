@@ -103,6 +103,14 @@ BAD = ["truncated", "empty", "notimage", "bomb"]
 
 
 
+def outputs(model: Any, x: Any, *want: str, crops: Any = None) -> Any:
+    """``model``'s outputs of the model contract for whole frames ``x`` (and detail ``crops``):
+    its logits and the optional outputs named in ``want``."""
+    from aescore.models.contract import ModelInputs
+
+    return model.forward_outputs(ModelInputs(x, crops), want)
+
+
 def randomise_batchnorm(model: Any, seed: int = 0) -> None:
     """Give every BatchNorm2d random statistics and affine parameters: fresh BatchNorms are
     near-identities, and real statistics make a wrong fold or layer order visible."""

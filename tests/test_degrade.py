@@ -235,20 +235,26 @@ def test_cli_pairwise_with_a_stub_model(tmp_path: Path, monkeypatch: pytest.Monk
     """The pairwise command end to end; the model is a stub whose score is mean sharpness (offline, tiny)."""
     import torch
 
+    from aescore.models.base import ScoringModule
+    from aescore.models.contract import Capabilities, ModelInputs, ModelOutputs
+
     src = tmp_path / "src"
     _make_sources(src, 4)
     build_degraded_dataset(src, tmp_path / "out", holdout=0.25, kinds=["defocus", "noise"], severities=[2], copies_per_image=1)
 
-    class Sharpness(torch.nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
+    class Sharpness(ScoringModule):
+        capabilities = Capabilities()  # logits only
+
+        def _outputs(self, inputs: ModelInputs, want: frozenset[str]) -> ModelOutputs:
+            x = inputs.whole
             s = (x[:, :, 1:, :] - x[:, :, :-1, :]).abs().mean(dim=(1, 2, 3))
-            return torch.stack([torch.zeros_like(s), s * 10], dim=1)
+            return ModelOutputs(torch.stack([torch.zeros_like(s), s * 10], dim=1))
 
     card = {"name": "stub", "preprocess": {"mean": [0.5] * 3, "std": [0.25] * 3, "eval": {"mode": "shorter", "size": 64, "max_aspect": 1.5}}}
     stub = types.ModuleType("aescore.weights")
     stub.resolve_model = lambda spec: Path(str(spec))  # type: ignore[attr-defined]
     stub.read_card = lambda path: card  # type: ignore[attr-defined]
-    stub.load_weights = lambda path, device="cpu": (Sharpness().eval(), card)  # type: ignore[attr-defined]
+    stub.load_weights = lambda path, device="cpu", **_: (Sharpness().eval(), card)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "aescore.weights", stub)
     import aescore
 

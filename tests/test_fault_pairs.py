@@ -74,9 +74,10 @@ def test_training_script_trains_resumes_and_writes_a_scoring_model(tmp_path: Pat
     assert steps == [1, 2]
     assert (out / "train-photos.txt").read_text().split() == ["p0.jpg", "p1.jpg", "p2.jpg"]
 
-    from aescore.inference.core import Job, infer, load_model
+    from aescore.inference.core import Job, infer
+    from aescore.inference.loading import open_model
 
-    model = load_model(out / "model.safetensors", device="cpu")
+    model = open_model(out / "model.safetensors", "cpu", "torch")
     assert model.card["architecture"] == "faultnet" and model.card["training"]["steps"] == 2
     [result] = infer(model, [Job(str(photos / "p3.jpg"))], want=frozenset({"p_high", "faults"}), workers=0)
     assert 0 <= result.outputs["p_high"] <= 1 and np.all((result.outputs["faults"] >= 0) & (result.outputs["faults"] <= 1))

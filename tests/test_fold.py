@@ -11,7 +11,7 @@ from torch import nn
 from aescore.inference.fold import fold_batchnorm_
 from aescore.models import create_model
 
-from helpers import randomise_batchnorm
+from helpers import outputs, randomise_batchnorm
 
 
 
@@ -23,11 +23,11 @@ def test_folded_resnet_gives_the_same_scores_and_embeddings() -> None:
     n_bn = sum(type(m) is nn.BatchNorm2d for m in model.modules())
     x = torch.randn(3, 3, 80, 112)
     with torch.inference_mode():
-        ref_p, ref_e = torch.softmax(model(x), 1), model.embed(x)
+        ref_p, ref_e = torch.softmax(model(x), 1), outputs(model, x, "embedding").embedding
     assert fold_batchnorm_(model) == n_bn > 0
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     with torch.inference_mode():
-        p, e = torch.softmax(model(x), 1), model.embed(x)
+        p, e = torch.softmax(model(x), 1), outputs(model, x, "embedding").embedding
     torch.testing.assert_close(p, ref_p, atol=1e-4, rtol=0)
     torch.testing.assert_close(e, ref_e, atol=1e-4 * float(ref_e.abs().max()), rtol=1e-4)
 

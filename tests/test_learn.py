@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from aescore.cli.main import get_app
 from aescore.errors import AescoreError
 
-from helpers import make_tiny_weights
+from helpers import make_tiny_weights, outputs
 
 SHOOTS, PER_SHOOT = 8, 10
 
@@ -334,13 +334,15 @@ def test_personal_model_contract(world: dict[str, Any]) -> None:
     net.eval()
     x = torch.randn(3, 3, 64, 80, generator=g)
     with torch.no_grad():
-        logits, emb = net.forward_with_embedding(x)
+        both = outputs(net, x, "embedding")
+        logits, emb = both.logits, both.embedding
         base_logits = base(x)
         lo = base_logits[:, 1] - base_logits[:, 0]
-        s = ((base.embed(x) - mean) / scale) @ weight + 0.7 * (lo - 0.1) / 2.0
+        base_emb = outputs(base, x, "embedding").embedding
+        s = ((base_emb - mean) / scale) @ weight + 0.7 * (lo - 0.1) / 2.0
         assert torch.allclose(logits[:, 0], torch.zeros(3))
         assert torch.allclose(logits[:, 1], s, atol=1e-4)
-        assert torch.allclose(emb, base.embed(x), atol=1e-5)
+        assert torch.allclose(emb, base_emb, atol=1e-5)
         assert torch.allclose(net(x), logits)
         folded = prepare_for_inference(net, "cpu")
         assert torch.allclose(folded(x.contiguous(memory_format=torch.channels_last)), logits, atol=1e-3)

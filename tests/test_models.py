@@ -29,6 +29,7 @@ from aescore.models.layers import (
     similarity_matrix,
 )
 from aescore.models.rgnet import VARIANTS
+from tests.helpers import outputs
 
 torch.manual_seed(0)
 
@@ -51,7 +52,7 @@ def test_registry_lists_both_models() -> None:
 def test_mpa_logits_for_square_and_non_square_input(shape: tuple[int, ...]) -> None:
     model = create_model("mpa_resnet18").eval()
     with torch.no_grad():
-        out, emb = model(torch.randn(shape)), model.embed(torch.randn(shape))
+        out, emb = model(torch.randn(shape)), outputs(model, torch.randn(shape), "embedding").embedding
     assert out.shape == (shape[0], 2)
     assert emb.shape == (shape[0], 512)
     assert model.arch_name == "mpa_resnet18"
@@ -66,9 +67,9 @@ def test_mpa_accepts_any_timm_backbone() -> None:
     x = torch.randn(2, 3, 48, 80)
     with torch.no_grad():
         assert model(x).shape == (2, 2)
-        logits, emb = model.forward_with_embedding(x)  # one backbone pass for both
-        torch.testing.assert_close(logits, model(x))
-        torch.testing.assert_close(emb, model.embed(x))
+        both = outputs(model, x, "embedding")  # one backbone pass for both
+        torch.testing.assert_close(both.logits, model(x))
+        torch.testing.assert_close(both.embedding, model.backbone(x))  # the backbone's pooled features
     with pytest.raises(UsageError):
         create_model("mpa_resnet18", backbone="not_a_timm_model")
 
@@ -100,7 +101,7 @@ def test_rgnet_300_gives_37x37_regions_and_d_prime_1280(rgnet: torch.nn.Module) 
 def test_rgnet_region_scores_and_embed(rgnet: torch.nn.Module) -> None:
     x = torch.randn(2, 3, 64, 96)
     with torch.no_grad():
-        regions, emb, logits = rgnet.region_scores(x), rgnet.embed(x), rgnet(x)
+        regions, emb, logits = rgnet.region_scores(x), outputs(rgnet, x, "embedding").embedding, rgnet(x)
     assert regions.shape == (2, 2, 8, 12)
     assert emb.shape == (2, 1280)
     torch.testing.assert_close(logits, lse_pool(regions, 4.0), atol=1e-6, rtol=0)
@@ -112,12 +113,13 @@ def test_variants_build_and_run(variant: str) -> None:
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         out = model(x)
-        emb = model.embed(x[:1])
-        both = model.forward_with_embedding(x)  # the scorer's one-pass path for --similarity
-        emb_batch = model.embed(x)  # same batch: kernels may differ with the batch size
+        emb = outputs(model, x[:1], "embedding").embedding
+        both = outputs(model, x, "embedding")  # the scorer's one-pass path for --similarity
+        # the head's input, computed apart, same batch (kernels may differ with the batch size)
+        emb_batch = model.backbone(x) if variant == "FC-CNN" else model.feature_map(x).mean((2, 3))
     assert out.shape == (2, 2) and torch.isfinite(out).all()
-    torch.testing.assert_close(both[0], out)
-    torch.testing.assert_close(both[1], emb_batch)
+    torch.testing.assert_close(both.logits, out)
+    torch.testing.assert_close(both.embedding, emb_batch)
     graph_blocks = [m for m in model.modules() if isinstance(m, RegionGraphConv)]
     assert len(graph_blocks) == (3 if variant.endswith("G") else 0)
     assert any(isinstance(m, DenseASPP) for m in model.modules()) == ("-A" in variant)

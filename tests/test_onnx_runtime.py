@@ -16,7 +16,7 @@ from PIL import Image
 
 from aescore import cull
 from aescore.errors import ConfigError, WeightsError
-from aescore.inference import core
+from aescore.inference import core, loading
 from aescore.inference.onnx_runtime import AUTO_ONNX_MAX_PHOTOS, Runtime, choose_runtime, onnx_unusable
 from aescore.weights import default_weights_path, read_card
 
@@ -48,7 +48,7 @@ def _forbid_torch_load(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the PyTorch model was loaded")
 
-    monkeypatch.setattr(core, "load_model", refuse)
+    monkeypatch.setattr(loading, "_open_torch", refuse)
 
 
 def _assert_same(a: cull.ScoreRun, b: cull.ScoreRun, fields: tuple[str, ...] = ()) -> None:
@@ -162,7 +162,7 @@ def test_threaded_decoding_keeps_order_and_reports_failures(tmp_path: Path, monk
     broken.write_bytes(photos[0].read_bytes()[:300])
     order = [photos[0], broken, *photos[1:]]
     _forbid_torch_load(monkeypatch)
-    model = core.load_for_run(default_weights_path(), "cpu", Runtime.onnx)
+    model = loading.open_model(default_weights_path(), "cpu", Runtime.onnx)
     results = list(core.infer(model, [core.Job(str(p)) for p in order], batch_size=2, workers=2, want=frozenset({"p_high"})))
     assert [r.path for r in results] == [str(p) for p in order]
     assert results[1].reason is not None and all(r.reason is None for i, r in enumerate(results) if i != 1)

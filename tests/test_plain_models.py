@@ -15,6 +15,7 @@ from PIL import Image
 from torch import nn
 
 from aescore.models import create_model
+from aescore.models.contract import ModelOutputs
 from aescore.models.plain import (
     EFFICIENTNET_LITES,
     RESNETS,
@@ -27,7 +28,7 @@ from aescore.models.plain import (
 )
 from aescore.weights import default_weights_path, load_weights, save_weights
 
-from helpers import randomise_batchnorm
+from helpers import outputs, randomise_batchnorm
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,12 +66,13 @@ def test_same_outputs_as_timm(backbone: str) -> None:
     assert plain.default_preprocess == ref.default_preprocess and plain.num_features == ref.num_features
     x = torch.randn(2, 3, 97, 130)  # odd sizes: padding and ceil-mode pooling must match too
     with torch.inference_mode():
-        logits, emb = ref.forward_with_embedding(x)
-        p_logits, p_emb = plain.forward_with_embedding(x)
-        torch.testing.assert_close(p_logits, logits, atol=1e-4, rtol=0)
-        torch.testing.assert_close(p_emb, emb, atol=1e-4, rtol=1e-4)
+        ref_out = outputs(ref, x, "embedding")
+        logits, emb = ref_out.logits, ref_out.embedding
+        plain_out = outputs(plain, x, "embedding")
+        torch.testing.assert_close(plain_out.logits, logits, atol=1e-4, rtol=0)
+        torch.testing.assert_close(plain_out.embedding, emb, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(plain(x), logits, atol=1e-4, rtol=0)
-        torch.testing.assert_close(plain.embed(x), emb, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(plain.backbone(x), emb, atol=1e-4, rtol=1e-4)  # the embedding: pooled features
         n_bn = sum(type(m) is nn.BatchNorm2d for m in plain.modules())
         assert plain.fold_batchnorm_() == n_bn > 0  # every BatchNorm follows its conv in a ResNet
         assert not any(isinstance(m, nn.BatchNorm2d) for m in plain.modules())
@@ -91,10 +93,17 @@ def _faultnet_pair(backbone: str, seed: int = 0, content_from: int = 0) -> tuple
     return ref, plain
 
 
-def _assert_views_close(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
-    assert got.keys() == want.keys()
-    for key in want:
-        torch.testing.assert_close(got[key], want[key], atol=1e-4, rtol=1e-4, msg=lambda m, k=key: f"{k}: {m}")
+_VIEWS = ("embedding", "faults", "region_map")  # every output of the two-view contract
+
+
+def _views(model: nn.Module, whole: torch.Tensor, crops: torch.Tensor) -> ModelOutputs:
+    return outputs(model, whole, *_VIEWS, crops=crops)
+
+
+def _assert_views_close(got: ModelOutputs, want: ModelOutputs) -> None:
+    assert got.present() == want.present() == set(_VIEWS)
+    for key in ("logits", *_VIEWS):
+        torch.testing.assert_close(getattr(got, key), getattr(want, key), atol=1e-4, rtol=1e-4, msg=lambda m, k=key: f"{k}: {m}")
 
 
 @pytest.mark.parametrize(("backbone", "sizes", "content_from"), [
@@ -105,23 +114,23 @@ def _assert_views_close(got: dict[str, torch.Tensor], want: dict[str, torch.Tens
     ("tf_efficientnet_lite0", [((2, 3, 75, 101), (2, 2, 3, 40, 40))], 3),  # with the content tail
 ])
 def test_faultnet_same_outputs_as_timm(backbone: str, sizes: list[tuple[tuple[int, ...], tuple[int, ...]]], content_from: int) -> None:
-    """forward_views (pooled logits, faults, embedding, region map) of the plain twin equals the
+    """The two views' outputs (pooled logits, faults, embedding, region map) of the plain twin equal the
     timm-built faultnet's, before and after folding its BatchNorms (the content tail's too)."""
     ref, plain = _faultnet_pair(backbone, content_from=content_from)
     g = torch.Generator().manual_seed(1)
     inputs = [(torch.randn(w, generator=g), torch.randn(c, generator=g)) for w, c in sizes]
     with torch.inference_mode():
-        expected = [ref.forward_views(whole, crops, regions=True) for whole, crops in inputs]
+        expected = [_views(ref, whole, crops) for whole, crops in inputs]
         for (whole, crops), want in zip(inputs, expected):
-            assert want["region_map"].ndim == 3
-            _assert_views_close(plain.forward_views(whole, crops, regions=True), want)
+            assert want.region_map is not None and want.region_map.ndim == 3
+            _assert_views_close(_views(plain, whole, crops), want)
             torch.testing.assert_close(plain(whole), ref(whole), atol=1e-4, rtol=0)
         n_bn = sum(type(m) is nn.BatchNorm2d for m in plain.modules())
         assert plain.fold_batchnorm_() == n_bn > 0  # every BatchNorm follows its conv
         assert not any(isinstance(m, nn.BatchNorm2d) for m in plain.modules())
         for (whole, crops), want in zip(inputs, expected):
             cl = torch.channels_last
-            _assert_views_close(plain.forward_views(whole.contiguous(memory_format=cl), crops, regions=True), want)
+            _assert_views_close(_views(plain, whole.contiguous(memory_format=cl), crops), want)
 
 
 def test_faultnet_card_loads_plain_and_prepares_like_timm(tmp_path: Path) -> None:
@@ -142,7 +151,7 @@ def test_faultnet_card_loads_plain_and_prepares_like_timm(tmp_path: Path) -> Non
     g = torch.Generator().manual_seed(4)
     whole, crops = torch.randn(1, 3, 75, 113, generator=g), torch.randn(1, 2, 3, 40, 40, generator=g)
     with torch.inference_mode():
-        _assert_views_close(plain.forward_views(whole, crops, regions=True), timm_built.forward_views(whole, crops, regions=True))
+        _assert_views_close(_views(plain, whole, crops), _views(timm_built, whole, crops))
 
 
 def test_what_is_covered() -> None:
@@ -251,8 +260,9 @@ def test_plain_region_map_equals_timm_and_averages_to_the_logit() -> None:
     plain = build_plain_model("mpa_resnet18", {"backbone": "resnet10t"}, ref.state_dict()).eval()
     x = torch.randn(2, 3, 96, 128)
     with torch.no_grad():
-        logits, emb, regions = plain.forward_with_regions(x)
-        ref_regions = ref.forward_with_regions(x)[2]
+        out = outputs(plain, x, "embedding", "region_map")
+        logits, regions = out.logits, out.region_map
+        ref_regions = outputs(ref, x, "region_map").region_map
     assert regions.shape == ref_regions.shape == (2, 3, 4)
     assert torch.allclose(regions, ref_regions, atol=1e-4)
     assert torch.allclose(regions.mean((1, 2)), logits[:, 1] - logits[:, 0], atol=1e-4)

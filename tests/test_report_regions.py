@@ -8,6 +8,11 @@ import torch
 from aescore.models import create_model
 from aescore.models.mpa import MPANet
 from aescore.models.regions import RegionMapError
+from tests.helpers import outputs
+
+
+def _region_logits(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return outputs(model, x, "region_map").region_map
 
 
 def _bn_stats_(model: torch.nn.Module) -> torch.nn.Module:
@@ -31,14 +36,15 @@ def test_mpa_region_map_mean_is_the_image_logit(mpa: torch.nn.Module) -> None:
     x = torch.randn(2, 3, 256, 320)
     with torch.no_grad():
         logits = model(x)
-        out, emb, regions = model.forward_with_regions(x)
-    assert regions.shape == (2, 8, 10)  # ResNet stride 32
-    torch.testing.assert_close(out, logits, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(emb, model.embed(x), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(regions.mean((1, 2)), logits[:, 1] - logits[:, 0], rtol=1e-4, atol=1e-5)
-    # The map is not flat: it localises (different regions, different evidence).
-    assert float(regions.std()) > 1e-3
-    torch.testing.assert_close(model.region_logits(x), regions)
+        both = outputs(model, x, "embedding", "region_map")
+        out, emb, regions = both.logits, both.embedding, both.region_map
+        assert regions.shape == (2, 8, 10)  # ResNet stride 32
+        torch.testing.assert_close(out, logits, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(emb, outputs(model, x, "embedding").embedding, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(regions.mean((1, 2)), logits[:, 1] - logits[:, 0], rtol=1e-4, atol=1e-5)
+        # The map is not flat: it localises (different regions, different evidence).
+        assert float(regions.std()) > 1e-3
+        torch.testing.assert_close(_region_logits(model, x), regions)
 
 
 def test_mpa_region_map_follows_the_content(mpa: torch.nn.Module) -> None:
@@ -49,15 +55,15 @@ def test_mpa_region_map_follows_the_content(mpa: torch.nn.Module) -> None:
     y = x.clone()
     y[..., :128] = torch.randn(1, 3, 256, 128)
     with torch.no_grad():
-        diff = (model.region_logits(x) - model.region_logits(y)).abs().mean(1)[0]  # per column
+        diff = (_region_logits(model, x) - _region_logits(model, y)).abs().mean(1)[0]  # per column
     assert float(diff[:3].mean()) > 5 * float(diff[-3:].mean())
 
 
 def test_mpa_without_average_pooling_has_no_region_map() -> None:
     model = MPANet("convnext_atto").eval()  # LayerNorm after pooling: no exact decomposition
-    assert not model.has_region_map
+    assert not model.capabilities.region_map
     with pytest.raises(RegionMapError):
-        model.region_logits(torch.randn(1, 3, 64, 64))
+        _region_logits(model, torch.randn(1, 3, 64, 64))
 
 
 @pytest.mark.parametrize("variant", ["FCN", "FC-CNN"])
@@ -67,9 +73,10 @@ def test_rgnet_region_logits(variant: str) -> None:
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         logits = model(x)
-        out, emb, regions = model.forward_with_regions(x)
+        both = outputs(model, x, "embedding", "region_map")
+        out, emb, regions = both.logits, both.embedding, both.region_map
         torch.testing.assert_close(out, logits, rtol=1e-5, atol=1e-5)
-        torch.testing.assert_close(emb, model.embed(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(emb, outputs(model, x, "embedding").embedding, rtol=1e-5, atol=1e-5)
         if variant == "FCN":
             assert regions.shape == (1, 8, 8)  # stride 8
             # The logit of the paper's region scores Y^1_ij.

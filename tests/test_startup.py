@@ -51,7 +51,7 @@ class _CountingSha:
             self.calls += 1
             return real(*args)
 
-        monkeypatch.setattr(w.hashlib, "sha256", counting)
+        monkeypatch.setattr(hashlib, "sha256", counting)
 
 
 def test_sha256_is_verified_once_and_remembered(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -264,7 +264,7 @@ def test_models_by_card_name_and_clashes(tmp_path: Path, monkeypatch: pytest.Mon
 def test_default_missing_everywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import aescore.weights as w
 
-    monkeypatch.setattr(w, "shipped_weights_dirs", lambda: [tmp_path])
+    monkeypatch.setattr(w.lookup, "shipped_weights_dirs", lambda: [tmp_path])
     with pytest.raises(WeightsError, match="no default weights found"):
         default_weights_path()
     (tmp_path / "x.json").write_text(json.dumps({"format": CARD_FORMAT, "architecture": "a", "arch_args": {},

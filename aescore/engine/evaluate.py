@@ -207,7 +207,8 @@ def evaluate_weights(
     """
     from aescore.data import load_splits
     from aescore.engine.presets import DATASETS
-    from aescore.inference.core import load_model
+    from aescore.inference.loading import open_model
+    from aescore.inference.onnx_runtime import Runtime
 
     if dataset not in DATASETS:
         raise ConfigError("dataset", f"must be one of {', '.join(DATASETS)}")
@@ -216,7 +217,7 @@ def evaluate_weights(
     if tta_crops is not None and tta_crops < 1:
         raise ConfigError("tta_crops", "must be at least 1")
     # One process, the scorer's precision (float16 weights on a GPU unless --no-amp).
-    model = load_model(weights, device, half=amp is not False)
+    model = open_model(weights, device, Runtime.torch, half=amp is not False)
     card, path = model.card, model.path
     training = card.get("training") or {}
     hp = (training.get("hyperparameters") or {}) if training.get("dataset") == dataset else {}

@@ -18,7 +18,9 @@ decode (worker processes) -> group equal shapes -> one batched forward -> per-ph
 Two runtimes (:mod:`aescore.inference.onnx_runtime`): PyTorch (:class:`LoadedModel`; decoding in
 DataLoader worker processes) and ONNX Runtime (:class:`~aescore.inference.onnx_runtime.OnnxModel`;
 decoding in threads, and torch is never imported). Both are fed the same NumPy pixels
-(:meth:`~aescore.data.transforms.Preprocess.array`); :func:`load_for_run` picks one.
+(:meth:`~aescore.data.transforms.Preprocess.array`); :func:`aescore.inference.loading.open_model`
+opens a model under one of them. The network is driven through the model contract
+(:mod:`aescore.models.contract`): one call, whatever the architecture.
 
 Speed: JPEGs are decoded with Pillow's draft mode straight to the size the recipe needs; decoding
 overlaps inference in DataLoader workers; ``torch.inference_mode``; BatchNorm folded into the
@@ -40,8 +42,9 @@ from aescore.data.transforms import Preprocess
 from aescore.errors import ImageDecodeError
 from aescore.inference.onnx_runtime import Runtime
 
-#: Outputs a forward pass can return (``want`` of :func:`infer`); ``faults`` only from models with
-#: a reasons head (:class:`aescore.models.faultnet.FaultNet`), others leave it out.
+#: Outputs a forward pass can return (``want`` of :func:`infer`): ``p_high`` and the model
+#: contract's optional outputs (:data:`aescore.models.contract.OUTPUT_NAMES`), each given by the
+#: models that declare it (``faults``: a reasons head), left out by the others.
 OUTPUTS = frozenset({"p_high", "embedding", "region_map", "faults"})
 
 
@@ -150,7 +153,9 @@ def _keep_items(items: list[Any]) -> list[Any]:
 
 @dataclass
 class LoadedModel:
-    """A network ready for inference: eval mode, BatchNorm folded, on its device, with its recipe."""
+    """A network ready for inference (a :class:`~aescore.models.contract.ScoringModel`: eval
+    mode, BatchNorm folded, on its device), with its recipe; made by
+    :func:`aescore.inference.loading.open_model`, or by training validation around its model."""
 
     runtime = Runtime.torch  # (a class attribute, as OnnxModel's)
 
@@ -169,10 +174,12 @@ class LoadedModel:
 
     def forward(self, x: Any, want: frozenset[str]) -> dict[str, Any]:
         """``[B, 3, H, W]`` (or batched :class:`DetailViews`) -> the asked-for outputs as float32
-        tensors on the CPU."""
+        tensors on the CPU. The network gives what it declares (its
+        :class:`~aescore.models.contract.Capabilities`) of what is asked; the rest stays out."""
         import torch
 
         from aescore.data.transforms import DetailViews
+        from aescore.models.contract import ModelInputs
         from aescore.tensorutil import ensure_finite_scores
 
         self.forward_calls += 1
@@ -183,65 +190,19 @@ class LoadedModel:
             t = t.to(self.device, dtype=dtype, non_blocking=True)
             return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t.contiguous()
 
-        faults = None
-        out: dict[str, Any] = {}
+        inputs = ModelInputs(prepare(x.whole), prepare(x.crops)) if isinstance(x, DetailViews) else ModelInputs(prepare(x))
         kind = self.device.split(":")[0]
         with torch.autocast(device_type=kind, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
-            if isinstance(x, DetailViews) or ("faults" in want and hasattr(self.module, "forward_views")):
-                whole, crops = (x.whole, x.crops) if isinstance(x, DetailViews) else (x, None)
-                views = self.module.forward_views(prepare(whole), None if crops is None else prepare(crops),
-                                                  regions="region_map" in want)
-                logits, emb, regions, faults = views["logits"], views["embedding"], views.get("region_map"), views["faults"]
-            elif "region_map" in want and getattr(self.module, "has_region_map", False):
-                x = prepare(x)
-                logits, emb, regions = self.module.forward_with_regions(x)  # one pass for all three
-            elif "embedding" in want:
-                (logits, emb), regions = self.module.forward_with_embedding(prepare(x)), None  # one pass, not two
-            else:
-                logits, emb, regions = self.module(prepare(x)), None, None
-        out["p_high"] = torch.softmax(logits.float(), dim=1)[:, 1].cpu()
+            got = self.module.forward_outputs(inputs, want & self.module.capabilities.outputs())
+        out: dict[str, Any] = {"p_high": torch.softmax(got.logits.float(), dim=1)[:, 1].cpu()}
         ensure_finite_scores(out["p_high"], str(self.card.get("name") or "the model"))
-        if emb is not None and "embedding" in want:
-            out["embedding"] = emb.float().cpu()
-        if regions is not None and "region_map" in want:
-            out["region_map"] = regions.float().cpu()
-        if faults is not None and "faults" in want:
-            out["faults"] = torch.sigmoid(faults.float()).cpu()
+        if got.embedding is not None:
+            out["embedding"] = got.embedding.float().cpu()
+        if got.region_map is not None:
+            out["region_map"] = got.region_map.float().cpu()
+        if got.faults is not None:
+            out["faults"] = torch.sigmoid(got.faults.float()).cpu()
         return out
-
-
-def load_model(weights: str | os.PathLike[str] | None = None, device: str = "auto", half: bool = True) -> LoadedModel:
-    """Load, verify and prepare the weights ``weights`` (a name, a file, or None for the default);
-    ``half``: float16 weights on a GPU (~2x throughput; scores move by ~1e-3)."""
-    from aescore.devices import resolve_device
-    from aescore.inference.fold import prepare_for_inference
-    from aescore.weights import load_weights, resolve_model
-
-    path = Path(resolve_model(None if weights is None else str(weights)))
-    dev = resolve_device(device)
-    module, card = load_weights(path, device="cpu")
-    module = prepare_for_inference(module, dev)
-    if dev != "cpu" and half:
-        module = module.half()
-    return LoadedModel(module, Preprocess.from_card(card["preprocess"]), dev, card, path)
-
-
-def load_for_run(
-    weights: str | os.PathLike[str], device: str = "auto", runtime: Runtime = Runtime.auto, *,
-    want: frozenset[str] = frozenset({"p_high"}), tta_crops: int | None = None, n_photos: int = 1,
-) -> Any:
-    """The model ``weights`` (a name or file) ready for a run of ``n_photos`` photos asking for
-    ``want``: an :class:`~aescore.inference.onnx_runtime.OnnxModel` or a :class:`LoadedModel`, per
-    :func:`~aescore.inference.onnx_runtime.choose_runtime` (``runtime=onnx`` it cannot run is a
-    :class:`~aescore.errors.ConfigError`)."""
-    from aescore.inference.onnx_runtime import choose_runtime, load_onnx_model
-    from aescore.weights import read_card, resolve_model
-
-    path = Path(resolve_model(str(weights)))
-    card = read_card(path)
-    if choose_runtime(runtime, path, card, device, want, tta_crops, n_photos) is Runtime.onnx:
-        return load_onnx_model(path, card)
-    return load_model(path, device)
 
 
 def default_batch_size(device: str) -> int:

@@ -7,7 +7,6 @@ import hashlib
 import io
 import os
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,8 @@ import torch
 from torch import nn
 
 from aescore.errors import WeightsError
-from aescore.inference.onnx_runtime import ONNX_INPUTS, ONNX_OUTPUTS
+from aescore.inference.onnx_runtime import ONNX_INPUTS, ONNX_OUTPUTS, Runtime
+from aescore.models.contract import Capabilities, ModelInputs, ScoringModel
 
 __all__ = ["export_onnx"]
 
@@ -23,19 +23,24 @@ _OPSET = 17
 _TOLERANCE = 1e-4  # what issue 16 allows between the runtimes' scores
 
 
+def program_outputs(capabilities: Capabilities) -> list[str]:
+    """The program's outputs for a model of ``capabilities``: ``logits``, ``embedding`` and, with a
+    reasons head, ``faults`` (:data:`~aescore.inference.onnx_runtime.ONNX_OUTPUTS`, in that order)."""
+    return [name for name in ONNX_OUTPUTS if name == "logits" or name in capabilities.outputs()]
+
+
 class ExportViews(nn.Module):
     """A model's scoring views as one graph: ``(whole[, crops]) -> (logits, embedding[, faults])``,
-    the crops pooled as :meth:`aescore.models.heads.FaultViews.forward_views` pools them."""
+    one call of the model contract (the crops pooled by the model itself)."""
 
-    def __init__(self, model: nn.Module, detail: bool) -> None:
+    def __init__(self, model: ScoringModel, detail: bool) -> None:
         super().__init__()
         self.model, self.detail = model, detail
+        self.outputs = program_outputs(model.capabilities)
 
     def forward(self, whole: torch.Tensor, crops: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
-        if hasattr(self.model, "forward_views"):
-            out = self.model.forward_views(whole, crops if self.detail else None)
-            return out["logits"], out["embedding"], out["faults"]
-        return tuple(self.model.forward_with_embedding(whole))  # type: ignore[operator]
+        out = self.model.forward_outputs(ModelInputs(whole, crops if self.detail else None), self.outputs[1:])
+        return tuple(getattr(out, name) for name in self.outputs)
 
 
 def export_onnx(weights: str | os.PathLike[str], check_shapes: tuple[tuple[int, int], ...] = ((224, 298), (336, 224))) -> dict[str, Any]:
@@ -52,16 +57,17 @@ def export_onnx(weights: str | os.PathLike[str], check_shapes: tuple[tuple[int, 
     import onnxruntime as ort
 
     from aescore.fsutil import atomic_write_bytes
-    from aescore.inference.core import load_model
-    from aescore.weights import resolve_model, write_card
+    from aescore.inference.core import LoadedModel
+    from aescore.inference.loading import open_model
+    from aescore.weights import write_card
 
-    weights_path = Path(resolve_model(str(weights)))
-    loaded = load_model(weights_path, "cpu")
-    card, recipe = loaded.card, loaded.preprocess
+    loaded = open_model(weights, "cpu", Runtime.torch)
+    assert isinstance(loaded, LoadedModel) and loaded.path is not None
+    weights_path, card, recipe = loaded.path, loaded.card, loaded.preprocess
     wrapper = ExportViews(loaded.module, recipe.detail is not None).eval()
     crop_shape = () if recipe.detail is None else (recipe.detail.crops, 3, recipe.detail.size, recipe.detail.size)
     inputs = list(ONNX_INPUTS[: 2 if crop_shape else 1])
-    outputs = list(ONNX_OUTPUTS if hasattr(loaded.module, "forward_views") else ONNX_OUTPUTS[:2])
+    outputs = wrapper.outputs
 
     def sample(batch: int, h: int, w: int, gen: torch.Generator) -> tuple[torch.Tensor, ...]:
         whole = torch.randn(batch, 3, h, w, generator=gen)

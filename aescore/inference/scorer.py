@@ -42,16 +42,16 @@ class Scorer:
         draft: bool = True,
         runtime: str = "torch",
     ) -> None:
-        from aescore.weights import read_card, resolve_model
-
         from aescore.cull import Settings
+        from aescore.inference.loading import find_model
 
         settings = Settings(None, device, batch_size, workers, tta_crops, False, None, draft, runtime)  # validates
         self.device_spec, self.batch_size, self.workers, self.runtime = device, batch_size, workers, settings.runtime
         self.tta_crops, self.draft = tta_crops or None, draft
-        self.weights_path = Path(resolve_model(None if weights_path is None else str(weights_path)))
-        self.card: dict[str, Any] = read_card(self.weights_path)
-        self.loaded: Any = None  # aescore.inference.core.LoadedModel
+        self.ref = find_model(weights_path)  # resolved and its card read once, here
+        self.weights_path: Path = self.ref.path
+        self.card: dict[str, Any] = self.ref.card
+        self.loaded: Any = None  # aescore.inference.core.LoadedModel or an OnnxModel
 
     @property
     def model(self) -> Any:
@@ -73,9 +73,9 @@ class Scorer:
     def load(self) -> None:
         """Load and verify the weights, move the model to the device (idempotent)."""
         if self.loaded is None:
-            from aescore.inference.core import load_for_run
+            from aescore.inference.loading import open_model
 
-            self.loaded = load_for_run(self.weights_path, self.device_spec, self.runtime, tta_crops=self.tta_crops)
+            self.loaded = open_model(self.ref, self.device_spec, self.runtime, tta_crops=self.tta_crops)
             self.card = self.loaded.card
 
     def score_paths(

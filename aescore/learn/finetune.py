@@ -12,9 +12,12 @@ Adam step (backbone at ``lr``, head weights at ``head_lr``). BatchNorm keeps its
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from aescore.models.personal import PersonalNet
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,7 @@ def _normaliser(preprocess: dict[str, Any], device: Any) -> Callable[[Any], Any]
 
 
 def fine_tune(
-    net: Any,
+    net: "PersonalNet",
     images: list[Any],
     ratings: np.ndarray,
     preprocess: dict[str, Any],
@@ -69,6 +72,7 @@ def fine_tune(
     from torch import nn
 
     from aescore.learn.ranker import rated_pairs
+    from aescore.models.contract import ModelInputs
 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -102,7 +106,7 @@ def fine_tune(
             batch.append(crop)
         side = min(t.shape[-1] for t in batch)
         x = normalise(torch.stack([t[:, :side, :side] for t in batch]).to(device, non_blocking=True))
-        s = net(x)[:, 1]
+        s = net.forward_outputs(ModelInputs(x), ()).logits[:, 1]  # the whole crop, as scored
         margin = s[: config.batch_pairs] - s[config.batch_pairs :]
         loss = nn.functional.softplus(-margin).mean()
         opt.zero_grad(set_to_none=True)
@@ -114,14 +118,16 @@ def fine_tune(
     return steps
 
 
-def personal_scores(net: Any, images: list[Any], preprocess: dict[str, Any], device: str) -> np.ndarray:
+def personal_scores(net: "PersonalNet", images: list[Any], preprocess: dict[str, Any], device: str) -> np.ndarray:
     """``s`` (the personal logit) of each whole image, as the scorer computes it (no crop)."""
     import torch
+
+    from aescore.models.contract import ModelInputs
 
     normalise = _normaliser(preprocess, device)
     net.to(device).eval()
     out = []
     with torch.inference_mode():
         for img in images:
-            out.append(float(net(normalise(img[None].to(device)))[0, 1]))
+            out.append(float(net.forward_outputs(ModelInputs(normalise(img[None].to(device))), ()).logits[0, 1]))
     return np.asarray(out)

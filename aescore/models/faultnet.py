@@ -53,6 +53,7 @@ class FaultNet(FaultViews, MPANet):
         super().__init__(backbone, pretrained, backbone_weights, num_classes)
         self.fault_head = init_he_(nn.Linear(self.num_features, num_faults))
         self.default_preprocess = faultnet_preprocess(*input_stats(backbone))
+        self.capabilities = self.view_capabilities(self.capabilities)
         self.content_from = int(content_from)
         self.content: StageTail | None = None
         if self.content_from:

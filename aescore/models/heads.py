@@ -1,15 +1,19 @@
 """What every MPA network shares, whatever builds its backbone (timm for training, the plain-torch
-twin of :mod:`aescore.models.plain` for scoring): the recipe and the pooled-features + linear-head
-contract. Imports no timm."""
+twin of :mod:`aescore.models.plain` for scoring): the recipe, and the model contract
+(:mod:`aescore.models.contract`) for a pooled-features + linear-head network and for the default
+model's two views. Imports no timm."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from dataclasses import replace
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
 from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from aescore.models.base import ScoringModule
+from aescore.models.contract import Capabilities, ModelInputs, ModelOutputs
 from aescore.models.regions import linear_region_logits
 
 
@@ -40,25 +44,39 @@ def mpa_default_preprocess(mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[
     }
 
 
-class PooledLinearHead(nn.Module):
+def pooled_linear_outputs(
+    backbone: nn.Module, head: nn.Linear, x: torch.Tensor, regions: bool, pool_map: Callable[[torch.Tensor], torch.Tensor],
+) -> ModelOutputs:
+    """A backbone ending in global average pooling and a linear head on it, the contract's way:
+    logits and embedding from one pass, and with ``regions`` the head applied at every location of
+    the feature map (``backbone.forward_features``), whose mean is the image's logit difference.
+
+    ``pool_map(fmap)`` pools the map as the backbone does (timm's head, refusing a pooling that is
+    not a plain average; the plain twins' mean). Without ``regions`` the backbone pools itself
+    (``backbone(x)``), as in training.
+    """
+    if regions:
+        fmap = backbone.forward_features(x)
+        emb = pool_map(fmap)
+        return ModelOutputs(head(emb), emb, region_map=linear_region_logits(fmap, head))
+    emb = backbone(x)
+    return ModelOutputs(head(emb), emb)
+
+
+class PooledLinearHead(ScoringModule):
     """``self.backbone`` ([B, 3, H, W] -> [B, D] pooled features) followed by ``self.head`` (a
-    linear layer): the model contract's ``embed`` / ``forward`` / ``forward_with_embedding``."""
+    linear layer): MPA's network, whatever built the backbone (:func:`pooled_linear_outputs`).
+    The subclass says how its backbone pools a feature map (:meth:`_pool_map`)."""
 
     backbone: nn.Module
     head: nn.Linear
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] images -> [B, D] globally pooled backbone features."""
-        return self.backbone(x)
+    def _pool_map(self, fmap: torch.Tensor) -> torch.Tensor:
+        """[B, D, h, w] -> [B, D]: the backbone's own pooling of its feature map."""
+        raise NotImplementedError
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] images (any H, W) -> [B, num_classes] logits; softmax[:, 1] = P(high aesthetics)."""
-        return self.head(self.embed(x))
-
-    def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(forward(x), embed(x))`` from one pass through the backbone."""
-        emb = self.embed(x)
-        return self.head(emb), emb
+    def _outputs(self, inputs: ModelInputs, want: frozenset[str]) -> ModelOutputs:
+        return pooled_linear_outputs(self.backbone, self.head, inputs.whole, "region_map" in want, self._pool_map)
 
 
 def faultnet_preprocess(mean: Any, std: Any) -> dict[str, Any]:
@@ -120,9 +138,16 @@ class StageTail(nn.Module):
 
 
 class FaultViews:
-    """The two-view forward of the default model's network (``self.head``, ``self.fault_head``,
-    ``self.embed``, ``self.forward_with_regions``): shared by the timm-built
-    :class:`aescore.models.faultnet.FaultNet` and its plain-torch twin for scoring.
+    """The two-view contract of the default model's network (``self.head``, ``self.fault_head``
+    on a :class:`PooledLinearHead`): shared by the timm-built
+    :class:`aescore.models.faultnet.FaultNet` and its plain-torch twin for scoring, which list it
+    before their :class:`PooledLinearHead` base.
+
+    ``ModelInputs(whole, crops)``: ``whole`` ``[B, 3, H, W]``, ``crops`` ``[B, K, 3, c, c]`` ->
+    ``logits`` ``[B, 2]`` (:func:`pool_quality`), ``faults`` ``[B, F]`` logits
+    (:func:`pool_faults`), ``embedding`` ``[B, D]`` (the whole frame's: content, for ``learn``) and
+    the whole frame's ``region_map``. Without crops the whole frame alone decides (multi-crop TTA
+    inputs, training patches).
 
     **Content tail** (``content_from = k > 0``): the heads read the fine-tuned backbone, but the
     model's *embedding* (what ``learn`` and ``--similarity`` bursts use) is the pooled output of
@@ -131,13 +156,20 @@ class FaultViews:
     the two together are the ImageNet network). Why: fine-tuning on technical faults blurs what
     a photo shows, which is what a photographer's taste is mostly about (docs/models.md,
     "Personal models"); the tail costs about a tenth of the network pass on 2 CPU cores, since the
-    early, high-resolution stages dominate and are shared. The subclass supplies ``_trunk(x)``
-    (stem and stages ``< k``) and ``_tail(h)`` (the backbone's later stages -> feature map).
+    early, high-resolution stages dominate and are shared; it runs only when the embedding is
+    asked for. The subclass supplies ``_trunk(x)`` (stem and stages ``< k``) and ``_tail(h)``
+    (the backbone's later stages -> feature map).
     """
 
+    @staticmethod
+    def view_capabilities(single_view: Capabilities) -> Capabilities:
+        """The single-view network's capabilities plus what the two views add: the reasons
+        head and the detail crops."""
+        return replace(single_view, faults=True, detail_views=True)
+
+    backbone: nn.Module
     head: nn.Linear
     fault_head: nn.Linear
-    has_region_map: bool
     # Set in __init__ (not here: a class attribute would hide the nn.Module registered under it).
     content_from: int
     content: StageTail | None
@@ -151,60 +183,27 @@ class FaultViews:
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] -> [B, D] pooled features of the fine-tuned backbone (what the heads read)."""
         if self.content is None:
-            return super().embed(x)  # type: ignore[misc]
+            return self.backbone(x)
         return self._tail(self._trunk(x)).mean((2, 3))
 
-    def _whole(self, x: torch.Tensor, regions: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """``(pooled fine-tuned features, embedding, region logits or None)`` of one pass."""
+    def _outputs(self, inputs: ModelInputs, want: frozenset[str]) -> ModelOutputs:
+        x, crops = inputs.whole, inputs.crops
         if self.content is None:
-            if regions and self.has_region_map:
-                _, feats, region_map = self.forward_with_regions(x)  # type: ignore[misc]
-                return feats, feats, region_map
-            feats = self._features(x)
-            return feats, feats, None
-        h = self._trunk(x)
-        fmap = self._tail(h)
-        feats = fmap.mean((2, 3))
-        region_map = linear_region_logits(fmap, self.head) if regions else None
-        return feats, self.content(h).mean((2, 3)), region_map
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] -> [B, D]: the model's embedding (the content tail's, when it has one)."""
-        return self._whole(x, False)[1]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] -> [B, 2] logits of the view (the whole frame alone)."""
-        return self.head(self._features(x))
-
-    def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(forward(x), embed(x))`` from one pass."""
-        feats, emb, _ = self._whole(x, False)
-        return self.head(feats), emb
-
-    def forward_with_regions(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(forward(x), embed(x), region logits [B, h, w])`` from one pass (see
-        :meth:`aescore.models.mpa.MPANet.forward_with_regions`)."""
-        if self.content is None:
-            return super().forward_with_regions(x)  # type: ignore[misc]
-        feats, emb, region_map = self._whole(x, True)
-        assert region_map is not None
-        return self.head(feats), emb, region_map
-
-    def forward_views(self, whole: torch.Tensor, crops: torch.Tensor | None, regions: bool = False) -> dict[str, torch.Tensor]:
-        """``whole`` ``[B, 3, H, W]``, ``crops`` ``[B, K, 3, c, c]`` -> ``logits`` ``[B, 2]``
-        (:func:`pool_quality`), ``faults`` ``[B, F]`` logits (:func:`pool_faults`), ``embedding``
-        ``[B, D]`` (the whole frame's: content, for ``learn``) and with ``regions`` the whole
-        frame's ``region_map`` (see :meth:`MPANet.forward_with_regions`). ``crops`` None: the
-        whole frame alone decides (multi-crop TTA inputs)."""
-        feats, emb, region_map = self._whole(whole, regions and self.has_region_map)
-        logits_whole = self.head(feats)
-        faults_whole = self.fault_head(feats)
-        out = {"logits": logits_whole, "faults": faults_whole, "embedding": emb}
+            # The single-view network's pass (its region map, if asked): features = embedding.
+            whole = super()._outputs(ModelInputs(x), want & {"region_map"})  # type: ignore[misc]
+            feats, emb, region_map = whole.embedding, whole.embedding, whole.region_map
+        else:
+            h = self._trunk(x)  # one trunk pass, two tails
+            fmap = self._tail(h)
+            feats = fmap.mean((2, 3))
+            region_map = linear_region_logits(fmap, self.head) if "region_map" in want else None
+            emb = self.content(h).mean((2, 3)) if "embedding" in want else None
+        logits = self.head(feats)
+        faults = self.fault_head(feats) if "faults" in want else None
         if crops is not None:
             b, k = crops.shape[:2]
             feats_crops = self._features(crops.flatten(0, 1))
-            out["logits"] = pool_quality(logits_whole, self.head(feats_crops).view(b, k, -1))
-            out["faults"] = pool_faults(faults_whole, self.fault_head(feats_crops).view(b, k, -1))
-        if region_map is not None:
-            out["region_map"] = region_map
-        return out
+            logits = pool_quality(logits, self.head(feats_crops).view(b, k, -1))
+            if faults is not None:
+                faults = pool_faults(faults, self.fault_head(feats_crops).view(b, k, -1))
+        return ModelOutputs(logits, emb, region_map, faults)

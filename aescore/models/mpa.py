@@ -15,13 +15,20 @@ from torch import nn
 
 from aescore.models._registry import register_model
 from aescore.models.backbones import create_backbone, input_stats
+from aescore.models.contract import Capabilities
 from aescore.models.heads import PooledLinearHead, mpa_default_preprocess
 from aescore.models.layers import init_he_
-from aescore.models.regions import RegionMapError, avg_pooled, linear_region_logits
+from aescore.models.regions import avg_pooled, exact_average_pool
 
 
 class MPANet(PooledLinearHead):
-    """A timm backbone (classifier removed, its global pooling kept) followed by ``nn.Linear(D, num_classes)``."""
+    """A timm backbone (classifier removed, its global pooling kept) followed by ``nn.Linear(D, num_classes)``.
+
+    Its region map (the head at every location of the backbone's feature map, ``[B, h, w]``, h, w =
+    the input size / 32 for a ResNet; its mean equals ``logits[:, 1] - logits[:, 0]`` up to float
+    rounding) is declared for backbones that pool by a plain global average; one whose head
+    transforms the pooled vector after all raises :class:`~aescore.models.regions.RegionMapError`.
+    """
 
     def __init__(
         self,
@@ -37,31 +44,10 @@ class MPANet(PooledLinearHead):
         self.head = init_he_(nn.Linear(self.num_features, num_classes))
         # The input statistics the backbone's ImageNet weights expect (EfficientNet-Lite: [-1, 1]).
         self.default_preprocess: dict[str, Any] = mpa_default_preprocess(*input_stats(backbone))
+        self.capabilities = Capabilities(embedding=True, region_map=avg_pooled(self.backbone))
 
-    @property
-    def has_region_map(self) -> bool:
-        """Whether :meth:`region_logits` is available: the backbone pools by a global average."""
-        return avg_pooled(self.backbone)
-
-    def forward_with_regions(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(forward(x), embed(x), region_logits(x))`` from one pass through the backbone.
-
-        The region map is the head applied at every location of the backbone's feature map before
-        pooling, ``[B, h, w]`` (h, w = the input size / 32 for a ResNet); its mean over the
-        locations equals ``logits[:, 1] - logits[:, 0]`` (exactly, up to float rounding).
-        Raises RegionMapError for a backbone whose pooling is not a plain global average.
-        """
-        if not self.has_region_map:
-            raise RegionMapError(f"backbone {type(self.backbone).__name__} does not end in global average pooling")
-        feats = self.backbone.forward_features(x)
-        emb = self.backbone.forward_head(feats, pre_logits=True)
-        if feats.ndim != 4 or not torch.allclose(emb, feats.mean((2, 3)), rtol=1e-2, atol=1e-3):
-            raise RegionMapError(f"backbone {type(self.backbone).__name__} transforms its pooled features; no exact region map")
-        return self.head(emb), emb, linear_region_logits(feats, self.head)
-
-    def region_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] images -> [B, h, w] per-region logits whose mean is the image's logit (see :meth:`forward_with_regions`)."""
-        return self.forward_with_regions(x)[2]
+    def _pool_map(self, fmap: torch.Tensor) -> torch.Tensor:
+        return exact_average_pool(self.backbone, fmap)
 
 
 @register_model

@@ -1,32 +1,35 @@
 """A personal model: a base aescore network plus a linear ranking head learned from one
 photographer's ratings (``aescore learn``, :mod:`aescore.learn`).
 
-It satisfies the model contract, so the scorer and every culling option use it unchanged:
-``forward`` gives ``[B, 2]`` logits ``[0, s]``, so ``softmax[:, 1] = sigmoid(s)`` reads as "the
-photographer would rate this photo higher"; ``embed`` / ``forward_with_embedding`` return the
-base network's embedding (burst similarity works as with the base model). One pass through the
-base network; the head is a dot product. The head works in float32 even when the scorer casts the
-model to float16 on a GPU.
+It follows the model contract (:mod:`aescore.models.contract`), so the scorer and every culling
+option use it unchanged: its logits are ``[0, s]``, so ``softmax[:, 1] = sigmoid(s)`` reads as
+"the photographer would rate this photo higher"; every other output is the base network's (its
+embedding, so burst similarity works as with the base model; its fault reasons). One pass through
+the base network; the head is a dot product. The head works in float32 even when the scorer casts
+the model to float16 on a GPU.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import nn
 
 from aescore.models._registry import create_model, register_model
+from aescore.models.base import ScoringModule
+from aescore.models.contract import ModelInputs, ModelOutputs, personal_capabilities
 
 #: Log-odds of 1e-6 / (1 - 1e-6): the generic score's log-odds are clipped here, as in training.
 _MAX_LOGIT = 13.815510557964274
 
 
-class PersonalNet(nn.Module):
+class PersonalNet(ScoringModule):
     """``s = ((e - mean) / scale) . weight + generic_weight * (l - g_mean) / g_scale`` where ``e`` is
     the base embedding and ``l`` the base model's log-odds of "high"."""
 
-    def __init__(self, base_architecture: str, base_args: dict[str, Any], embed_dim: int, base: nn.Module | None = None) -> None:
+    def __init__(self, base_architecture: str, base_args: dict[str, Any], embed_dim: int, base: ScoringModule | None = None) -> None:
         super().__init__()
         # ``base``: the same network built another way (the plain-torch twin of
         # :mod:`aescore.models.plain`, for scoring without timm); by default the registry builds it.
@@ -38,7 +41,8 @@ class PersonalNet(nn.Module):
         self.weight = nn.Parameter(torch.zeros(embed_dim))
         # [generic_weight, g_mean, g_scale]
         self.register_buffer("generic", torch.tensor([0.0, 0.0, 1.0]))
-        self.default_preprocess: dict[str, Any] = dict(getattr(self.base, "default_preprocess", {}))
+        self.default_preprocess: dict[str, Any] = dict(self.base.default_preprocess)
+        self.capabilities = personal_capabilities(self.base.capabilities)
 
     def _head(self, base_logits: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         e = emb.float()
@@ -49,26 +53,11 @@ class PersonalNet(nn.Module):
         s = z @ self.weight.float() + gw * (log_odds - gm) / gs
         return torch.stack([torch.zeros_like(s), s], dim=1)
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] -> [B, D]: the base network's embedding."""
-        return self.base.embed(x)
-
-    def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(logits [B, 2], embedding [B, D])`` from one pass through the base network."""
-        base_logits, emb = self.base.forward_with_embedding(x)
-        return self._head(base_logits, emb), emb
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] -> [B, 2] logits ``[0, s]``; softmax[:, 1] = P(rated higher by the photographer)."""
-        return self.forward_with_embedding(x)[0]
-
-    def forward_views(self, whole: torch.Tensor, crops: torch.Tensor | None, regions: bool = False) -> dict[str, torch.Tensor]:
-        """For a base with detail views (:class:`aescore.models.heads.FaultViews`): the base's
-        outputs (its fault reasons, embedding, region map) with the personal head's logits on the
-        base's pooled logits and whole-frame embedding."""
-        out = dict(self.base.forward_views(whole, crops, regions=regions))
-        out["logits"] = self._head(out["logits"], out["embedding"])
-        return out
+    def _outputs(self, inputs: ModelInputs, want: frozenset[str]) -> ModelOutputs:
+        # The head reads the base's pooled logits and whole-frame embedding: always asked for.
+        out = self.base.forward_outputs(inputs, want | {"embedding"})
+        assert out.embedding is not None
+        return replace(out, logits=self._head(out.logits, out.embedding))
 
     def set_head(self, mean: Any, scale: Any, weight: Any, generic_weight: float, g_mean: float, g_scale: float) -> None:
         """Load a fitted head (numpy arrays or tensors of length ``embed_dim``)."""

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aescore.models.contract import Capabilities
 from aescore.models.heads import FaultViews, PooledLinearHead, StageTail, faultnet_preprocess, input_stats, mpa_default_preprocess
 from aescore.models.names import FAULT_KINDS
-from aescore.models.regions import linear_region_logits
 
 __all__ = [
     "EFFICIENTNET_LITES", "RESNETS", "LiteConfig", "PlainEfficientNetLite", "PlainFaultNet", "PlainMPANet",
@@ -349,9 +349,12 @@ class PlainMPANet(PooledLinearHead):
     """:class:`aescore.models.mpa.MPANet` for inference, on a :class:`PlainResNet` or
     :class:`PlainEfficientNetLite` backbone.
 
-    Same state-dict keys (``backbone.*``, ``head.*``), same ``forward`` / ``embed`` /
-    ``forward_with_embedding`` / ``default_preprocess`` contract. Not for training.
+    Same state-dict keys (``backbone.*``, ``head.*``), capabilities and ``default_preprocess``,
+    the same outputs (:class:`~aescore.models.heads.PooledLinearHead`). Not for training.
     """
+
+    # Both plain backbones end in a plain global average pool before the linear head.
+    capabilities = Capabilities(embedding=True, region_map=True)
 
     def __init__(self, backbone: str = "resnet18", num_classes: int = 2) -> None:
         super().__init__()
@@ -360,14 +363,8 @@ class PlainMPANet(PooledLinearHead):
         self.head = nn.Linear(self.num_features, num_classes)
         self.default_preprocess: dict[str, Any] = mpa_default_preprocess(*input_stats(backbone))
 
-    has_region_map = True  # a plain global average pool before the linear head
-
-    def forward_with_regions(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(forward(x), embed(x), region logits [B, h, w])`` from one pass, as
-        :meth:`aescore.models.mpa.MPANet.forward_with_regions` (the head at every location)."""
-        feats = self.backbone.forward_features(x)
-        emb = feats.mean((2, 3))
-        return self.head(emb), emb, linear_region_logits(feats, self.head)
+    def _pool_map(self, fmap: torch.Tensor) -> torch.Tensor:
+        return fmap.mean((2, 3))
 
     def fold_batchnorm_(self) -> int:
         """Fold every BatchNorm into the convolution before it, in place; returns the pairs folded.
@@ -398,7 +395,7 @@ class PlainMPANet(PooledLinearHead):
 
 class PlainFaultNet(FaultViews, PlainMPANet):
     """:class:`aescore.models.faultnet.FaultNet` for inference: :class:`PlainMPANet` plus
-    ``fault_head``, and the shared two-view ``forward_views`` of :class:`~aescore.models.heads.FaultViews`.
+    ``fault_head``, and the shared two-view contract of :class:`~aescore.models.heads.FaultViews`.
 
     Same state-dict keys (``backbone.*``, ``head.*``, ``fault_head.*``) and ``default_preprocess``
     as the timm-built network. Not for training.
@@ -409,6 +406,7 @@ class PlainFaultNet(FaultViews, PlainMPANet):
         super().__init__(backbone, num_classes)
         self.fault_head = nn.Linear(self.num_features, num_faults)
         self.default_preprocess = faultnet_preprocess(*input_stats(backbone))
+        self.capabilities = self.view_capabilities(self.capabilities)
         self.content_from = int(content_from)
         self.content: StageTail | None = None
         if self.content_from:

@@ -14,13 +14,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from aescore.errors import AescoreError
+from aescore.models.contract import RegionMapError  # defined with the contract; importable from here as before
 
-__all__ = ["RegionMapError", "avg_pooled", "linear_region_logits"]
-
-
-class RegionMapError(AescoreError):
-    """The model has no exact per-region map (its pooling or head is not linear-after-average)."""
+__all__ = ["RegionMapError", "avg_pooled", "exact_average_pool", "linear_region_logits"]
 
 
 def avg_pooled(backbone: nn.Module) -> bool:
@@ -35,6 +31,16 @@ def avg_pooled(backbone: nn.Module) -> bool:
 
     pool = getattr(backbone, "global_pool", None)
     return isinstance(pool, SelectAdaptivePool2d) and pool.pool_type == "avg"
+
+
+def exact_average_pool(backbone: nn.Module, fmap: torch.Tensor) -> torch.Tensor:
+    """A timm backbone's pooled features of its feature map ``fmap`` (``forward_head`` with
+    ``pre_logits``), refused with :class:`RegionMapError` unless they are the map's plain average:
+    only then does the head applied at every location decompose the image's logit."""
+    emb = backbone.forward_head(fmap, pre_logits=True)
+    if fmap.ndim != 4 or not torch.allclose(emb, fmap.mean((2, 3)), rtol=1e-2, atol=1e-3):
+        raise RegionMapError(f"backbone {type(backbone).__name__} transforms its pooled features; no exact region map")
+    return emb
 
 
 def linear_region_logits(feats: torch.Tensor, head: nn.Linear) -> torch.Tensor:

@@ -12,6 +12,7 @@ softmax(y) is Eq. 5. The other variants of Table 1 drop or replace modules (see 
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,8 +22,11 @@ from torch import nn
 from aescore.errors import ConfigError
 from aescore.models._registry import register_model
 from aescore.models.backbones import create_backbone, create_dilated_backbone, input_stats
+from aescore.models.base import ScoringModule
+from aescore.models.contract import Capabilities, ModelInputs, ModelOutputs
+from aescore.models.heads import pooled_linear_outputs
 from aescore.models.layers import DenseASPP, RegionGraphConv, init_he_, lse_pool
-from aescore.models.regions import RegionMapError, linear_region_logits
+from aescore.models.regions import exact_average_pool
 from aescore.models.names import RGNET_ASPP_RATES as ASPP_RATES
 from aescore.models.names import RGNET_VARIANTS as VARIANTS
 
@@ -38,11 +42,11 @@ def _plain_convs(in_ch: int, width: int, n: int) -> nn.Sequential:
     return init_he_(nn.Sequential(*layers))
 
 
-class RGNet(nn.Module):
+class RGNet(ScoringModule):
     """RGNet and its Table 1 ablation variants, on a timm DenseNet-121 or another dilatable backbone.
 
-    ``forward`` returns the LSE-pooled class scores y^c (Eq. 4) as logits, so ``softmax`` of the
-    output is p(c | I) of Eq. 5. Because y^c pools probabilities, it lies in [0, 1] and the
+    Its logits (``forward``, ``forward_outputs``) are the LSE-pooled class scores y^c (Eq. 4), so
+    ``softmax`` of them is p(c | I) of Eq. 5. Because y^c pools probabilities, it lies in [0, 1] and the
     two-class softmax is bounded to [1/(1+e), e/(1+e)] ~ [0.27, 0.73], as in the paper.
     "FC-CNN" is the plain classifier (global pooling + linear layer, 224 x 224 input, Table 1).
 
@@ -82,6 +86,7 @@ class RGNet(nn.Module):
             self.head: nn.Module = init_he_(nn.Linear(dim, num_classes))
             self.num_features = dim
             self.default_preprocess = _preprocess(224, backbone)
+            self.capabilities = Capabilities(embedding=True, region_map=self._num_classes == 2)
             return
         self.backbone = create_dilated_backbone(backbone, pretrained, backbone_weights)
         dim = int(self.backbone.num_features)  # DenseNet-121: 1024
@@ -99,6 +104,8 @@ class RGNet(nn.Module):
         self.head = init_he_(nn.Sequential(nn.BatchNorm2d(dim), nn.Conv2d(dim, num_classes, 1)))
         self.num_features = dim
         self.default_preprocess = _preprocess(300, backbone)
+        # A region map for every variant with two classes (FC-CNN: the head at every location).
+        self.capabilities = Capabilities(embedding=True, region_map=self._num_classes == 2)
 
     @property
     def is_fcn(self) -> bool:
@@ -119,57 +126,29 @@ class RGNet(nn.Module):
         # The classifier head on region features, softmax over classes: Y^c_ij.
         return torch.softmax(self.head(feats), dim=1)
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] -> [B, d'] globally averaged features (the head's input)."""
-        if not self.is_fcn:
-            return self.backbone(x)
-        return self.feature_map(x).mean((2, 3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] -> [B, num_classes] logits: y^c = LSE_r(Y^c) (Eq. 4); softmax gives Eq. 5."""
-        if not self.is_fcn:
-            return self.head(self.backbone(x))
-        return lse_pool(self.region_scores(x), self.lse_r)
-
-    def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(forward(x), embed(x))`` from one pass through the network."""
-        if not self.is_fcn:
-            emb = self.backbone(x)
-            return self.head(emb), emb
-        feats = self.feature_map(x)
-        return lse_pool(self._region_probs(feats), self.lse_r), feats.mean((2, 3))
-
-    @property
-    def has_region_map(self) -> bool:
-        """Whether :meth:`region_logits` is available (every variant with two classes)."""
-        return self._num_classes == 2
-
     @property
     def _num_classes(self) -> int:
         last = self.head if isinstance(self.head, nn.Linear) else self.head[-1]
         return int(last.out_features if isinstance(last, nn.Linear) else last.out_channels)
 
-    def forward_with_regions(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(forward(x), embed(x), region_logits(x))`` from one pass through the network.
+    def _outputs(self, inputs: ModelInputs, want: frozenset[str]) -> ModelOutputs:
+        """Logits y = LSE_r(Y) (Eq. 4; softmax gives Eq. 5), the embedding (the region features
+        averaged: the head's input) and the region map, from one pass.
 
         FCN variants: the region map is ``log(Y^1_ij / Y^0_ij)``, the logit of :meth:`region_scores`
         (its sigmoid is ``region_scores(x)[:, 1]``), [B, H/8, W/8]; the image's score pools the
         probabilities with LSE (Eq. 4), so the map's mean is *not* the image logit. FC-CNN (global
-        average pooling + linear layer): the head at every location, whose mean is the image logit.
+        average pooling + linear layer): MPA's head at every location, whose mean is the image logit.
         """
-        if not self.has_region_map:
-            raise RegionMapError("a region logit map needs a 2-class RGNet")
+        x = inputs.whole
         if not self.is_fcn:
-            feats = self.backbone.forward_features(x)
-            emb = self.backbone.forward_head(feats, pre_logits=True)
-            return self.head(emb), emb, linear_region_logits(feats, self.head)
+            return pooled_linear_outputs(self.backbone, self.head, x, "region_map" in want, partial(exact_average_pool, self.backbone))
         feats = self.feature_map(x)
+        emb = feats.mean((2, 3))
+        if "region_map" not in want:
+            return ModelOutputs(lse_pool(self._region_probs(feats), self.lse_r), emb)
         z = self.head(feats)  # [B, 2, h, w] per-region class logits, before the softmax of Eq. 3
-        return lse_pool(torch.softmax(z, dim=1), self.lse_r), feats.mean((2, 3)), z[:, 1] - z[:, 0]
-
-    def region_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] -> [B, h, w] per-region logits (see :meth:`forward_with_regions`)."""
-        return self.forward_with_regions(x)[2]
+        return ModelOutputs(lse_pool(torch.softmax(z, dim=1), self.lse_r), emb, region_map=z[:, 1] - z[:, 0])
 
 
 def _preprocess(size: int, backbone: str) -> dict[str, Any]:

@@ -3,7 +3,7 @@
     PYTHONPATH=. python docs/img/report_png.py
 
 Scores and region maps come from the bundled default model (one forward pass per photo, the
-overlay from MPANet.forward_with_regions); bursts pair each sample with its degraded copy. Needs
+overlay from the model contract's region map); bursts pair each sample with its degraded copy. Needs
 playwright and Debian's chromium (as the browser tests do).
 """
 
@@ -19,6 +19,7 @@ from playwright.sync_api import sync_playwright
 
 from aescore.data.transforms import build_eval_transform
 from aescore.inference.stars import assign_stars
+from aescore.models.contract import ModelInputs
 from aescore.report import ReportPhoto, build_report, make_thumbnail
 from aescore.weights import default_weights_path, load_weights
 
@@ -36,7 +37,8 @@ def main() -> None:
         with Image.open(path) as im:
             img = ImageOps.exif_transpose(im).convert("RGB")
         with torch.no_grad():
-            logits, _, regions = model.forward_with_regions(transform(img)[None])
+            out = model.forward_outputs(ModelInputs(transform(img)[None]), ("region_map",))
+            logits, regions = out.logits, out.region_map
         score = float(torch.softmax(logits, 1)[0, 1])
         rows.append((path, img, score, regions[0].tolist()))
     rows.sort(key=lambda r: -r[2])
