@@ -114,8 +114,13 @@ def score_photos(
     on_skip: Callable[[str, str], None] | None = None,
     progress: Callable[[int, int], Callable[[int], None] | None] | None = None,
     cache: Any = None,
+    optional_checks: Iterable[str | Check] = (),
 ) -> ScoreRun:
     """Score ``inputs`` (paths, folders or :class:`FoundFile` s) and run ``checks`` on each photo.
+
+    A check the model cannot serve (it needs an output such as a reasons head's ``faults``) is
+    refused with :class:`~aescore.errors.CheckUnavailable`; ``optional_checks`` run when the model
+    can serve them and are left out otherwise (the contact sheet's checks).
 
     Each photo is decoded at most once, whatever the number of checks; the network runs only for
     photos whose score (and embedding, with ``with_embeddings``) is not cached. Unreadable inputs
@@ -136,7 +141,8 @@ def score_photos(
                 on_skip(s.path, s.reason)
         files += found
     files += [p for p in inputs if isinstance(p, FoundFile)]
-    run = run_pipeline(files, settings, resolve_checks(checks), with_embeddings, on_skip, progress, cache)
+    optional = [c if isinstance(c, Check) else get_check(c) for c in optional_checks]
+    run = run_pipeline(files, settings, resolve_checks(checks), with_embeddings, on_skip, progress, cache, optional)
     run.skipped[:0] = skipped
     return run
 

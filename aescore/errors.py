@@ -57,6 +57,19 @@ class ConfigError(UsageError, ValueError):
         self.problem = problem
 
 
+class CheckUnavailable(ConfigError):
+    """A check the run asked for needs a network output that the model does not give (exit 2).
+
+    ``check`` names the check; ``problem`` says what is missing. A command names its own flag for
+    the check (``--reasons``, or ``--check NAME``).
+    """
+
+    def __init__(self, check: str, problem: str) -> None:
+        super().__init__("check", f"{check} {problem}")
+        self.check = check
+        self.need = problem  # ``problem`` (from ConfigError) also names the check
+
+
 class DeviceError(AescoreError):
     """A compute device was asked for by name but PyTorch cannot use it on this machine."""
 

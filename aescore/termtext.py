@@ -3,15 +3,19 @@
 Every control character (C0, DEL, C1) is shown escaped wherever aescore prints text, so a file
 name or an EXIF field cannot move the cursor, retitle the terminal or hide a line; so are the
 bidirectional overrides and isolates, which would make ``"\\u202etxt.jpg"`` display as
-``"gpj.txt"``. This module imports nothing of aescore's: every layer may use it.
+``"gpj.txt"``. Output goes to two sinks: stdout carries data (results), stderr everything else,
+through :func:`say` or the one Rich console of each (:func:`stderr_console`,
+:func:`stdout_console`). This module imports nothing of aescore's: every layer may use it.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
+from typing import Any
 
-__all__ = ["csv_text", "display_path", "escape_path", "json_text", "say", "terminal_text"]
+__all__ = ["csv_text", "display_path", "escape_path", "json_text", "say", "stderr_console", "stdout_console", "terminal_text"]
 
 # The backslash is escaped too, so a name holding a real newline never looks like one holding "\n".
 _NAMED = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
@@ -67,6 +71,22 @@ def csv_text(text: str) -> str:
     """A CSV cell's text with control characters other than TAB, LF and CR (which RFC 4180 quoting
     carries) and bidi overrides escaped as in :func:`escape_path`."""
     return _UNSAFE_CSV.sub(lambda m: _escape_char(m.group()), text)
+
+
+@functools.cache
+def stderr_console() -> Any:
+    """The one Rich console for stderr (progress bars, messages beside them)."""
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+@functools.cache
+def stdout_console() -> Any:
+    """The one Rich console for stdout (tables of results on a terminal)."""
+    from rich.console import Console
+
+    return Console()
 
 
 def say(line: str) -> None:

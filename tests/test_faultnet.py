@@ -19,7 +19,7 @@ from aescore.data.transforms import DetailViews, Preprocess, RecipeError, detail
 from aescore.inference import output
 from aescore.models.heads import pool_faults, pool_quality
 from aescore.models.names import FAULT_KINDS
-from tests.helpers import pattern, randomise_batchnorm
+from tests.helpers import outputs, pattern, randomise_batchnorm
 
 
 def _recipe(**detail: Any) -> dict[str, Any]:
@@ -92,17 +92,18 @@ def test_detail_recipe_is_parsed_and_validated() -> None:
 
 def test_core_scores_equal_the_pooled_views(tiny_faultnet: Path, tmp_path: Path) -> None:
     from aescore.data.images import load_rgb
-    from aescore.inference.core import Job, infer, load_model
+    from aescore.inference.core import Job, infer
+    from aescore.inference.loading import open_model
 
     paths = _folder(tmp_path / "lib")
-    model = load_model(tiny_faultnet, device="cpu")
+    model = open_model(tiny_faultnet, "cpu", "torch")
     outs = list(infer(model, [Job(str(p)) for p in paths], want=frozenset({"p_high", "faults", "embedding"}), workers=0))
     for p, out in zip(paths, outs):
         img = load_rgb(p, min_shorter=model.preprocess.decode_size())
         v = model.preprocess.detail_views(img)
         with torch.no_grad():  # each view alone through the same network, pooled by hand
-            whole = model.module.head(model.module.embed(v.whole[None]))
-            crops = model.module.head(model.module.embed(v.crops))
+            whole = model.module.head(outputs(model.module, v.whole[None], "embedding").embedding)
+            crops = model.module.head(outputs(model.module, v.crops, "embedding").embedding)
             d = 0.5 * ((whole[0, 1] - whole[0, 0]) + (crops[:, 1] - crops[:, 0]).mean())
         assert out.outputs["p_high"] == pytest.approx(float(torch.sigmoid(d)), abs=1e-5)
         assert out.outputs["faults"].shape == (len(FAULT_KINDS),) and out.outputs["embedding"].ndim == 1
@@ -137,7 +138,8 @@ def test_reasons_refused_for_a_model_without_a_reasons_head(tiny_weights: Path, 
 
 
 def test_personal_model_on_a_faultnet_base_scores_and_keeps_the_reasons(tiny_faultnet: Path, tmp_path: Path) -> None:
-    from aescore.inference.core import Job, infer, load_model
+    from aescore.inference.core import Job, infer
+    from aescore.inference.loading import open_model
     from aescore.models import create_model
     from aescore.weights import has_reasons_head, load_weights, save_weights
 
@@ -153,8 +155,8 @@ def test_personal_model_on_a_faultnet_base_scores_and_keeps_the_reasons(tiny_fau
     photos = _folder(tmp_path / "lib", 2)
     jobs = [Job(str(p)) for p in photos]
     want = frozenset({"p_high", "faults", "embedding"})
-    mine = list(infer(load_model(path, device="cpu"), jobs, want=want, workers=0))
-    generic = list(infer(load_model(tiny_faultnet, device="cpu"), jobs, want=want, workers=0))
+    mine = list(infer(open_model(path, "cpu", "torch"), jobs, want=want, workers=0))
+    generic = list(infer(open_model(tiny_faultnet, "cpu", "torch"), jobs, want=want, workers=0))
     head = personal.eval()
     for m, g in zip(mine, generic):
         np.testing.assert_allclose(m.outputs["faults"], g.outputs["faults"], atol=1e-5)  # the base's reasons
@@ -179,7 +181,9 @@ def test_contact_sheet_of_a_reasons_model_carries_the_faults(tiny_faultnet: Path
     for p in data["photos"]:
         assert set(p["faults"]) == set(FAULT_KINDS)
         best = max(p["faults"], key=p["faults"].get)
-        assert p["top_fault"] == (best if p["faults"][best] >= 0.5 else "")  # "none" is shown as nothing
+        # The reasons check declares top_fault a badge and a filter; the page shows "none" as nothing.
+        assert p["f"]["top_fault"] == (best if p["faults"][best] >= 0.5 else "none")
+    assert {"name": "top_fault", "filter": "reason", "badge": True} in data["fields"]
 
 
 def test_content_tail_is_the_embedding_of_the_imagenet_network_layout() -> None:
@@ -209,13 +213,14 @@ def test_content_tail_is_the_embedding_of_the_imagenet_network_layout() -> None:
     ref.eval()
     x, crops = torch.randn(2, 3, 96, 130), torch.randn(2, 2, 3, 48, 48)
     with torch.no_grad():
-        views = model.forward_views(x, crops, regions=True)
-        torch.testing.assert_close(views["embedding"], ref(x), atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(model.embed(x), ref(x), atol=1e-5, rtol=1e-5)
+        views = outputs(model, x, "embedding", "faults", "region_map", crops=crops)
+        torch.testing.assert_close(views.embedding, ref(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(outputs(model, x, "embedding").embedding, ref(x), atol=1e-5, rtol=1e-5)
         fine_tuned = model.backbone(x)
-        assert (fine_tuned - views["embedding"]).abs().max() > 0.1
+        assert (fine_tuned - views.embedding).abs().max() > 0.1
         torch.testing.assert_close(model(x), model.head(fine_tuned), atol=1e-5, rtol=1e-5)
-        logits, emb, region_map = model.forward_with_regions(x)
+        whole = outputs(model, x, "embedding", "region_map")
+        logits, emb, region_map = whole.logits, whole.embedding, whole.region_map
         torch.testing.assert_close(region_map.mean((1, 2)), logits[:, 1] - logits[:, 0], atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(emb, ref(x), atol=1e-5, rtol=1e-5)
     model.train()

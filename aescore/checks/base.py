@@ -22,12 +22,19 @@ class FieldKind(str, Enum):
 
 @dataclass(frozen=True)
 class Field:
-    """One named value a check computes per photo."""
+    """One named value a check computes per photo, and how the contact sheet shows it.
+
+    ``badge``: the card shows the value (``⚠ value``) when it is set — not None, empty, ``"none"``,
+    0 or false. ``filter``: the page offers a filter by this field's values, labelled with this
+    text (its form control gets that id).
+    """
 
     name: str
     kind: FieldKind
     description: str
     places: int = 4  # decimals of a NUMBER in text formats
+    badge: bool = False
+    filter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,10 @@ class Check:
 
     ``model_dependent``: its fields change with the weights or recipe (then the cache key holds
     them). ``cached``: store its fields in the check cache (off for checks cheaper than a lookup,
-    e.g. ones that only reformat an output that is cached already).
+    e.g. ones that only reformat an output that is cached already). ``report``: the contact sheet
+    runs it (when the model gives the outputs it needs), whether or not the run asked for it.
+    ``flag``/``flag_help``: a short command-line flag of its own (``--exif``) that score, rank and
+    report offer as an alias of ``--check NAME``.
     """
 
     name: str = ""
@@ -76,6 +86,14 @@ class Check:
     fields: tuple[Field, ...] = ()
     model_dependent: bool = False
     cached: bool = True
+    report: bool = False
+    flag: str | None = None
+    flag_help: str = ""
+
+    @property
+    def visible(self) -> bool:
+        """Whether any of its fields is printed (checks of hidden fields only feed other steps)."""
+        return any(f.kind is not FieldKind.HIDDEN for f in self.fields)
 
     def compute(self, photo: PhotoData) -> dict[str, Any]:
         """The fields of one photo, keyed by :attr:`Field.name` (JSON-serialisable values)."""
@@ -104,9 +122,33 @@ def register_check(check: Check) -> Check:
     return check
 
 
+_loaded = False
+
+
 def _ensure_builtin() -> None:
-    # Importing the built-in modules runs their register_check calls.
-    from aescore.checks import builtin  # noqa: F401
+    """Register every check module: each module of this package (a new built-in check is one new
+    file here), then those of installed plugins (entry point group ``aescore.checks``, each naming
+    a module). Importing a module runs its :func:`register_check` calls."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    import importlib
+    import pkgutil
+    from importlib.metadata import entry_points
+
+    import aescore.checks as package
+
+    for module in sorted(m.name for m in pkgutil.iter_modules(package.__path__)):
+        if module != "base":
+            importlib.import_module(f"{package.__name__}.{module}")
+    for entry in entry_points(group="aescore.checks"):
+        try:
+            entry.load()
+        except Exception as err:  # noqa: BLE001 - a broken plugin must not stop aescore
+            import warnings
+
+            warnings.warn(f"check plugin {entry.name!r} could not be loaded: {err}", stacklevel=2)
 
 
 def get_check(name: str) -> Check:

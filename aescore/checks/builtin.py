@@ -41,6 +41,9 @@ class ExifCheck(Check):
     name = "exif"
     description = "capture time, camera, lens and exposure from EXIF"
     needs = Needs(exif=True)
+    report = True
+    flag = "--exif"
+    flag_help = "Add capture time, camera, lens and exposure (= --check exif)."
     fields = (
         Field("capture_time", FieldKind.TEXT, "ISO 8601 capture time"),
         Field("camera", FieldKind.TEXT, "camera make and model"),
@@ -76,6 +79,7 @@ class ThumbnailCheck(Check):
     name = "thumbnail"
     description = "JPEG thumbnail for the HTML report"
     needs = Needs(image_size=512)
+    report = True
     fields = (Field("thumbnail", FieldKind.HIDDEN, "base64 JPEG, long edge <= 512 px, <= 58 kB"),)
 
     def compute(self, photo: PhotoData) -> dict[str, Any]:
@@ -95,6 +99,7 @@ class RegionsCheck(Check):
     needs = Needs(outputs=frozenset({"region_map"}))
     fields = (Field("region_map", FieldKind.HIDDEN, "rows of per-region logits"),)
     model_dependent = True
+    report = True
 
     def compute(self, photo: PhotoData) -> dict[str, Any]:
         regions = photo.outputs.get("region_map")
@@ -112,10 +117,14 @@ class ReasonsCheck(Check):
     description = "the model's probability of each kind of fault, and the most likely one"
     needs = Needs(outputs=frozenset({"faults"}))
     fields = (
-        Field("top_fault", FieldKind.TEXT, "the most likely fault when its probability is >= 0.5, else none"),
+        Field("top_fault", FieldKind.TEXT, "the most likely fault when its probability is >= 0.5, else none",
+              badge=True, filter="reason"),
         Field("faults", FieldKind.OBJECT, "fault kind -> probability, every kind present"),
     )
     model_dependent = True
+    report = True
+    flag = "--reasons"
+    flag_help = "Add the fault the model sees (top fault column; every kind's probability in json/jsonl/csv) (= --check reasons)."
 
     def compute(self, photo: PhotoData) -> dict[str, Any]:
         from aescore.models.names import FAULT_KINDS

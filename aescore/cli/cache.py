@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
 from aescore.cli.main import app
-from aescore.termtext import say
+from aescore.cli.options import JsonOption
+from aescore.termtext import say, stdout_console
 
 cache_app = typer.Typer(
     help="Inspect or empty the score cache ($XDG_CACHE_HOME/aescore/scores.sqlite).",
@@ -51,11 +52,10 @@ def _print_tsv(info: dict[str, Any]) -> None:
 
 
 def _print_table(info: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    console = Console()
+    console = stdout_console()
     summary = Table(show_header=False, box=None, pad_edge=False)
     summary.add_column(style="bold")
     summary.add_column()
@@ -76,7 +76,7 @@ def _print_table(info: dict[str, Any]) -> None:
 
 
 @cache_app.command("info")
-def info_cmd(as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False) -> None:
+def info_cmd(as_json: JsonOption = False) -> None:
     """Where the cache is, its size, how many scores it holds per model and recipe, and how many
     files it knows cannot be decoded.
 

@@ -14,7 +14,8 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.core import TyperCommand
 
-from aescore.cli.main import app
+from aescore.cli.main import app, config_error_line
+from aescore.cli.options import DeviceOption, JsonOption, ModelOption
 
 data_app = typer.Typer(
     help="Build datasets from photo folders (synthetic degradations) and evaluate on them.",
@@ -32,9 +33,9 @@ class _PlainUsage(TyperCommand):
 
 
 def _stderr() -> Any:
-    from rich.console import Console
+    from aescore.termtext import stderr_console
 
-    return Console(stderr=True)
+    return stderr_console()
 
 
 def _progress(console: Any, label: str) -> Any:
@@ -102,7 +103,7 @@ def degrade_cmd(
     max_side: Annotated[Optional[int], typer.Option(help="Downscale photos so the longer side is at most this.", metavar="PX")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes.", metavar="N")] = 1,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty OUT_DIR (files there may be overwritten).", metavar="")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.", metavar="")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Turn a folder of photos into a degradation dataset for `aescore train --dataset csv`.
 
@@ -145,10 +146,10 @@ def degrade_cmd(
 @data_app.command("pairwise", cls=_PlainUsage)
 def pairwise_cmd(
     out_dir: Annotated[Path, typer.Argument(help="A folder made by `aescore data degrade` (or its pairs.csv).", metavar="DIR")],
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name, card or weights file (default: the default model).", metavar="NAME")] = None,
+    model: ModelOption = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.", metavar="N")] = 32,
-    device: Annotated[str, typer.Option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.", metavar="DEVICE")] = "auto",
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.", metavar="")] = False,
+    device: DeviceOption = "auto",
+    as_json: JsonOption = False,
 ) -> None:
     """Pairwise accuracy of a model and of the Laplacian sharpness baseline on held-out pairs.
 
@@ -161,7 +162,7 @@ def pairwise_cmd(
     try:
         resolved = resolve_device(device)
     except ConfigError as err:
-        raise UsageError(f"--device {err.problem}") from None
+        raise UsageError(config_error_line(err, {err.setting: "--device"})) from None
     except DeviceError as err:
         raise AescoreError(f"--device {err.device}: {err.reason}") from None
     pairs_csv = out_dir if out_dir.is_file() else out_dir / "pairs.csv"
@@ -188,9 +189,9 @@ def pairwise_cmd(
         sys.stdout.write(json.dumps(result) + "\n")
         return
     rows = _pairwise_rows(result)
-    from rich.console import Console
+    from aescore.termtext import stdout_console
 
-    out = Console()
+    out = stdout_console()
     if not out.is_terminal:
         # Piped: tab-separated values with a header, one row per group (data only, no decoration).
         lines = ["group\tpairs\tmodel\tlaplacian", *("\t".join(row) for row in rows)]

@@ -9,18 +9,19 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from aescore.cli.main import app
-from aescore.termtext import say
+from aescore.cli.main import app, config_error_line
+from aescore.cli.options import DeviceOption, JsonOption, ModelOption
+from aescore.termtext import say, stdout_console
 
 
 @app.command()
 def evaluate(
     dataset: Annotated[str, typer.Option("--dataset", help="ava, aadb or csv.")],
     root: Annotated[Path, typer.Option("--root", help="Dataset folder (AVA/AADB) or CSV file/folder.")],
-    weights: Annotated[Optional[str], typer.Option("--weights", "--model", help="A .safetensors/.json file or a model name (default: the bundled default).")] = None,
+    weights: ModelOption = None,
     split: Annotated[str, typer.Option(help="test, val or train.")] = "test",
     tta_crops: Annotated[Optional[int], typer.Option(help="MPA: average N random crops per image (official code: 15); default the whole image.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOption = "auto",
     batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 32,
     workers: Annotated[Optional[int], typer.Option(help="DataLoader worker processes (default: 4, at most the CPU cores).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Split seed (default: the one the weights were trained with).")] = None,
@@ -28,7 +29,7 @@ def evaluate(
     threshold_inclusive: Annotated[Optional[bool], typer.Option("--threshold-inclusive/--threshold-exclusive", help="Score == threshold is positive (default: as the weights were trained, else the paper's rule: RGNet >=, MPA >).")] = None,
     max_items: Annotated[Optional[int], typer.Option(help="Evaluate a seeded subset of at most N images.")] = None,
     amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="float16 weights on a GPU, as `aescore score` (default on).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")] = False,
+    as_json: JsonOption = False,
     predictions: Annotated[Optional[Path], typer.Option("--predictions", metavar="FILE", help="Also write one JSON line per image (path, p_high, label, target) to FILE.")] = None,
 ) -> None:
     """Accuracy, balanced accuracy, AP, SRCC and LCC of P(high) against the human scores.
@@ -53,7 +54,7 @@ def evaluate(
             max_items=max_items, amp=amp, warn=warn, predictions=predictions,
         )
     except ConfigError as err:  # the library names the setting; this command's flag has its name
-        raise UsageError(f"--{err.setting.replace('_', '-')} {err.problem}") from None
+        raise UsageError(config_error_line(err)) from None
     if as_json:
         print(json.dumps(report))
     elif sys.stdout.isatty():
@@ -65,7 +66,6 @@ def evaluate(
 
 
 def _print_table(report: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
@@ -90,4 +90,4 @@ def _print_table(report: dict[str, Any]) -> None:
     table.add_row("weights", escape(str(report["weights"])))
     table.add_row("weights_sha256", str(report["weights_sha256"]))
     table.add_row("train overlap check", str(report["train_overlap_check"]))
-    Console().print(table)
+    stdout_console().print(table)

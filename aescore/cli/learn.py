@@ -10,6 +10,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from aescore.cli.main import app
+from aescore.cli.options import DeviceOption, JsonOption, ModelOption
 from aescore.errors import UsageError
 
 _HELP = """Learn your taste: a personal model from the star ratings and rejects you already gave.
@@ -30,7 +31,7 @@ def _paths_help() -> str:
 def learn_cmd(
     paths: Annotated[Optional[list[str]], typer.Argument(metavar="PATH", help=_paths_help(), show_default=False)] = None,
     name: Annotated[str, typer.Option("--name", help="Name of the personal model (use it as --model NAME).", show_default=False)] = "",
-    model: Annotated[Optional[str], typer.Option("--model", help="Base model whose embeddings are learned from (name or file; default: the default model).")] = None,
+    model: ModelOption = None,
     catalog: Annotated[Optional[str], typer.Option("--catalog", metavar="FILE.lrcat", help="Lightroom Classic catalog to read ratings and rejects from (read-only).")] = None,
     digikam_db: Annotated[Optional[str], typer.Option("--digikam-db", metavar="FILE", help="digiKam database (digikam4.db) to read ratings from (read-only).")] = None,
     ratings: Annotated[Optional[str], typer.Option("--ratings", metavar="FILE.csv", help="CSV of path,rating (-1 rejected, 0-5 stars).")] = None,
@@ -44,9 +45,9 @@ def learn_cmd(
     fine_tune_steps: Annotated[Optional[int], typer.Option("--fine-tune-steps", help="Training steps of --fine-tune (default: 4 passes over the photos, 100-2000).")] = None,
     folds: Annotated[int, typer.Option("--folds", help="Held-out folds (whole shoots each).")] = 5,
     min_ratings: Annotated[int, typer.Option("--min-ratings", help="Refuse with fewer rated photos than this.")] = 50,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps (for the base model's pass).")] = "auto",
+    device: DeviceOption = "auto",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the score cache.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
+    as_json: JsonOption = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
 ) -> None:
     """Learn a personal model from your ratings."""

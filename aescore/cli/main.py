@@ -179,8 +179,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         from aescore.errors import ConfigError
 
-        # Library code names settings, not flags; a setting is the flag of the same name.
-        text = f"--{err.setting.replace('_', '-')} {err.problem}" if isinstance(err, ConfigError) else str(err)
+        text = config_error_line(err) if isinstance(err, ConfigError) else str(err)
         say(f"aescore: error: {text}")
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
@@ -191,6 +190,23 @@ def main(argv: list[str] | None = None) -> None:
             raise
         say(f"aescore: internal error: {type(err).__name__}: {err} (run with --debug for the traceback)")
         sys.exit(1)
+
+
+def config_error_line(err: Any, flags: dict[str, str] | None = None) -> str:
+    """A library :class:`~aescore.errors.ConfigError` as one line naming the command's flag.
+
+    Library code names settings, not flags; the flag of a setting is ``flags[setting]`` when the
+    command passes its own names, else ``--`` + the setting with dashes. A check the model cannot
+    serve (:class:`~aescore.errors.CheckUnavailable`) is named by its own flag or ``--check NAME``.
+    """
+    from aescore.errors import CheckUnavailable
+
+    if isinstance(err, CheckUnavailable):
+        from aescore.checks import get_check
+
+        return f"{get_check(err.check).flag or f'--check {err.check}'} {err.need}"
+    flag = (flags or {}).get(err.setting) or "--" + err.setting.replace("_", "-")
+    return f"{flag} {err.problem}"
 
 
 def _first_word(args: list[str]) -> str | None:

@@ -9,8 +9,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 from aescore.cli.main import app
+from aescore.cli.options import JsonOption
 from aescore.errors import UsageError
-from aescore.termtext import json_text, say
+from aescore.termtext import json_text, say, stdout_console
 
 _COLUMNS = ("default", "name", "stem", "architecture", "trained_on", "summary", "path")
 
@@ -71,7 +72,7 @@ def _warn(text: str) -> None:
 
 @app.command("models")
 def models_cmd(
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object: models, the default and where it comes from, name clashes.")] = False,
+    as_json: JsonOption = False,
     set_default: Annotated[Optional[str], typer.Option("--set-default", metavar="NAME|FILE", help="Make this model the default of score and rank (saved in the user's aescore config.json).", show_default=False)] = None,
     reset_default: Annotated[bool, typer.Option("--reset-default", help="Go back to the shipped default model.")] = False,
 ) -> None:
@@ -119,7 +120,6 @@ def models_cmd(
         lines = ["\t".join(_COLUMNS)] + ["\t".join(escape_path(str(f)) for f in row) for row in rows]
         sys.stdout.write("\n".join(lines) + "\n")
         return
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
@@ -129,4 +129,4 @@ def models_cmd(
     for row in rows:
         # Text(...): names and summaries are data, never Rich markup
         table.add_row(*(Text(display_path(str(f))) for f in row[:6]))
-    Console().print(table)
+    stdout_console().print(table)

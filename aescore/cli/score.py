@@ -21,7 +21,8 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from aescore.cli.main import app
+from aescore.cli.main import app, config_error_line
+from aescore.cli.options import DeviceOption, ModelOption
 from aescore.errors import ConfigError, UsageError
 from aescore.inference.onnx_runtime import Runtime
 
@@ -56,13 +57,15 @@ class XmpStyleChoice(str, enum.Enum):
     darktable = "darktable"
 
 
-class DeviceChoice(str, enum.Enum):
-    """Where the network runs."""
+def _check_help() -> str:
+    """``--check``'s help: the checks there are, with what each adds."""
+    from aescore.checks import available_checks
 
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-    mps = "mps"
+    listed = "; ".join(f"{c.name}: {c.description}" for c in available_checks() if c.visible and c.name != "score")
+    return f"Add a check's fields to every output format (repeatable). Checks: {listed}."
+
+
+_CHECK_HELP = _check_help()
 
 
 def _opt(*names: str, panel: str, help: str, metavar: str | None = None, **kw: Any) -> Any:
@@ -77,8 +80,8 @@ class Options:
     files_from: Annotated[Optional[str], _opt("--files-from", metavar="FILE", panel=_IN, help="Read more paths from FILE ('-' = stdin), one per line.")] = None
     from0: Annotated[bool, _opt("--from0", panel=_IN, help="--files-from entries are NUL-separated (find -print0).")] = False
     shard: Annotated[Optional[str], _opt("--shard", metavar="I/N", panel=_IN, help="Score only the I-th of N deterministic parts of the input (1-based).")] = None
-    model: Annotated[Optional[str], _opt("--model", "-m", metavar="NAME|FILE", panel=_MODEL, help="Model name (see `aescore models`) or .safetensors/.json file. Default: the default model.")] = None
-    device: Annotated[DeviceChoice, _opt("--device", panel=_MODEL, help="Where the network runs; auto = CUDA, else MPS, else CPU (GPUs use float16), except that a run under ONNX Runtime stays on the CPU.", show_default=True)] = DeviceChoice.auto
+    model: ModelOption = None
+    device: DeviceOption = "auto"
     runtime: Annotated[Runtime, _opt("--runtime", panel=_MODEL, help="What runs the network: onnx = ONNX Runtime on the CPU (starts in a fraction of a second: torch is never imported; needs the model's exported ONNX program, which the default model has); torch = PyTorch (GPUs, --tta-crops, region maps, every model); auto = onnx where it can run and at most 64 photos need the network (start-up dominates), else torch (faster on big folders). Scores agree within 1e-4.", show_default=True)] = Runtime.auto
     batch_size: Annotated[Optional[int], _opt("--batch-size", min=1, metavar="N", panel=_MODEL, help="Images per forward pass (default: 4 on CPU, 64 on GPU).")] = None
     workers: Annotated[Optional[int], _opt("--workers", min=0, metavar="N", panel=_MODEL, help="Decoding workers: processes under PyTorch, threads under ONNX Runtime (default: from the core count; 0 = decode in the main thread).")] = None
@@ -89,8 +92,7 @@ class Options:
     jsonl: Annotated[bool, _opt("--jsonl", panel=_OUT, help="Same as --format jsonl."), PRINTING] = False
     csv: Annotated[bool, _opt("--csv", panel=_OUT, help="Same as --format csv."), PRINTING] = False
     print0: Annotated[bool, _opt("--print0", "-0", panel=_OUT, help="Same as --format print0 (for xargs -0)."), PRINTING] = False
-    exif: Annotated[bool, _opt("--exif", panel=_OUT, help="Add capture time, camera, lens and exposure.")] = False
-    reasons: Annotated[bool, _opt("--reasons", panel=_OUT, help="Add the fault the model sees (top fault column; every kind's probability in json/jsonl/csv).")] = False
+    check: Annotated[Optional[list[str]], _opt("--check", metavar="NAME", panel=_OUT, help=_CHECK_HELP)] = None
     top: Annotated[Optional[int], _opt("--top", min=0, metavar="N", panel=_OUT, help="Only the N best."), RANK_ONLY] = None
     bottom: Annotated[Optional[int], _opt("--bottom", min=0, metavar="N", panel=_OUT, help="Only the N worst (still printed best first)."), RANK_ONLY] = None
     min_score: Annotated[Optional[float], _opt("--min-score", metavar="X", panel=_OUT, help="Only photos scoring >= X."), RANK_ONLY] = None
@@ -144,6 +146,7 @@ class Options:
             raise UsageError("--dry-run needs --write-xmp, --copy-to or --link-to")
         if self.from0 and not self.files_from:
             raise UsageError("--from0 needs --files-from")
+        self.asked_checks()  # an unknown --check NAME is a usage error before any photo is read
         if self.html:
             # Checked before scoring, so a long run does not end in this error (nor overwrite a photo).
             from aescore.report import ReportError, check_output
@@ -157,25 +160,26 @@ class Options:
         """The :class:`aescore.cull.Settings` these options ask for."""
         from aescore.cull import Settings
 
-        return Settings(self.model, self.device.value, self.batch_size, self.workers, self.tta_crops, not self.no_cache,
+        return Settings(self.model, self.device or "auto", self.batch_size, self.workers, self.tta_crops, not self.no_cache,
                         runtime=self.runtime)
 
-    def model_has_reasons(self) -> bool:
-        """Whether the chosen model names faults (the contact sheet then shows and filters by them);
-        a model that cannot be resolved answers no here and fails with its own error when loaded."""
-        from aescore.errors import AescoreError
-        from aescore.weights import has_reasons_head, read_card, resolve_model
+    def asked_checks(self) -> list[Any]:
+        """The checks the user asked for (``--check`` and the checks' own flags): their fields are printed."""
+        from aescore.checks import get_check
 
-        try:
-            return has_reasons_head(read_card(resolve_model(self.model)))
-        except AescoreError:
-            return False
+        return [get_check(name) for name in dict.fromkeys(self.check or [])]
 
-    def checks(self) -> list[str]:
-        """The checks these options need besides the score."""
-        page = ["exif", "thumbnail", "regions"] + (["reasons"] if self.model_has_reasons() else []) if self.html else []
-        return list(dict.fromkeys((["exif"] if self.exif else []) + (["reasons"] if self.reasons else [])
-                                  + (["capture"] if self.group_bursts is not None else []) + page))
+    def checks(self) -> list[Any]:
+        """Every check the run needs besides the score: the asked ones, then the burst grouping's."""
+        from aescore.checks import get_check
+
+        return self.asked_checks() + ([get_check("capture")] if self.group_bursts is not None else [])
+
+    def page_checks(self) -> list[Any]:
+        """The contact sheet's checks (run when the model can serve them): those that declare ``report``."""
+        from aescore.checks import available_checks
+
+        return [c for c in available_checks() if c.report] if self.html else []
 
 
 class _Stderr:
@@ -199,12 +203,13 @@ class _Stderr:
         def start(total: int, done_already: int) -> Callable[[int], None] | None:
             if not sys.stderr.isatty():
                 return None
-            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            from aescore.termtext import stderr_console
 
             self.progress = Progress(
                 TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                console=Console(stderr=True), transient=True,
+                console=stderr_console(), transient=True,
             )
             self.progress.start()
             task = self.progress.add_task("scoring", total=total)
@@ -288,10 +293,10 @@ def _emit(fmt: Format, chosen: list[Any], checks: list[Any]) -> None:
     from aescore.inference import output
 
     if fmt is Format.table and sys.stdout.isatty():
-        from rich.console import Console
+        from aescore.termtext import stdout_console
 
         if chosen:
-            Console().print(output.build_table(chosen, checks))
+            stdout_console().print(output.build_table(chosen, checks))
         return
     formatters = {
         Format.print0: lambda: output.format_print0(chosen),
@@ -331,10 +336,15 @@ def _write_report(out: str, result: Any, problems: list[Any], err: _Stderr) -> N
     from aescore.inference.output import display_path
     from aescore.report import ReportError, ReportPhoto, build_report
 
+    from aescore.checks import FieldKind
+
+    # The page gets every field a check prints (the score has its own place); hidden fields feed
+    # its thumbnail and overlay.
+    printed = {f.name for c in result.checks if c.name != "score" for f in c.fields if f.kind is not FieldKind.HIDDEN}
     photos = []
     for p in result.photos:
         thumb = p.fields.get("thumbnail")
-        extra = {k: v for k, v in p.fields.items() if k not in ("thumbnail", "region_map", "timestamp", "score", "label")}
+        extra = {k: v for k, v in p.fields.items() if k in printed}
         photos.append(ReportPhoto(p.path, p.score, p.rank, p.stars, p.group, p.best, extra,
                                   base64.b64decode(thumb) if thumb else None, p.fields.get("region_map")))
     from aescore.data.transforms import EvalMode, Preprocess
@@ -370,7 +380,7 @@ def run(o: Options, ranked: bool, emit: bool = True) -> int:
     try:
         settings = o.settings()
     except ConfigError as exc:
-        raise UsageError(f"--{exc.setting.replace('_', '-')} {exc.problem}") from None
+        raise UsageError(config_error_line(exc)) from None
     err = _Stderr()
     files, problems = cull.find_photos(_read_inputs(o))
     for s in problems:
@@ -383,7 +393,7 @@ def run(o: Options, ranked: bool, emit: bool = True) -> int:
     try:
         result = cull.score_photos(
             files, settings, o.checks(), with_embeddings=o.similarity is not None,
-            on_skip=err.skipped, progress=err.progress_factory(), cache=cache,
+            on_skip=err.skipped, progress=err.progress_factory(), cache=cache, optional_checks=o.page_checks(),
         )
     finally:
         err.stop()
@@ -398,7 +408,7 @@ def run(o: Options, ranked: bool, emit: bool = True) -> int:
         cull.assign_stars(photos, o.reject_below)
     chosen = cull.select(photos, ranked, o.top, o.bottom, o.min_score, o.best_of_group)
     if emit:
-        asked = {"score", *(["exif"] if o.exif else []), *(["reasons"] if o.reasons else [])}
+        asked = {"score", *(c.name for c in o.asked_checks())}
         shown = [c for c in result.checks if c.name in asked]
         _emit(fmt, chosen, shown)
         legend = _legend(result, fmt)
@@ -422,6 +432,13 @@ def run(o: Options, ranked: bool, emit: bool = True) -> int:
 _OUTPUT = Annotated[str, typer.Option("--output", "-o", metavar="FILE", help="The page to write (its thumbnails go to FILE's name + _files/ beside it).", show_default=False)]
 
 
+def _flagged_checks() -> list[Any]:
+    """The checks that declare a flag of their own, by name."""
+    from aescore.checks import available_checks
+
+    return [c for c in available_checks() if c.flag]
+
+
 def _command(kind: str) -> Callable[..., None]:
     """A command function whose signature is :class:`Options`' fields (``rank`` and ``report`` also
     get the :data:`RANK_ONLY` ones; ``report`` none of the :data:`PRINTING` ones, and ``--output``);
@@ -435,10 +452,18 @@ def _command(kind: str) -> Callable[..., None]:
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=hints[f.name]))
     if kind == "report":
         params.insert(1, inspect.Parameter("output", inspect.Parameter.KEYWORD_ONLY, annotation=_OUTPUT))
+    # A check's own flag (--exif, --reasons) is an alias of --check NAME, declared by the check.
+    flags = {f"check_{c.name}": c.name for c in _flagged_checks()}
+    at = next(i for i, p in enumerate(params) if p.name == "check") + 1
+    for i, c in enumerate(_flagged_checks()):
+        option = Annotated[bool, _opt(str(c.flag), panel=_OUT, help=c.flag_help)]
+        params.insert(at + i, inspect.Parameter(f"check_{c.name}", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=option))
 
     def command(**kwargs: Any) -> None:
         if kwargs.get("debug"):
             os.environ["AESCORE_DEBUG"] = "1"
+        on = [name for param, name in flags.items() if kwargs.pop(param)]
+        kwargs["check"] = [*on, *(kwargs.get("check") or [])]
         if kind == "report":
             kwargs["html"] = kwargs.pop("output")
         code = run(Options(**kwargs), ranked=kind != "score", emit=kind != "report")

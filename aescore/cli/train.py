@@ -19,7 +19,8 @@ from typing import Annotated, Any, Literal, Optional
 
 import typer
 
-from aescore.cli.main import app
+from aescore.cli.main import app, config_error_line
+from aescore.cli.options import DeviceOption, JsonOption
 from aescore.engine.presets import DATASETS, OBJECTIVES, OPTIMIZERS, PRESETS, SCHEDULES, WEIGHT_DECAY_SCOPES, TrainConfig
 from aescore.models.names import RGNET_VARIANTS
 
@@ -81,7 +82,7 @@ def train(
     val_size: Annotated[Optional[int], _option(help="Validation images held out of training (AVA default 2000).", panel=_DATA, metavar="N")] = None,
     max_items: Annotated[Optional[int], _option(help="Cap each split (seeded subset) for quick trials.", panel=_DATA, metavar="N")] = None,
     eval_tta_crops: Annotated[Optional[int], _option(help="MPA validation: average N random crops (official code: 15 at test time); default one centre crop.", metavar="N")] = None,
-    device: Annotated[Optional[str], _option(help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.", panel=_RUN, metavar="DEVICE")] = None,
+    device: DeviceOption = None,
     workers: Annotated[Optional[int], _option(help="DataLoader worker processes per training process.", panel=_RUN, metavar="N")] = None,
     seed: Annotated[Optional[int], _option(help="Seed of splits, initialisation, order and augmentation.", panel=_RUN, metavar="N")] = None,
     resume: Annotated[bool, _flag("--resume", help="Continue OUTPUT/last.pt exactly where it stopped.")] = False,
@@ -89,7 +90,7 @@ def train(
     compile: Annotated[Optional[bool], _flag("--compile/--no-compile", help="torch.compile the model for training.")] = None,
     deterministic: Annotated[Optional[bool], _flag("--deterministic/--no-deterministic", help="Deterministic kernels (bit-exact resume on CPU).")] = None,
     max_steps: Annotated[Optional[int], _option(help="At most N optimiser steps per epoch (smoke tests).", panel=_RUN, metavar="N")] = None,
-    as_json: Annotated[bool, _flag("--json", help="Print a JSON summary of the run on stdout.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Train an aesthetics model; every epoch writes OUTPUT/last.pt, OUTPUT/metrics.jsonl and the best model.
 
@@ -191,9 +192,7 @@ def _as_cli_error(err: Exception, ctx: typer.Context) -> BaseException:
     if isinstance(err, OutputInUse):
         return UsageError(f"{err.problem}; pass --resume to continue it, or choose another --output")
     if isinstance(err, ConfigError):
-        flags = {p.name: p.opts[0] for p in ctx.command.params if p.name and p.opts}
-        flag = flags.get(err.setting, "--" + err.setting.replace("_", "-"))
-        return UsageError(f"{flag} {err.problem}")
+        return UsageError(config_error_line(err, {p.name: p.opts[0] for p in ctx.command.params if p.name and p.opts}))
     if isinstance(err, PretrainedWeightsUnavailable):
         return WeightsError(f"could not fetch pretrained weights {err.tag!r} from the Hugging Face Hub ({err.reason}); "
                             "pass --backbone-weights FILE (a local .safetensors/.pth of the ImageNet backbone) "

@@ -35,12 +35,12 @@ class EpochProgress:
         self, steps_per_epoch: int, *, enabled: bool, log: Callable[[str], None],
         plain_every: float = PLAIN_PROGRESS_SECONDS, live: bool | None = None,
     ) -> None:
-        from rich.console import Console
+        from aescore.termtext import stderr_console
 
         self.steps = max(1, steps_per_epoch)
         self.enabled = enabled
         self._log = log
-        self.console = Console(stderr=True)
+        self.console = stderr_console()
         self.live = enabled and (self.console.is_terminal if live is None else live)
         self._progress: Any = None
         self._task: Any = None

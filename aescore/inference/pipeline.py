@@ -93,19 +93,17 @@ def run_pipeline(
     on_skip: Callable[[str, str], None] | None,
     progress: Callable[[int, int], Callable[[int], None] | None] | None,
     cache: Any = None,
+    optional_checks: Sequence[Check] = (),
 ) -> "ScoreRun":
     """See :func:`aescore.cull.score_photos` (``files`` already discovered)."""
     from aescore.cull import ScoreRun
     from aescore.data.images import missing_extra
     from aescore.inference.cache import CacheKey, ScoreCache
-    from aescore.errors import ConfigError
-    from aescore.weights import has_reasons_head, read_card, resolve_model
+    from aescore.inference.loading import find_model
 
-    weights_path = resolve_model(settings.model)
-    card = read_card(weights_path)
-    if any("faults" in c.needs.outputs for c in checks) and not has_reasons_head(card):
-        raise ConfigError("reasons", f"needs a model with a reasons head; {card.get('name') or weights_path.stem} "
-                                     "has none (the default model has one)")
+    ref = find_model(settings.model)  # resolved, and its card read, once for the run
+    weights_path, card = ref.path, ref.card
+    checks = usable_checks(checks, optional_checks, card, str(card.get("name") or weights_path.stem))
     recipe_obj = Preprocess.from_card(card["preprocess"])
     recipe = recipe_obj.recipe(settings.tta_crops)
     sha = str(card["sha256"])
@@ -139,7 +137,7 @@ def run_pipeline(
                 todo.append(w)
         try:
             run.computed = _compute(
-                files, keys, todo, checks, want, settings, weights_path, recipe_obj, writer, skip, progress, len(files)
+                files, keys, todo, checks, want, settings, ref, recipe_obj, writer, skip, progress, len(files)
             )
             # Photos that needed nothing decoded may still miss fields of checks that read no pixels.
             decoded = {w.index for w in todo}
@@ -156,6 +154,39 @@ def run_pipeline(
         if own_cache and cache is not None:
             cache.close()
     return run
+
+
+#: What a model must have for a network output a check needs, in a refusal's words. The region
+#: map is not required: a model without one gives the check None.
+_OUTPUT_NEEDS = {"faults": "a reasons head", "embedding": "an embedding", "p_high": "a score"}
+
+
+def model_outputs(card: dict[str, Any]) -> frozenset[str]:
+    """The network outputs the model of ``card`` gives."""
+    from aescore.weights import has_reasons_head
+
+    return frozenset({"p_high", "embedding", "region_map"} | ({"faults"} if has_reasons_head(card) else set()))
+
+
+def usable_checks(checks: Sequence[Check], optional: Sequence[Check], card: dict[str, Any], model: str) -> list[Check]:
+    """``checks``, then those of ``optional`` the model can serve (each once, in order).
+
+    A check of ``checks`` that needs an output the model lacks is refused
+    (:class:`~aescore.errors.CheckUnavailable`); one of ``optional`` is left out.
+    """
+    from aescore.errors import CheckUnavailable
+
+    have = model_outputs(card)
+    out = list(checks)
+    for check in checks:
+        lacking = sorted(check.needs.outputs - have - {"region_map"})
+        if lacking:
+            what = " and ".join(_OUTPUT_NEEDS.get(o, f"the output {o!r}") for o in lacking)
+            raise CheckUnavailable(check.name, f"needs a model with {what}; {model} has none (the default model has one)")
+    for check in optional:
+        if not (check.needs.outputs - have - {"region_map"}) and all(c.name != check.name for c in out):
+            out.append(check)
+    return out
 
 
 def _needs_pixels(w: _Work) -> bool:
@@ -192,7 +223,7 @@ def _compute(
     checks: list[Check],
     want: frozenset[str],
     settings: "Settings",
-    weights_path: Any,
+    ref: Any,
     recipe: Preprocess,
     writer: _Writer,
     skip: Callable[[str, str], None],
@@ -203,7 +234,8 @@ def _compute(
     missing checks; cache what was computed. Returns how many photos went through the network."""
     if not todo:
         return 0
-    from aescore.inference.core import Job, infer, load_for_run
+    from aescore.inference.core import Job, infer
+    from aescore.inference.loading import open_model
 
     model_key = f"{writer.sha}:{writer.recipe}"
     jobs = []
@@ -215,9 +247,9 @@ def _compute(
     # after a plain `rank` decodes nothing again.
     net_want = want.union({"embedding"}, *(c.needs.outputs for c in checks))
     n_network = sum(j.network for j in jobs)
-    # The path resolved once by the caller: resolving a model name again would re-read the cards.
-    model = load_for_run(
-        weights_path, settings.device, settings.runtime, want=net_want, tta_crops=settings.tta_crops, n_photos=n_network,
+    # The model found once by the caller (aescore.inference.loading.ModelRef): its card is not read again.
+    model = open_model(
+        ref, settings.device, settings.runtime, want=net_want, tta_crops=settings.tta_crops, n_photos=n_network,
     ) if n_network else None
     advance = progress(len(todo), total - len(todo)) if progress is not None else None
     results = infer(

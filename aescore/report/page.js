@@ -42,7 +42,6 @@
   // ------------------------------------------------------------------ header, filters
 
   const hasGroups = P.some((p) => p.group !== null);
-  const reasons = [...new Set(P.map((p) => p.top_fault).filter((r) => r))].sort();
   $("title").textContent = D.title;
   if (!hasGroups) {
     $("view").disabled = true;
@@ -50,11 +49,31 @@
   } else {
     $("view").value = "bursts";
   }
-  if (reasons.length === 0) $("reason-label").hidden = true;
-  for (const r of reasons) {
-    const o = el("option", null, r);
-    o.value = r;
-    $("reason").appendChild(o);
+  // Filters and badges come from the checks' declared fields (D.fields), not from a list here.
+  const isSet = (v) => v !== null && v !== undefined && v !== "" && v !== "none" && v !== "0" && v !== "false";
+  const filters = []; // [{name, select}]
+  for (const f of D.fields) {
+    if (!f.filter) continue;
+    const values = [...new Set(P.map((p) => p.f[f.name]).filter(isSet))].sort();
+    if (values.length === 0) continue;
+    const label = el("label", null, f.filter + " ");
+    const select = el("select");
+    select.id = document.getElementById(f.filter) ? "filter-" + f.name : f.filter; // never a control's id
+    const any = el("option", null, "any");
+    any.value = "";
+    select.appendChild(any);
+    for (const v of values) {
+      const o = el("option", null, v);
+      o.value = v;
+      select.appendChild(o);
+    }
+    label.appendChild(select);
+    $("best-label").before(label);
+    filters.push({ name: f.name, select });
+  }
+  const badgeFields = D.fields.filter((f) => f.badge).map((f) => f.name);
+  function badges(p) {
+    return badgeFields.map((n) => p.f[n]).filter(isSet).join(" \u00b7 ");
   }
   $("skipped").hidden = D.skipped.length === 0;
   $("skipped-summary").textContent = D.skipped.length + " skipped";
@@ -77,8 +96,9 @@
       if (want === 0 && !(r === 0 || r === null)) return false;
       if (want > 0 && !(r !== null && r >= want)) return false;
     }
-    const reason = $("reason").value;
-    if (reason && p.top_fault !== reason) return false;
+    for (const { name, select } of filters) {
+      if (select.value && p.f[name] !== select.value) return false;
+    }
     if (hasGroups && $("best-only").checked && p.best !== true) return false;
     return true;
   }
@@ -216,7 +236,8 @@
     const r = rating(i);
     line.appendChild(el("span", r !== null && r < 0 ? "rejected" : "stars", starsText(r)));
     meta.appendChild(line);
-    meta.appendChild(el("div", "reason", p.top_fault ? "\u26a0 " + p.top_fault : "\u00a0"));
+    const badge = badges(p);
+    meta.appendChild(el("div", "reason", badge ? "\u26a0 " + badge : "\u00a0"));
     meta.appendChild(el("div", null, p.time || "\u00a0"));
     meta.appendChild(el("div", null, [p.camera, p.lens].filter((x) => x).join(" \u00b7 ") || "\u00a0"));
     meta.appendChild(el("div", "muted", p.exposure || "\u00a0"));
@@ -394,9 +415,10 @@
 
   // ------------------------------------------------------------------ events
 
-  for (const id of ["view", "sort", "min-score", "stars", "reason", "best-only"]) {
-    $(id).addEventListener("input", () => relayout());
-    $(id).addEventListener("change", (e) => {
+  const controls = ["view", "sort", "min-score", "stars", "best-only"].map($).concat(filters.map((f) => f.select));
+  for (const control of controls) {
+    control.addEventListener("input", () => relayout());
+    control.addEventListener("change", (e) => {
       relayout();
       e.target.blur(); // give the keys back to the grid
     });

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from aescore.checks.base import Field, available_checks
 from aescore.errors import AescoreError
 from aescore.fsutil import atomic_write_text
 from aescore.inference.discover import IMAGE_EXTENSIONS, PAGE_FILES_MARKER
@@ -58,8 +59,10 @@ _PAGE_HEAD_BYTES = 4096
 _THUMB_FILE = re.compile(r"^[0-9]{6,}\.jpg$")
 # Formats a browser displays itself: the preview shows the original photo for these.
 _BROWSER_FORMATS = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif", ".bmp"}
-# Fields with their own place on the card; any other scalar field is listed in the preview.
-_KNOWN_FIELDS = {"capture_time", "camera", "lens", "exposure", "faults", "top_fault"}
+# EXIF fields with their own lines on the card (and the sort by time), and the fault list drawn in
+# the preview; a field a check declares as a badge or filter is shown as one; any other scalar
+# field is listed in the preview.
+_KNOWN_FIELDS = {"capture_time", "camera", "lens", "exposure", "faults"}
 _MAP_CELLS = 24 * 24  # larger maps (RGNet: 37 x 37) are block-averaged down to about this
 _MAX_INPUT_CELLS = 1 << 20
 
@@ -154,6 +157,7 @@ def build_report(
                 (partial / name).write_bytes(data)
                 written[id(photo)] = (name, *dims)
                 sizes.append(len(data))
+        page_fields = _page_fields(ordered)
         data = {
             "title": title,
             "model": model,
@@ -161,7 +165,8 @@ def build_report(
             "files": (quote(os.fsencode(files.name)) + "/" + run_name + "/") if partial else "",
             "overlay_max_aspect": overlay_max_aspect,
             "decisions_name": f"{out.stem}-decisions.json",
-            "photos": [_photo_json(p, written.get(id(p))) for p in ordered],
+            "fields": [{"name": f.name, "filter": f.filter, "badge": f.badge} for f in page_fields],
+            "photos": [_photo_json(p, written.get(id(p)), page_fields) for p in ordered],
             "skipped": [{"name": _display(path), "reason": _display(str(reason))} for path, reason in skipped],
         }
         page = render_page(title, data)
@@ -412,6 +417,13 @@ def _text(value: Any) -> str | None:
     return terminal_text(str(value)[:200])  # EXIF text: no control characters or bidi overrides
 
 
+def _field_text(value: Any) -> str | None:
+    """A badge or filter field's value as the page compares it (booleans as true/false)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _text(value)
+
+
 def _region_map_json(region_map: Any) -> dict[str, Any] | None:
     """An h x w map quantised to bytes (-s..s -> 1..255), base64: ~1.3 bytes per cell in the page.
 
@@ -445,17 +457,25 @@ def _region_map_json(region_map: Any) -> dict[str, Any] | None:
     }
 
 
-def _photo_json(photo: ReportPhoto, thumb: tuple[str, int, int] | None) -> dict[str, Any]:
+def _page_fields(photos: Sequence[ReportPhoto]) -> list[Field]:
+    """The fields the page shows as badges or filters: those the registered checks declare so
+    (:class:`~aescore.checks.Field`'s ``badge`` and ``filter``) that some photo has."""
+    present = {name for p in photos for name in (p.fields or {})}
+    return [f for c in available_checks() for f in c.fields if (f.badge or f.filter) and f.name in present]
+
+
+def _photo_json(photo: ReportPhoto, thumb: tuple[str, int, int] | None, page_fields: Sequence[Field]) -> dict[str, Any]:
     fields = photo.fields or {}
     faults = fields.get("faults")
     faults_json = None
     if isinstance(faults, dict):
         probs = {str(kind): _finite(p) for kind, p in faults.items()}
         faults_json = {kind: round(p, 3) for kind, p in probs.items() if p is not None}
+    shown = _KNOWN_FIELDS | {f.name for f in page_fields}
     extra = {
         str(k): _text(v)
         for k, v in fields.items()
-        if k not in _KNOWN_FIELDS and isinstance(v, (str, int, float, bool, datetime)) and _text(v) is not None
+        if k not in shown and isinstance(v, (str, int, float, bool, datetime)) and _text(v) is not None
     }
     absolute = os.path.abspath(photo.path)
     suffix = os.path.splitext(absolute)[1].lower()
@@ -478,7 +498,7 @@ def _photo_json(photo: ReportPhoto, thumb: tuple[str, int, int] | None) -> dict[
         "lens": _text(fields.get("lens")),
         "exposure": _text(fields.get("exposure")),
         "faults": faults_json,
-        "top_fault": "" if fields.get("top_fault") == "none" else _text(fields.get("top_fault")),
+        "f": {f.name: _field_text(fields.get(f.name)) for f in page_fields},
         "extra": extra,
         "map": _region_map_json(photo.region_map),
     }
