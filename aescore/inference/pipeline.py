@@ -162,10 +162,10 @@ _OUTPUT_NEEDS = {"faults": "a reasons head", "embedding": "an embedding", "p_hig
 
 
 def model_outputs(card: dict[str, Any]) -> frozenset[str]:
-    """The network outputs the model of ``card`` gives."""
-    from aescore.weights import has_reasons_head
+    """The network outputs the model of ``card`` gives: ``p_high`` and its declared capabilities."""
+    from aescore.weights import card_capabilities
 
-    return frozenset({"p_high", "embedding", "region_map"} | ({"faults"} if has_reasons_head(card) else set()))
+    return frozenset({"p_high"}) | card_capabilities(card).outputs()
 
 
 def usable_checks(checks: Sequence[Check], optional: Sequence[Check], card: dict[str, Any], model: str) -> list[Check]:
