@@ -84,7 +84,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from aescore.engine.pairwise import laplacian_sharpness  # noqa: E402
-from aescore.models.names import FAULT_KINDS  # noqa: E402
+from aescore.data.fault_kinds import FAULT_KINDS  # noqa: E402
 
 SETS = ("own", "reasons", "fullres", "cross")
 TAGS = ("shallow_dof", "night", "high_key", "long_exposure")

@@ -16,8 +16,8 @@ from PIL import Image
 from aescore import cull
 from aescore.checks import Check, Field, FieldKind, Needs, PhotoData, available_checks, register_check
 from aescore.checks.base import _CHECKS
-from aescore.inference import output
-from aescore.inference.photo import Photo
+from aescore.cull import output
+from aescore.cull.photo import Photo
 
 from helpers import make_photo_folder, pattern
 

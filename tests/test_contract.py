@@ -16,7 +16,7 @@ from aescore.models import create_model, list_models
 from aescore.models.contract import (
     OUTPUT_NAMES, Capabilities, CapabilityError, ModelInputs, ModelOutputs, RegionMapError, ScoringModel,
 )
-from aescore.models.names import FAULT_KINDS
+from aescore.data.fault_kinds import FAULT_KINDS
 from aescore.models.personal import PersonalNet
 from aescore.models.plain import PlainFaultNet, PlainMPANet
 from aescore.weights import card_capabilities, default_weights_path, has_reasons_head, read_card, save_weights

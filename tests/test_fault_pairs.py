@@ -13,7 +13,7 @@ from PIL import Image
 
 from aescore.data.fault_pairs import FaultPairs
 from aescore.data.transforms import Preprocess
-from aescore.models.names import FAULT_KINDS
+from aescore.data.fault_kinds import FAULT_KINDS
 from tests.helpers import pattern
 
 REPO = Path(__file__).resolve().parents[1]

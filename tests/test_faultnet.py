@@ -16,9 +16,9 @@ from PIL import Image
 
 from aescore import cull
 from aescore.data.transforms import DetailViews, Preprocess, RecipeError, detail_boxes
-from aescore.inference import output
+from aescore.cull import output
 from aescore.models.heads import pool_faults, pool_quality
-from aescore.models.names import FAULT_KINDS
+from aescore.data.fault_kinds import FAULT_KINDS
 from tests.helpers import outputs, pattern, randomise_batchnorm
 
 

@@ -534,7 +534,7 @@ def test_browser_5000_photos_stay_light(browser: Any, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("size, kw", [((512, 341), {}), ((300, 512), {"progressive": True}), ((64, 48), {"exif": b"Exif\x00\x00" + bytes(200)})])
 def test_thumbnail_size_reads_the_frame_header(size: tuple[int, int], kw: dict[str, Any]) -> None:
-    from aescore.report.thumbs import thumbnail_size
+    from aescore.data.thumbs import thumbnail_size
 
     buf = io.BytesIO()
     Image.new("RGB", size).save(buf, "JPEG", **kw)

@@ -443,7 +443,7 @@ def test_decode_failures_are_keyed_on_the_recipe(photos: dict[str, Path], weight
     with ScoreCache() as cache:
         assert cache.info()["failures"] == 1  # one row per file; the new recipe's replaced it
         from aescore.inference.cache import CacheKey
-        from aescore.inference.pipeline import decoder_tag
+        from aescore.cull.pipeline import decoder_tag
 
         st = os.stat(truncated)
         key = CacheKey(os.path.realpath(truncated), st.st_size, st.st_mtime_ns)

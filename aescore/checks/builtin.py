@@ -73,7 +73,7 @@ class CaptureCheck(Check):
 
 
 class ThumbnailCheck(Check):
-    """A JPEG thumbnail for the HTML report (base64 text; see :func:`aescore.report.make_thumbnail`),
+    """A JPEG thumbnail for the HTML report (base64 text; see :func:`aescore.data.thumbs.make_thumbnail`),
     made from the decode the scorer already does, never from a second one."""
 
     name = "thumbnail"
@@ -85,7 +85,7 @@ class ThumbnailCheck(Check):
     def compute(self, photo: PhotoData) -> dict[str, Any]:
         from PIL import Image
 
-        from aescore.report.thumbs import make_thumbnail
+        from aescore.data.thumbs import make_thumbnail
 
         jpeg = make_thumbnail(Image.fromarray(photo.image), edge=self.needs.image_size or 512)
         return {"thumbnail": base64.b64encode(jpeg).decode("ascii")}
@@ -110,7 +110,7 @@ class RegionsCheck(Check):
 
 class ReasonsCheck(Check):
     """Which fault the model sees (``--reasons``): the probability of every kind of
-    :data:`~aescore.models.names.FAULT_KINDS` and the most likely one. Models with a reasons head
+    :data:`~aescore.data.fault_kinds.FAULT_KINDS` and the most likely one. Models with a reasons head
     only (the run refuses others with one line)."""
 
     name = "reasons"
@@ -127,7 +127,7 @@ class ReasonsCheck(Check):
     flag_help = "Add the fault the model sees (top fault column; every kind's probability in json/jsonl/csv) (= --check reasons)."
 
     def compute(self, photo: PhotoData) -> dict[str, Any]:
-        from aescore.models.names import FAULT_KINDS
+        from aescore.data.fault_kinds import FAULT_KINDS
 
         probs = [float(p) for p in photo.outputs["faults"]]
         faults = {kind: round(p, 4) for kind, p in zip(FAULT_KINDS, probs)}

@@ -99,7 +99,7 @@ def learn_cmd(
 
 
 def _examples(items: list[str]) -> str:
-    from aescore.inference.output import display_path
+    from aescore.termtext import display_path
 
     shown = ", ".join(display_path(p) for p in items[:3])
     return f" (e.g. {shown}{', ...' if len(items) > 3 else ''})"
@@ -127,7 +127,7 @@ def _fmt(iv: Any, signed: bool = False) -> str:
 
 
 def _print_result(result: Any, as_json: bool, set_default: bool, made_default: bool) -> None:
-    from aescore.inference.output import display_path
+    from aescore.termtext import display_path
 
     h = result.held_out
     weights = result.path.with_suffix(".safetensors")

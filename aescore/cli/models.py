@@ -85,7 +85,7 @@ def models_cmd(
 
     stdout: a table on a terminal, else TSV with a header row; --json: one JSON object.
     """
-    from aescore.inference.output import display_path, escape_path
+    from aescore.termtext import display_path, escape_path
     from aescore.weights import config_path, set_default_model
 
     if set_default is not None and reset_default:

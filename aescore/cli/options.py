@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-__all__ = ["DEVICE_HELP", "DeviceOption", "JsonOption", "ModelOption", "check_device"]
+__all__ = ["DEVICE_HELP", "DeviceOption", "JsonOption", "ModelOption", "OptionalDeviceOption", "check_device"]
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
 
@@ -37,7 +37,7 @@ ModelOption = Annotated[Optional[str], typer.Option(
     "--model", "-m", "--weights", metavar="NAME|FILE", show_default=False, rich_help_panel="Model",
     help="Model name (see `aescore models`) or .safetensors/.json file. Default: the default model.",
 )]
-DeviceOption = Annotated[Optional[str], typer.Option(
-    "--device", metavar="DEVICE", callback=check_device, rich_help_panel="Model", help=DEVICE_HELP,
-)]
+_DEVICE_OPTION = typer.Option("--device", metavar="DEVICE", callback=check_device, rich_help_panel="Model", help=DEVICE_HELP)
+DeviceOption = Annotated[str, _DEVICE_OPTION]  # default "auto"
+OptionalDeviceOption = Annotated[Optional[str], _DEVICE_OPTION]  # default None: the run's configuration decides (train)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of text.")]

@@ -32,7 +32,7 @@ def _rating(r: int | None) -> str:
 
 def _describe_dry_run(outcome: DecisionOutcome) -> str:
     """What applying one decision would do, in one line."""
-    from aescore.inference.output import display_path
+    from aescore.termtext import display_path
 
     assert outcome.change is not None
     c, d = outcome.change, outcome.decision
@@ -63,7 +63,7 @@ def apply_cmd(
     the photo's folder is refused. Photos are never modified. Exit status 3 if some entries or
     sidecars were left out (each reported on stderr).
     """
-    from aescore.inference.output import display_path
+    from aescore.termtext import display_path
     from aescore.report import apply_decisions, load_decisions
 
     loaded = load_decisions(decisions)

@@ -219,7 +219,7 @@ class _Stderr:
 
     def skipped(self, path: str, reason: str) -> None:
         """The one line for a skipped input (control characters and odd bytes escaped)."""
-        from aescore.inference.output import display_path
+        from aescore.termtext import display_path
 
         self.line(f"aescore: skipped {display_path(path)}: {display_path(reason)}")
 
@@ -262,7 +262,7 @@ def _describe_sidecar_change(change: Any, score: float, shown: str) -> str:
 def _act(o: Options, chosen: list[Any], err: _Stderr, model_tag: str) -> int:
     """Write sidecars and copy/link the printed photos; returns the number of sidecars refused."""
     from aescore import cull
-    from aescore.inference.output import display_path
+    from aescore.termtext import display_path
 
     refused = 0
     if o.write_xmp:
@@ -290,7 +290,7 @@ def _act(o: Options, chosen: list[Any], err: _Stderr, model_tag: str) -> int:
 
 
 def _emit(fmt: Format, chosen: list[Any], checks: list[Any]) -> None:
-    from aescore.inference import output
+    from aescore.cull import output
 
     if fmt is Format.table and sys.stdout.isatty():
         from aescore.termtext import stdout_console
@@ -333,7 +333,7 @@ def _write_report(out: str, result: Any, problems: list[Any], err: _Stderr) -> N
     """The contact sheet of every photo of the run (not only the printed ones: the page filters)."""
     import base64
 
-    from aescore.inference.output import display_path
+    from aescore.termtext import display_path
     from aescore.report import ReportError, ReportPhoto, build_report
 
     from aescore.checks import FieldKind

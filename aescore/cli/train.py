@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal, Optional
 import typer
 
 from aescore.cli.main import app, config_error_line
-from aescore.cli.options import DeviceOption, JsonOption
+from aescore.cli.options import JsonOption, OptionalDeviceOption
 from aescore.engine.presets import DATASETS, OBJECTIVES, OPTIMIZERS, PRESETS, SCHEDULES, WEIGHT_DECAY_SCOPES, TrainConfig
 from aescore.models.names import RGNET_VARIANTS
 
@@ -82,7 +82,7 @@ def train(
     val_size: Annotated[Optional[int], _option(help="Validation images held out of training (AVA default 2000).", panel=_DATA, metavar="N")] = None,
     max_items: Annotated[Optional[int], _option(help="Cap each split (seeded subset) for quick trials.", panel=_DATA, metavar="N")] = None,
     eval_tta_crops: Annotated[Optional[int], _option(help="MPA validation: average N random crops (official code: 15 at test time); default one centre crop.", metavar="N")] = None,
-    device: DeviceOption = None,
+    device: OptionalDeviceOption = None,
     workers: Annotated[Optional[int], _option(help="DataLoader worker processes per training process.", panel=_RUN, metavar="N")] = None,
     seed: Annotated[Optional[int], _option(help="Seed of splits, initialisation, order and augmentation.", panel=_RUN, metavar="N")] = None,
     resume: Annotated[bool, _flag("--resume", help="Continue OUTPUT/last.pt exactly where it stopped.")] = False,

@@ -53,7 +53,7 @@ from scipy import ndimage
 # The sRGB transfer curve, float conversion and point-spread helpers of the original generator.
 from aescore.data.degrade import _arr, _convolve, _disk_kernel, _img, _line_kernel, _to_linear, _to_srgb
 
-from aescore.models.names import FAULT_KINDS  # the one vocabulary, shared with the reasons head
+from aescore.data.fault_kinds import FAULT_KINDS  # the one vocabulary, shared with the reasons head
 
 # The positives the shipped default model trained on; the others of POSITIVES (``toned``) are
 # opt-in: ``make_positive(kinds=...)``, ``train_default_model.py --positives``.

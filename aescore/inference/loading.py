@@ -1,6 +1,6 @@
 """Opening a model for a run: the one owner of resolve -> read card -> choose runtime -> build.
 
-``score``, ``rank``, ``report`` (:mod:`aescore.inference.pipeline`), the :class:`~aescore.inference.scorer.Scorer`,
+``score``, ``rank``, ``report`` (:mod:`aescore.cull.pipeline`), the :class:`~aescore.inference.scorer.Scorer`,
 ``evaluate``, ``learn`` (through :func:`aescore.cull.score_photos`) and the ONNX export open
 models here and nowhere else:
 
@@ -48,6 +48,25 @@ class ModelRef:
         from aescore.weights import card_capabilities
 
         return card_capabilities(self.card)
+
+
+def check_run_options(runtime: "Runtime | str", batch_size: int | None, workers: int | None, tta_crops: int | None) -> Runtime:
+    """``runtime`` as a :class:`Runtime` if every option is one a run can use, else a
+    :class:`~aescore.errors.ConfigError` naming the setting. Shared by :class:`aescore.cull.Settings`
+    and :class:`~aescore.inference.scorer.Scorer`."""
+    from aescore.errors import ConfigError
+
+    try:
+        chosen = Runtime(runtime)
+    except ValueError:
+        raise ConfigError("runtime", f"must be one of {', '.join(r.value for r in Runtime)}") from None
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError("batch_size", "must be >= 1")
+    if workers is not None and workers < 0:
+        raise ConfigError("workers", "must be >= 0")
+    if tta_crops is not None and tta_crops < 0:
+        raise ConfigError("tta_crops", "must be >= 0")
+    return chosen
 
 
 def find_model(model: "str | os.PathLike[str] | ModelRef | None" = None) -> ModelRef:

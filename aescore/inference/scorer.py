@@ -28,8 +28,8 @@ class Scorer:
     """Scores photo files with one model (loaded lazily on first use).
 
     ``weights_path``: a model name, a ``.safetensors`` file or its ``.json`` card, or None for the
-    default. The other arguments are those of :class:`aescore.cull.Settings` (validated there),
-    but ``runtime`` defaults to ``torch`` (:attr:`model` is then the PyTorch module).
+    default. The other arguments are those of :class:`aescore.cull.Settings` (validated by the
+    same :func:`~aescore.inference.loading.check_run_options`), but ``runtime`` defaults to ``torch`` (:attr:`model` is then the PyTorch module).
     """
 
     def __init__(
@@ -42,11 +42,10 @@ class Scorer:
         draft: bool = True,
         runtime: str = "torch",
     ) -> None:
-        from aescore.cull import Settings
-        from aescore.inference.loading import find_model
+        from aescore.inference.loading import check_run_options, find_model
 
-        settings = Settings(None, device, batch_size, workers, tta_crops, False, None, draft, runtime)  # validates
-        self.device_spec, self.batch_size, self.workers, self.runtime = device, batch_size, workers, settings.runtime
+        self.runtime = check_run_options(runtime, batch_size, workers, tta_crops)
+        self.device_spec, self.batch_size, self.workers = device, batch_size, workers
         self.tta_crops, self.draft = tta_crops or None, draft
         self.ref = find_model(weights_path)  # resolved and its card read once, here
         self.weights_path: Path = self.ref.path

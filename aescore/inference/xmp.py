@@ -267,8 +267,8 @@ def _parse_sidecar(path: Path, data: bytes) -> minidom.Document:
 
 
 def _shown(path: str | os.PathLike[str]) -> str:
-    """``path`` for a one-line message (:func:`aescore.inference.output.display_path`)."""
-    from aescore.inference.output import display_path
+    """``path`` for a one-line message (:func:`aescore.termtext.display_path`)."""
+    from aescore.termtext import display_path
 
     return display_path(os.fspath(path))
 

@@ -90,7 +90,7 @@ def _is_configured_default(card_path: Path) -> bool:
 def check_replace(name: str, replace: bool) -> bool:
     """Whether learning ``name`` replaces the configured default model. UsageError when a personal
     model of that name exists and ``replace`` is False: none is ever overwritten silently."""
-    from aescore.inference.output import display_path
+    from aescore.termtext import display_path
     from aescore.weights import user_models_dir
 
     card_path = user_models_dir() / f"{name}.json"

@@ -47,7 +47,7 @@ class Capabilities:
 
     ``embedding``: ``[B, D]`` pooled features (``learn``, ``--similarity``). ``region_map``:
     ``[B, h, w]`` per-region logits (the report's overlay). ``faults``: ``[B, F]`` logits of the
-    reasons head (``--reasons``; sigmoids, in :data:`~aescore.models.names.FAULT_KINDS` order).
+    reasons head (``--reasons``; sigmoids, in :data:`~aescore.data.fault_kinds.FAULT_KINDS` order).
     ``detail_views``: it takes detail crops beside the whole frame and pools them.
     """
 

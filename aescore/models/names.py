@@ -6,8 +6,3 @@ from __future__ import annotations
 RGNET_VARIANTS = ("FC-CNN", "FCN", "FCN-A", "FCN-G", "FCN-A-G", "FCN-C-C")
 # DenseASPP's dilation rates in the paper (Sec. 3.1; Table 3 compares others).
 RGNET_ASPP_RATES = (3, 6, 12, 18)
-
-# The fault vocabulary of the default model's reasons head (issue 12), in output order. Kept here,
-# import-light, because the `reasons` check, the CLI and the fault generator all name it.
-FAULT_KINDS: tuple[str, ...] = ("defocus", "motion", "noise", "underexposure", "overexposure", "haze",
-                                "jpeg", "colour_cast", "tilt", "crop")

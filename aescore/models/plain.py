@@ -27,7 +27,7 @@ from torch import nn
 
 from aescore.models.contract import Capabilities
 from aescore.models.heads import FaultViews, PooledLinearHead, StageTail, faultnet_preprocess, input_stats, mpa_default_preprocess
-from aescore.models.names import FAULT_KINDS
+from aescore.data.fault_kinds import FAULT_KINDS
 
 __all__ = [
     "EFFICIENTNET_LITES", "RESNETS", "LiteConfig", "PlainEfficientNetLite", "PlainFaultNet", "PlainMPANet",

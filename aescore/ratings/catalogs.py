@@ -42,7 +42,7 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 def _named(what: str, path: str | os.PathLike[str]) -> str:
     """``what`` and ``path`` for the start of a one-line message (the path as terminals show it)."""
-    from aescore.inference.output import display_path
+    from aescore.termtext import display_path
 
     return f"{what} {display_path(os.fspath(path))}"
 

@@ -14,7 +14,7 @@ from aescore.report.decisions import (
     load_decisions,
 )
 from aescore.report.page import ReportError, ReportPhoto, ReportStats, build_report, check_output, files_dir_for
-from aescore.report.thumbs import MAX_THUMBNAIL_BYTES, THUMBNAIL_EDGE, make_thumbnail
+from aescore.data.thumbs import MAX_THUMBNAIL_BYTES, THUMBNAIL_EDGE, make_thumbnail
 
 __all__ = [
     "Decision",

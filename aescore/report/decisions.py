@@ -175,8 +175,8 @@ def _read_capped(path: Path) -> bytes:
 
 
 def _display(path: str | os.PathLike[str]) -> str:
-    """``path`` for a one-line message (:func:`aescore.inference.output.display_path`)."""
-    from aescore.inference.output import display_path
+    """``path`` for a one-line message (:func:`aescore.termtext.display_path`)."""
+    from aescore.termtext import display_path
 
     return display_path(os.fspath(path))
 

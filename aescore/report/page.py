@@ -43,7 +43,7 @@ from aescore.checks.base import Field, available_checks
 from aescore.errors import AescoreError
 from aescore.fsutil import atomic_write_text
 from aescore.inference.discover import IMAGE_EXTENSIONS, PAGE_FILES_MARKER
-from aescore.report.thumbs import MAX_THUMBNAIL_BYTES, is_jpeg, thumbnail_size
+from aescore.data.thumbs import MAX_THUMBNAIL_BYTES, is_jpeg, thumbnail_size
 from aescore.termtext import display_path, terminal_text
 
 __all__ = ["ReportError", "ReportPhoto", "ReportStats", "build_report", "check_output", "files_dir_for"]
@@ -80,7 +80,7 @@ class ReportPhoto:
     best (None when not grouped). ``fields``: check fields such as ``capture_time`` (datetime or
     text), ``camera``, ``lens``, ``exposure``, ``faults`` (kind -> probability), ``top_fault``;
     other scalar fields are listed in the preview. ``thumbnail``: JPEG bytes, long edge <= 512,
-    at most :data:`~aescore.report.thumbs.MAX_THUMBNAIL_BYTES` (58 kB; a larger one is re-encoded)
+    at most :data:`~aescore.data.thumbs.MAX_THUMBNAIL_BYTES` (58 kB; a larger one is re-encoded)
     — :func:`aescore.report.make_thumbnail` makes one from an already decoded image. ``region_map``: h x w per-region
     logits (MPA: their mean is the image logit), drawn as the preview's overlay.
     """
@@ -392,7 +392,7 @@ def _checked_thumbnail(photo: ReportPhoto) -> bytes:
 
     from PIL import Image
 
-    from aescore.report.thumbs import make_thumbnail
+    from aescore.data.thumbs import make_thumbnail
 
     with Image.open(io.BytesIO(data)) as img:
         return make_thumbnail(img.convert("RGB"))

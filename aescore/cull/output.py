@@ -15,9 +15,8 @@ import math
 from typing import Any, Iterable, Sequence
 
 from aescore.checks.base import Check, Field, FieldKind
-from aescore.inference.photo import Photo
-# display_path / escape_path / terminal_text are imported from here by older callers too.
-from aescore.termtext import csv_text, display_path, escape_path, json_text, terminal_text  # noqa: F401
+from aescore.cull.photo import Photo
+from aescore.termtext import csv_text, display_path, escape_path, json_text
 
 _CULLING = (
     Field("stars", FieldKind.NUMBER, "1-5 stars, -1 rejected"),

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from aescore.checks.base import Check, PhotoData
+from aescore.cull.photo import Photo, Skipped
 from aescore.data.transforms import Preprocess
-from aescore.inference.photo import Photo, Skipped
 
 if TYPE_CHECKING:
     from aescore.cull import ScoreRun, Settings

@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from aescore.checks.base import Check, get_check
-from aescore.errors import ConfigError
+from aescore.cull.photo import Photo, Skipped, assign_ranks, select
 from aescore.inference.discover import FoundFile
 from aescore.inference.onnx_runtime import Runtime
-from aescore.inference.photo import Photo, Skipped, assign_ranks, select
 
 __all__ = [
     "Photo", "ScoreRun", "Settings", "Skipped", "assign_ranks", "assign_stars", "copy_photos", "find_photos",
@@ -56,16 +55,9 @@ class Settings:
     runtime: Runtime = Runtime.auto
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "runtime", Runtime(self.runtime))
-        except ValueError:
-            raise ConfigError("runtime", f"must be one of {', '.join(r.value for r in Runtime)}") from None
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ConfigError("batch_size", "must be >= 1")
-        if self.workers is not None and self.workers < 0:
-            raise ConfigError("workers", "must be >= 0")
-        if self.tta_crops is not None and self.tta_crops < 0:
-            raise ConfigError("tta_crops", "must be >= 0")
+        from aescore.inference.loading import check_run_options
+
+        object.__setattr__(self, "runtime", check_run_options(self.runtime, self.batch_size, self.workers, self.tta_crops))
 
 
 @dataclass
@@ -128,7 +120,7 @@ def score_photos(
     return a callable advanced by the number of photos finished. ``cache``: an open
     :class:`~aescore.inference.cache.ScoreCache` to use (else one is opened per ``settings``).
     """
-    from aescore.inference.pipeline import run_pipeline
+    from aescore.cull.pipeline import run_pipeline
 
     files: list[FoundFile] = []
     skipped: list[Skipped] = []
