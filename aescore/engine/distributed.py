@@ -1,7 +1,9 @@
 """DDP helpers for runs under ``torchrun``: process-group setup, rank guards, gathering results.
 
-``torchrun`` sets ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``; with ``WORLD_SIZE > 1`` we join the
-process group (NCCL on CUDA, gloo on CPU). Only rank 0 writes files and logs.
+``torchrun`` sets ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK`` (and ``TORCHELASTIC_RUN_ID``); under
+``torchrun`` we join the process group (NCCL on CUDA, gloo on CPU) and train through DDP, also with
+a single process (``--nproc_per_node 1``: the same code path as several). Only rank 0 writes files
+and logs.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ class DistInfo:
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
+    launched: bool = False  # started by torchrun (even as a single process)
 
     @property
     def enabled(self) -> bool:
-        """True when several processes train together."""
-        return self.world_size > 1
+        """True when training through DDP: several processes, or any run started by ``torchrun``."""
+        return self.world_size > 1 or self.launched
 
     @property
     def is_main(self) -> bool:
@@ -39,11 +42,12 @@ def env_dist_info() -> DistInfo:
         rank=int(os.environ.get("RANK", "0")),
         local_rank=int(os.environ.get("LOCAL_RANK", "0")),
         world_size=int(os.environ.get("WORLD_SIZE", "1")),
+        launched="TORCHELASTIC_RUN_ID" in os.environ,  # set by torchrun for every process it starts
     )
 
 
 def init_distributed(device_type: str) -> DistInfo:
-    """Join the process group when launched by ``torchrun`` with several processes.
+    """Join the process group when launched by ``torchrun`` (with one process or several).
 
     NCCL for CUDA devices, gloo on CPU. Also pins this process to its local GPU. Idempotent.
     """

@@ -475,7 +475,8 @@ class TrainingRun:
             f"fingerprints train {fp['train'][:12]} val {fp['val'][:12]} test {fp['test'][:12]}"
         )
         amp = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(amp_dtype, str(amp_dtype))
-        self.log(f"aescore: device {self.device} ({amp}), world size {self.info.world_size}, "
+        ddp = f" (DDP, {torch.distributed.get_backend()})" if self.info.enabled and torch.distributed.is_initialized() else ""
+        self.log(f"aescore: device {self.device} ({amp}), world size {self.info.world_size}{ddp}, "
                  f"{cfg.epochs} epochs of {data.steps_per_epoch} steps, {where}; output {self.output}")
         per = " per process" if self.info.enabled else ""
         if cfg.batch_size > data.images_per_rank:
