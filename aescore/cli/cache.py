@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from aescore.cli.main import app
 from aescore.cli.options import JsonOption
 from aescore.termtext import say, stdout_console
+
+if TYPE_CHECKING:
+    from rich.console import JustifyMethod
 
 cache_app = typer.Typer(
     help="Inspect or empty the score cache ($XDG_CACHE_HOME/aescore/scores.sqlite).",
@@ -68,8 +71,10 @@ def _print_table(info: dict[str, Any]) -> None:
     console.print(summary)
     if info["by_weights"]:
         table = Table(title="Scores per model and recipe", title_justify="left")
-        for column, justify in (("Model", "left"), ("Weights", "left"), ("Recipe", "left"), ("Scores", "right"), ("Last used", "left")):
-            table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        columns: tuple[tuple[str, JustifyMethod], ...] = (
+            ("Model", "left"), ("Weights", "left"), ("Recipe", "left"), ("Scores", "right"), ("Last used", "left"))
+        for column, justify in columns:
+            table.add_column(column, justify=justify)
         for g in info["by_weights"]:
             table.add_row(escape(g["model"] or "?"), g["weights"][:12], escape(g["recipe"]), str(g["rows"]), _when(g["last_used"]))
         console.print(table)
@@ -91,7 +96,7 @@ def info_cmd(as_json: JsonOption = False) -> None:
     for message in warnings:
         say(f"aescore: warning: {message}")
     names = _model_names()
-    for group in info["by_weights"]:  # type: ignore[union-attr]
+    for group in info["by_weights"]:
         group["model"] = names.get(group["weights"])
     if as_json:
         sys.stdout.write(json.dumps(info, indent=1) + "\n")

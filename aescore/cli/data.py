@@ -180,7 +180,7 @@ def pairwise_cmd(
         for i, p in enumerate(paths):
             lap.update(laplacian_scores([p]))
             bar.update(task, completed=i + 1)
-    result = {
+    result: dict[str, Any] = {
         "pairs_csv": str(pairs_csv),
         "model": {"name": card.get("name") or card.get("architecture"), **pairwise_accuracy(pairs, scores.__getitem__)},
         "laplacian": pairwise_accuracy(pairs, lap.__getitem__),

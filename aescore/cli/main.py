@@ -37,8 +37,8 @@ def _tidy_param(param: Any) -> None:
         many = "..." if param.nargs != 1 else ""
         usage = f"{name}{many}" if param.required else f"[{name}]{many}"
         # Instance-level overrides of Typer's display helpers (no public hook exists for them).
-        param.display_type_rich = types.MethodType(lambda self, ctx=None: None, param)
-        param._usage_display_name = types.MethodType(lambda self: usage, param)
+        param.display_type_rich = types.MethodType(lambda self, ctx=None: None, param)  # type: ignore[method-assign]
+        param._usage_display_name = types.MethodType(lambda self: usage, param)  # type: ignore[method-assign]
 
 
 def _tidy_command(command: Any) -> None:

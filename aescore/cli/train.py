@@ -15,7 +15,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
 import typer
 
@@ -28,14 +28,24 @@ _DATA = "Data"
 _RECIPE = "Recipe (overrides the preset)"
 _RUN = "Run"
 
-# Choice types: --help lists the choices and a wrong value is refused with them.
-DatasetName = Literal[DATASETS]  # type: ignore[valid-type]
-PresetName = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
-ObjectiveName = Literal[OBJECTIVES]  # type: ignore[valid-type]
-OptimizerName = Literal[OPTIMIZERS]  # type: ignore[valid-type]
-ScheduleName = Literal[SCHEDULES]  # type: ignore[valid-type]
-VariantName = Literal[RGNET_VARIANTS]  # type: ignore[valid-type]
-DecayScope = Literal[WEIGHT_DECAY_SCOPES]  # type: ignore[valid-type]
+# Choice types: --help lists the choices and a wrong value is refused with them. A Literal of
+# values held in a variable is no static type: to the type checker each is a str.
+if TYPE_CHECKING:
+    DatasetName = str
+    PresetName = str
+    ObjectiveName = str
+    OptimizerName = str
+    ScheduleName = str
+    VariantName = str
+    DecayScope = str
+else:
+    DatasetName = Literal[DATASETS]
+    PresetName = Literal[tuple(PRESETS)]
+    ObjectiveName = Literal[OBJECTIVES]
+    OptimizerName = Literal[OPTIMIZERS]
+    ScheduleName = Literal[SCHEDULES]
+    VariantName = Literal[RGNET_VARIANTS]
+    DecayScope = Literal[WEIGHT_DECAY_SCOPES]
 
 
 def _option(*names: str, help: str, panel: str | None = _RECIPE, metavar: str | None = None) -> Any:

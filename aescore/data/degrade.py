@@ -204,9 +204,9 @@ def tilt(img: Image.Image, severity: int, rng: np.random.Generator) -> Image.Ima
     # A centred (k w) x (k h) box fits inside the w x h frame rotated by deg iff both hold.
     k = min(w / (w * c + h * s), h / (w * s + h * c))
     cw, ch = int(k * w) - 2, int(k * h) - 2  # 1 px margin: interpolation touches the rim
-    rotated = img.rotate(deg, resample=Image.BICUBIC, expand=False)
+    rotated = img.rotate(deg, resample=Image.Resampling.BICUBIC, expand=False)
     left, top = (w - cw) // 2, (h - ch) // 2
-    return rotated.crop((left, top, left + cw, top + ch)).resize((w, h), Image.LANCZOS)
+    return rotated.crop((left, top, left + cw, top + ch)).resize((w, h), Image.Resampling.LANCZOS)
 
 
 def crop(img: Image.Image, severity: int, rng: np.random.Generator) -> Image.Image:
@@ -218,7 +218,7 @@ def crop(img: Image.Image, severity: int, rng: np.random.Generator) -> Image.Ima
     anchors = [(x, y) for x in (0.0, 0.5, 1.0) for y in (0.0, 0.5, 1.0) if (x, y) != (0.5, 0.5)]
     fx, fy = anchors[int(rng.integers(len(anchors)))]
     left, top = round(fx * (w - cw)), round(fy * (h - ch))
-    return img.crop((left, top, left + cw, top + ch)).resize((w, h), Image.LANCZOS)
+    return img.crop((left, top, left + cw, top + ch)).resize((w, h), Image.Resampling.LANCZOS)
 
 
 FAULTS: dict[str, FaultFn] = {
@@ -296,7 +296,7 @@ def _process(job: _Job) -> _Result:
         res.error = err.reason
         return res
     if job.max_side and max(img.size) > job.max_side:
-        img.thumbnail((job.max_side, job.max_side), Image.LANCZOS)
+        img.thumbnail((job.max_side, job.max_side), Image.Resampling.LANCZOS)
     images = Path(job.images_dir)
     _save_jpeg(img, images / f"{job.stem}.jpg")
     res.original = f"images/{job.stem}.jpg"

@@ -25,7 +25,7 @@ from aescore.data.images import load_rgb
 from aescore.data.transforms import Preprocess
 
 
-class FaultPairs(torch.utils.data.Dataset):  # type: ignore[type-arg]
+class FaultPairs(torch.utils.data.Dataset[tuple[Any, ...]]):
     """``len`` items per epoch; item -> (good whole, good crops, faulty whole, faulty crops, labels)."""
 
     def __init__(self, paths: Sequence[str], preprocess: Preprocess, *, length: int, seed: int = 0,
@@ -48,10 +48,10 @@ class FaultPairs(torch.utils.data.Dataset):  # type: ignore[type-arg]
         """A random photograph, flipped and down-scaled at random (never below 224 px shorter edge)."""
         img = load_rgb(self.paths[int(rng.integers(len(self.paths)))])
         if rng.random() < 0.5:
-            img = img.transpose(Image.FLIP_LEFT_RIGHT)
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         k = max(rng.uniform(*self.scale), 224 / min(img.size))
         if k < 1:
-            img = img.resize((round(img.width * k), round(img.height * k)), Image.LANCZOS)
+            img = img.resize((round(img.width * k), round(img.height * k)), Image.Resampling.LANCZOS)
         return img
 
     def views(self, img: Image.Image, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:

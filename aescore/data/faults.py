@@ -390,8 +390,8 @@ def tilt_rotate(a: Array, s: float, rng: np.random.Generator, scale: float) -> A
     k = min(w / (w * c + h * si), h / (w * si + h * c))
     cw, ch = int(k * w) - 2, int(k * h) - 2
     left, top = (w - cw) // 2, (h - ch) // 2
-    rotated = img.rotate(float(deg), resample=Image.BICUBIC).crop((left, top, left + cw, top + ch))
-    return _arr(rotated.resize((w, h), Image.LANCZOS))
+    rotated = img.rotate(float(deg), resample=Image.Resampling.BICUBIC).crop((left, top, left + cw, top + ch))
+    return _arr(rotated.resize((w, h), Image.Resampling.LANCZOS))
 
 
 def crop_off_centre(a: Array, s: float, rng: np.random.Generator, scale: float) -> Array:
@@ -403,7 +403,7 @@ def crop_off_centre(a: Array, s: float, rng: np.random.Generator, scale: float) 
     anchors = [(x, y) for x in (0.0, 0.5, 1.0) for y in (0.0, 0.5, 1.0) if (x, y) != (0.5, 0.5)]
     fx, fy = anchors[int(rng.integers(len(anchors)))]
     left, top = round(fx * (w - cw)), round(fy * (h - ch))
-    return _arr(img.crop((left, top, left + cw, top + ch)).resize((w, h), Image.LANCZOS))
+    return _arr(img.crop((left, top, left + cw, top + ch)).resize((w, h), Image.Resampling.LANCZOS))
 
 
 # ----------------------------------------------------------------------------- registry
@@ -463,7 +463,8 @@ def make_fault(img: Image.Image, rng: np.random.Generator, families: tuple[str, 
         if any(family in pair and (pair - {family}) & set(chosen) for pair in _EXCLUSIVE):
             continue
         chosen.append(str(family))
-    labels, recipe = [], []
+    labels: list[str] = []
+    recipe: list[str] = []
     for family in sorted(chosen, key=_ORDER.index):
         step = apply_fault(img, family, rng)
         img = step.image
@@ -489,7 +490,7 @@ def shallow_dof(img: Image.Image, rng: np.random.Generator) -> FaultCopy:
     """Shallow depth of field: the subject region stays sharp, the rest is defocused by a disk
     (bokeh) of 4-12 px at 375 px in linear light, blended through the feathered mask."""
     a = _arr(img)
-    mask = subject_mask(*a.shape[:2], rng)
+    mask = subject_mask(a.shape[0], a.shape[1], rng)
     radius = rng.uniform(4.0, 12.0) * min(img.size) / REF_SHORTER
     blurred = _linear(lambda x: _convolve(x, _disk_kernel(radius)), a)
     out = mask[..., None] * a + (1 - mask[..., None]) * blurred
@@ -500,7 +501,7 @@ def low_key(img: Image.Image, rng: np.random.Generator) -> FaultCopy:
     """Low key: the surroundings fall 1.5-3.5 EV darker (as with a spot-lit subject), the subject
     keeps its exposure, so highlights and midtones of the subject are unchanged."""
     a = _arr(img)
-    mask = subject_mask(*a.shape[:2], rng)[..., None]
+    mask = subject_mask(a.shape[0], a.shape[1], rng)[..., None]
     ev = rng.uniform(1.5, 3.5)
     light = mask + (1 - mask) * np.float32(2.0**-ev)
     return FaultCopy(_img(_linear(lambda x: x * light, a)), (), (f"positive.low_key:ev={ev:.1f}",), mask[..., 0])
@@ -510,7 +511,7 @@ def high_key(img: Image.Image, rng: np.random.Generator) -> FaultCopy:
     """High key: the surroundings blend toward a bright, nearly white backdrop (50-85 %), the
     subject keeps its exposure; nothing of the subject is blown."""
     a = _arr(img)
-    mask = subject_mask(*a.shape[:2], rng)[..., None]
+    mask = subject_mask(a.shape[0], a.shape[1], rng)[..., None]
     alpha = rng.uniform(0.5, 0.85)
     white = np.float32(rng.uniform(0.9, 0.97))
     out = a * mask + (1 - mask) * ((1 - alpha) * a + alpha * white)

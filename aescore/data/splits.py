@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Literal, Sequence, TypeVar
+from typing import Callable, Iterable, Literal, Mapping, Sequence, TypeVar
 
 from aescore.errors import DataError
 
@@ -226,7 +226,7 @@ def capped_splits(
     )
 
 
-def check_disjoint(splits: dict[str, Sequence[Sample]]) -> None:
+def check_disjoint(splits: Mapping[str, Sequence[Sample]]) -> None:
     """Raise DataError if any two splits share an id (e.g. a train.csv/test.csv overlap)."""
     names = list(splits)
     for i, a in enumerate(names):
@@ -238,7 +238,7 @@ def check_disjoint(splits: dict[str, Sequence[Sample]]) -> None:
                 raise DataError(f"the {a} and {b} splits share {len(shared)} id(s), e.g. {example!r}")
 
 
-def check_groups_disjoint(splits: dict[str, Sequence[Sample]]) -> None:
+def check_groups_disjoint(splits: Mapping[str, Sequence[Sample]]) -> None:
     """Raise DataError if a group appears in more than one split."""
     seen: dict[str, str] = {}
     for name, samples in splits.items():

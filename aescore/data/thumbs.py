@@ -46,7 +46,7 @@ def make_thumbnail(image: Image.Image, edge: int = THUMBNAIL_EDGE, max_bytes: in
     scale = min(1.0, edge / max(img.size))
     while True:
         size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-        small = img.resize(size, Image.BICUBIC, reducing_gap=3.0) if size != img.size else img.copy()
+        small = img.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0) if size != img.size else img.copy()
         for quality in _QUALITIES:
             buf = io.BytesIO()
             small.save(buf, "JPEG", quality=quality, optimize=True)

@@ -147,7 +147,7 @@ def build_eval_transform_for_training(preprocess: dict[str, Any], tta_crops: int
             def crops(img: Image.Image, key: object = 0) -> torch.Tensor:
                 return recipe.tta_views(img, n, f"{seed}\x00{key}" if seed else str(key))
 
-            crops.needs_key = True  # type: ignore[attr-defined]  (ImageDataset passes the sample id)
+            crops.needs_key = True  # type: ignore[attr-defined]  # a function attribute: ImageDataset passes the sample id
             return crops
         return mpa_center_crop(train.resize_shorter, train.crop, recipe.mean, recipe.std)
     return rgnet_eval_transform(train.size, recipe.mean, recipe.std)

@@ -61,22 +61,23 @@ def analyse(rgb: np.ndarray) -> list[Face]:
     img = Image.fromarray(rgb)
     faces: list[Face] = []
     for det in detections:
-        box = tuple(round(float(v), 1) for v in det.box)
+        x0, y0, x1, y1 = (round(float(v), 1) for v in det.box)
+        box = (x0, y0, x1, y1)
         # YuNet's eye centres are ~0.6-0.7 of the outer-corner span apart: skip the mesh for faces
         # plainly too small to judge (a crowd of tiny faces costs one detection pass, not 2 ms each).
         centres = float(np.linalg.norm(det.landmarks[1] - det.landmarks[0]))
         if det.score < judge.JUDGE_MIN_SCORE or centres < 0.5 * judge.MIN_EYE_SPAN:
-            faces.append(Face(box, round(det.score, 3), "unknown", "unknown"))  # type: ignore[arg-type]
+            faces.append(Face(box, round(det.score, 3), "unknown", "unknown"))
             continue
         mesh = face_mesh(img, det)
         if not judge.judgeable(det, mesh):
-            faces.append(Face(box, round(det.score, 3), "unknown", "unknown", None,  # type: ignore[arg-type]
+            faces.append(Face(box, round(det.score, 3), "unknown", "unknown", None,
                               round(mesh.eye_span, 1), round(mesh.yaw, 1)))
             continue
         right, left = eye(img, mesh, right=True), eye(img, mesh, right=False)
         soft = judge.softness(img, mesh)
         faces.append(Face(
-            box,  # type: ignore[arg-type]
+            box,
             round(det.score, 3),
             judge.eye_state(right, left, width, height),
             judge.focus_state(soft),

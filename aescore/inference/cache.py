@@ -364,13 +364,13 @@ class ScoreCache:
             if not p.name.endswith(("-wal", "-shm"))
         )
 
-    def info(self) -> dict[str, object]:
+    def info(self) -> dict[str, Any]:
         """Path, bytes on disk (database + WAL), row count, rows per (weights, recipe), the
         number of files recorded as undecodable, and the damaged copies moved aside.
 
         A damaged cache is moved aside and rebuilt (one warning), then reported empty.
         """
-        result: dict[str, object] = {
+        result: dict[str, Any] = {
             "path": str(self.path), "exists": self.path.exists(), "bytes": 0, "rows": 0, "by_weights": [], "failures": 0,
             "corrupt_copies": [],
         }

@@ -93,7 +93,7 @@ def _number(tags: dict[str, Any], name: str) -> Fraction | None:
         value = values
     try:
         # exifread's Ratio is a Fraction subclass; a zero denominator leaves it unusable.
-        frac = Fraction(value)  # type: ignore[arg-type]
+        frac = Fraction(value)
     except (TypeError, ValueError, ZeroDivisionError):
         return None
     return frac
@@ -112,8 +112,9 @@ def parse_exif_datetime(
     match = _DT_RE.match(value)
     if not match:
         return None
+    year, month, day, hour, minute, second = (int(g) for g in match.groups())
     try:
-        dt = datetime(*(int(g) for g in match.groups()))
+        dt = datetime(year, month, day, hour, minute, second)
     except ValueError:
         return None
     if subsec:

@@ -10,7 +10,7 @@ model up to float rounding (tested at 1e-4).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.fx
@@ -32,8 +32,8 @@ def _conv_bn_pairs(module: nn.Module) -> list[tuple[str, str]]:
     modules = dict(module.named_modules())
     calls: dict[str, int] = {}
     for node in graph.nodes:
-        if node.op == "call_module":
-            calls[node.target] = calls.get(node.target, 0) + 1
+        if node.op == "call_module":  # its target is the submodule's name
+            calls[str(node.target)] = calls.get(str(node.target), 0) + 1
     pairs = []
     for node in graph.nodes:
         # Exact types: subclasses such as timm's BatchNormAct2d also apply an activation.
@@ -45,8 +45,8 @@ def _conv_bn_pairs(module: nn.Module) -> list[tuple[str, str]]:
             and src.op == "call_module"
             and type(modules.get(src.target)) is nn.Conv2d
             and len(src.users) == 1
-            and calls[src.target] == 1
-            and calls[node.target] == 1
+            and calls[str(src.target)] == 1
+            and calls[str(node.target)] == 1
         ):
             pairs.append((str(src.target), str(node.target)))
     return pairs
@@ -75,7 +75,8 @@ def fold_batchnorm_(model: nn.Module) -> int:
             folded += int(child_own())
             continue
         for conv_name, bn_name in _conv_bn_pairs(child):
-            conv, bn = child.get_submodule(conv_name), child.get_submodule(bn_name)
+            # _conv_bn_pairs found exactly these types
+            conv, bn = cast(nn.Conv2d, child.get_submodule(conv_name)), cast(nn.BatchNorm2d, child.get_submodule(bn_name))
             if bn.running_mean is None or bn.running_var is None:
                 continue  # batch statistics at eval time: not a fixed affine map
             _replace(child, conv_name, fuse_conv_bn_eval(conv, bn))
@@ -93,4 +94,5 @@ def prepare_for_inference(model: nn.Module, device: Any) -> nn.Module:
     """The scoring and ``aescore evaluate`` form of a loaded model: eval mode, BatchNorm folded,
     on ``device`` in channels_last (faster convolutions on CPU and GPU alike)."""
     fold_batchnorm_(model.eval())
-    return model.to(device, memory_format=torch.channels_last)
+    # Module.to takes a device and memory_format together; torch's overloads list them apart
+    return model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]

@@ -82,7 +82,9 @@ def export_onnx(weights: str | os.PathLike[str], check_shapes: tuple[tuple[int, 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            wrapper, sample(1, *check_shapes[0], gen), buf, dynamo=False, opset_version=_OPSET,
+            # torch types f as a path; the TorchScript exporter writes to a file object too
+            wrapper, sample(1, *check_shapes[0], gen), buf,  # type: ignore[arg-type]
+            dynamo=False, opset_version=_OPSET,
             input_names=inputs, output_names=outputs, dynamic_axes={k: v for k, v in axes.items() if k in inputs + outputs},
         )
     data = buf.getvalue()

@@ -191,7 +191,9 @@ class _Property:
             return
         for child in list(self.node.childNodes):
             self.node.removeChild(child)
-        self.node.appendChild(self.node.ownerDocument.createTextNode(value))
+        doc = self.node.ownerDocument
+        assert doc is not None  # a node of a parsed document
+        self.node.appendChild(doc.createTextNode(value))
 
 
 def _find_property(descs: list[minidom.Element], uri: str, local: str) -> _Property | None:

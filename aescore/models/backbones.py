@@ -148,6 +148,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise WeightsError(f"backbone weights file not found: {path}")
     suffix = path.suffix.lower()
+    state: Any  # a .pth file holds whatever was saved: checked below
     try:
         if suffix == ".safetensors":
             from safetensors.torch import load_file

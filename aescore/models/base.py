@@ -23,6 +23,11 @@ class ScoringModule(nn.Module):
 
     capabilities: Capabilities
     default_preprocess: dict[str, Any]
+    # The registry name and JSON-serialisable arguments the network was built from: set on the
+    # built module by aescore.models._registry.create_model (and the plain-torch twins' builder),
+    # which the weights format stores in the model card.
+    arch_name: str
+    arch_args: dict[str, Any]
 
     def forward_outputs(self, inputs: ModelInputs, want: Collection[str] | None = None) -> ModelOutputs:
         """See :meth:`aescore.models.contract.ScoringModel.forward_outputs`."""

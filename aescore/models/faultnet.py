@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Protocol, cast
 
 import torch
 from torch import nn
@@ -36,6 +37,17 @@ from aescore.models.heads import FaultViews, StageTail, faultnet_preprocess
 from aescore.models.layers import init_he_
 from aescore.models.mpa import MPANet
 from aescore.data.fault_kinds import FAULT_KINDS
+
+
+class _EfficientNetParts(Protocol):
+    """The parts of a timm EfficientNet(-Lite) backbone that the content tail uses (``nn.Module``
+    types them as ``Tensor | Module``; :class:`FaultNet` checks that they are there)."""
+
+    conv_stem: nn.Module
+    bn1: nn.Module
+    blocks: nn.Sequential
+    conv_head: nn.Module
+    bn2: nn.Module
 
 
 class FaultNet(FaultViews, MPANet):
@@ -57,7 +69,7 @@ class FaultNet(FaultViews, MPANet):
         self.content_from = int(content_from)
         self.content: StageTail | None = None
         if self.content_from:
-            bb = self.backbone
+            bb = cast(_EfficientNetParts, self.backbone)
             if not all(hasattr(bb, a) for a in ("conv_stem", "bn1", "blocks", "conv_head", "bn2")):
                 raise ValueError(f"content_from needs an EfficientNet backbone, not {backbone!r}")
             if not 0 < self.content_from < len(bb.blocks):
@@ -77,14 +89,14 @@ class FaultNet(FaultViews, MPANet):
         return self
 
     def _trunk(self, x: torch.Tensor) -> torch.Tensor:
-        bb = self.backbone
+        bb = cast(_EfficientNetParts, self.backbone)
         x = bb.bn1(bb.conv_stem(x))  # timm's BatchNormAct2d: BatchNorm + ReLU6
         for block in list(bb.blocks)[: self.content_from]:
             x = block(x)
         return x
 
     def _tail(self, h: torch.Tensor) -> torch.Tensor:
-        bb = self.backbone
+        bb = cast(_EfficientNetParts, self.backbone)
         for block in list(bb.blocks)[self.content_from:]:
             h = block(h)
         return bb.bn2(bb.conv_head(h))
@@ -118,8 +130,8 @@ def with_content_tail(trained: FaultNet, content_from: int) -> FaultNet:
 
     if trained.content is not None:
         raise ValueError("the model already has a content tail")
-    backbone = trained.arch_args.get("backbone", "tf_efficientnet_lite0")  # type: ignore[union-attr]
-    args = {**trained.arch_args, "content_from": content_from}  # type: ignore[dict-item]
+    backbone = trained.arch_args.get("backbone", "tf_efficientnet_lite0")
+    args = {**trained.arch_args, "content_from": content_from}
     model = create_model("faultnet", **args, pretrained=True)
     imagenet = model.state_dict()
     state = trained.state_dict()

@@ -6,7 +6,7 @@ model's two views. Imports no timm."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence, cast
 
 import torch
 from torch import nn
@@ -14,7 +14,7 @@ from torch import nn
 from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from aescore.models.base import ScoringModule
 from aescore.models.contract import Capabilities, ModelInputs, ModelOutputs
-from aescore.models.regions import linear_region_logits
+from aescore.models.regions import Backbone, linear_region_logits
 
 
 # Networks trained on inputs scaled to [-1, 1] (TensorFlow's EfficientNet-Lite): mean = std = 0.5.
@@ -56,7 +56,7 @@ def pooled_linear_outputs(
     (``backbone(x)``), as in training.
     """
     if regions:
-        fmap = backbone.forward_features(x)
+        fmap = cast(Backbone, backbone).forward_features(x)
         emb = pool_map(fmap)
         return ModelOutputs(head(emb), emb, region_map=linear_region_logits(fmap, head))
     emb = backbone(x)
@@ -113,6 +113,15 @@ def pool_faults(whole: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
     return torch.maximum(whole, crops.mean(1))
 
 
+class ConvBnPairs(Protocol):
+    """A plain-torch module that names its (conv, BatchNorm) pairs (:mod:`aescore.models.plain`'s
+    blocks and backbones, :class:`StageTail`): what ``fold_batchnorm_`` folds."""
+
+    def conv_bn_pairs(self) -> list[tuple[str, str]]:
+        """Names (relative to the module) of every conv whose only consumer is the BatchNorm after it."""
+        ...
+
+
 class StageTail(nn.Module):
     """The later stages of an EfficientNet(-Lite) on their own: ``blocks`` (stages ``k`` on),
     ``conv_head`` and ``bn2`` (+ ReLU6 where ``act``: the plain-torch twin keeps its activation
@@ -129,7 +138,8 @@ class StageTail(nn.Module):
     def conv_bn_pairs(self) -> list[tuple[str, str]]:
         """Names of the (conv, BatchNorm) pairs (plain-torch blocks only)."""
         pairs = [(f"blocks.{i}.{j}.{c}", f"blocks.{i}.{j}.{b}")
-                 for i, stage in enumerate(self.blocks) for j, block in enumerate(stage) for c, b in block.conv_bn_pairs()]
+                 for i, stage in enumerate(self.blocks) for j, block in enumerate(cast(nn.Sequential, stage))
+                 for c, b in cast(ConvBnPairs, block).conv_bn_pairs()]
         return pairs + [("conv_head", "bn2")]
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:

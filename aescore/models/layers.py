@@ -8,14 +8,16 @@ Notation follows the paper: X is [N, d'] (one row per region of the H x W featur
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Sequence, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+_ModuleT = TypeVar("_ModuleT", bound=nn.Module)
 
-def init_he_(module: nn.Module) -> nn.Module:
+
+def init_he_(module: _ModuleT) -> _ModuleT:
     """He (Kaiming) normal initialisation of every conv/linear weight in ``module`` (Sec. 3.3, ref. [13]).
 
     Biases start at zero and BatchNorm at the identity.

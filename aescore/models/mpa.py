@@ -8,7 +8,7 @@ non-square images at inference (``eval`` mode "shorter").
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -18,7 +18,7 @@ from aescore.models.backbones import create_backbone, input_stats
 from aescore.models.contract import Capabilities
 from aescore.models.heads import PooledLinearHead, mpa_default_preprocess
 from aescore.models.layers import init_he_
-from aescore.models.regions import avg_pooled, exact_average_pool
+from aescore.models.regions import Backbone, avg_pooled, exact_average_pool
 
 
 class MPANet(PooledLinearHead):
@@ -40,7 +40,7 @@ class MPANet(PooledLinearHead):
         super().__init__()
         # num_classes=0: timm drops its ImageNet classifier and returns the pooled [B, D] features.
         self.backbone = create_backbone(backbone, pretrained, backbone_weights, num_classes=0)
-        self.num_features = int(self.backbone.num_features)
+        self.num_features = int(cast(Backbone, self.backbone).num_features)
         self.head = init_he_(nn.Linear(self.num_features, num_classes))
         # The input statistics the backbone's ImageNet weights expect (EfficientNet-Lite: [-1, 1]).
         self.default_preprocess: dict[str, Any] = mpa_default_preprocess(*input_stats(backbone))

@@ -29,6 +29,12 @@ class PersonalNet(ScoringModule):
     """``s = ((e - mean) / scale) . weight + generic_weight * (l - g_mean) / g_scale`` where ``e`` is
     the base embedding and ``l`` the base model's log-odds of "high"."""
 
+    # Buffers (register_buffer in __init__): the embedding's standardisation and
+    # [generic_weight, g_mean, g_scale].
+    mean: torch.Tensor
+    scale: torch.Tensor
+    generic: torch.Tensor
+
     def __init__(self, base_architecture: str, base_args: dict[str, Any], embed_dim: int, base: ScoringModule | None = None) -> None:
         super().__init__()
         # ``base``: the same network built another way (the plain-torch twin of

@@ -19,15 +19,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from aescore.models.contract import Capabilities
-from aescore.models.heads import FaultViews, PooledLinearHead, StageTail, faultnet_preprocess, input_stats, mpa_default_preprocess
+from aescore.models.heads import (
+    ConvBnPairs, FaultViews, PooledLinearHead, StageTail, faultnet_preprocess, input_stats, mpa_default_preprocess,
+)
 from aescore.data.fault_kinds import FAULT_KINDS
+
+if TYPE_CHECKING:
+    from aescore.models.personal import PersonalNet
 
 __all__ = [
     "EFFICIENTNET_LITES", "RESNETS", "LiteConfig", "PlainEfficientNetLite", "PlainFaultNet", "PlainMPANet",
@@ -94,7 +99,7 @@ class _Block(nn.Module):
     in the plain ResNets (drop block, anti-aliasing, SE, drop path) are left out.
     """
 
-    def __init__(self, bottleneck: bool, inplanes: int, planes: int, stride: int, downsample: nn.Module | None) -> None:
+    def __init__(self, bottleneck: bool, inplanes: int, planes: int, stride: int, downsample: nn.Sequential | None) -> None:
         super().__init__()
         self.bottleneck = bottleneck
         if bottleneck:
@@ -130,6 +135,12 @@ class _Block(nn.Module):
 class PlainResNet(nn.Module):
     """timm's ``ResNet`` with ``num_classes=0`` for the configurations in :data:`RESNETS`:
     ``[B, 3, H, W]`` -> ``[B, D]`` globally average-pooled features."""
+
+    # The four stages, registered under timm's names in __init__ (add_module).
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
 
     def __init__(self, cfg: ResNetConfig) -> None:
         super().__init__()
@@ -303,8 +314,8 @@ class PlainEfficientNetLite(nn.Module):
         """Names (relative to this module) of every conv whose only consumer is the BatchNorm after it."""
         pairs = [("conv_stem", "bn1")]
         for i, stage in enumerate(self.blocks):
-            for j, block in enumerate(stage):
-                pairs += [(f"blocks.{i}.{j}.{c}", f"blocks.{i}.{j}.{b}") for c, b in block.conv_bn_pairs()]
+            for j, block in enumerate(cast(nn.Sequential, stage)):
+                pairs += [(f"blocks.{i}.{j}.{c}", f"blocks.{i}.{j}.{b}") for c, b in cast(ConvBnPairs, block).conv_bn_pairs()]
         return pairs + [("conv_head", "bn2")]
 
     def forward_trunk(self, x: torch.Tensor, stages: int) -> torch.Tensor:
@@ -355,6 +366,7 @@ class PlainMPANet(PooledLinearHead):
 
     # Both plain backbones end in a plain global average pool before the linear head.
     capabilities = Capabilities(embedding=True, region_map=True)
+    backbone: PlainResNet | PlainEfficientNetLite
 
     def __init__(self, backbone: str = "resnet18", num_classes: int = 2) -> None:
         super().__init__()
@@ -378,8 +390,10 @@ class PlainMPANet(PooledLinearHead):
             raise ValueError("fold_batchnorm_ needs a model in eval mode")
         folded = 0
         for owner in self._conv_bn_owners():
-            for conv_name, bn_name in owner.conv_bn_pairs():  # type: ignore[operator]
-                conv, bn = owner.get_submodule(conv_name), owner.get_submodule(bn_name)
+            for conv_name, bn_name in owner.conv_bn_pairs():
+                conv = cast(nn.Conv2d, owner.get_submodule(conv_name))
+                bn = cast(nn.BatchNorm2d, owner.get_submodule(bn_name))
+                assert bn.running_mean is not None and bn.running_var is not None  # as fuse_conv_bn_eval
                 # torch's own formula (as fuse_conv_bn_eval), applied to this conv in place: no deep copy
                 conv.weight, conv.bias = fuse_conv_bn_weights(
                     conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
@@ -388,7 +402,7 @@ class PlainMPANet(PooledLinearHead):
                 folded += 1
         return folded
 
-    def _conv_bn_owners(self) -> list[nn.Module]:
+    def _conv_bn_owners(self) -> list[PlainResNet | PlainEfficientNetLite | StageTail]:
         """The submodules whose ``conv_bn_pairs()`` :meth:`fold_batchnorm_` folds."""
         return [self.backbone]
 
@@ -400,6 +414,8 @@ class PlainFaultNet(FaultViews, PlainMPANet):
     Same state-dict keys (``backbone.*``, ``head.*``, ``fault_head.*``) and ``default_preprocess``
     as the timm-built network. Not for training.
     """
+
+    backbone: PlainResNet | PlainEfficientNetLite  # PlainMPANet's (FaultViews declares any nn.Module)
 
     def __init__(self, backbone: str = "tf_efficientnet_lite0", num_classes: int = 2, num_faults: int = len(FAULT_KINDS),
                  content_from: int = 0) -> None:
@@ -416,14 +432,15 @@ class PlainFaultNet(FaultViews, PlainMPANet):
             # weights come from the file: the content tail's keys are content.*)
             self.content = PlainEfficientNetLite(self.backbone.cfg).tail(self.content_from)
 
-    def _conv_bn_owners(self) -> list[nn.Module]:
+    def _conv_bn_owners(self) -> list[PlainResNet | PlainEfficientNetLite | StageTail]:
         return [self.backbone] + ([self.content] if self.content is not None else [])
 
+    # _trunk and _tail run only with a content tail, which __init__ builds on an EfficientNet-Lite alone.
     def _trunk(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone.forward_trunk(x, self.content_from)  # type: ignore[union-attr]
+        return cast(PlainEfficientNetLite, self.backbone).forward_trunk(x, self.content_from)
 
     def _tail(self, h: torch.Tensor) -> torch.Tensor:
-        return self.backbone.forward_tail(h, self.content_from)  # type: ignore[union-attr]
+        return cast(PlainEfficientNetLite, self.backbone).forward_tail(h, self.content_from)
 
 
 def _replace(root: nn.Module, name: str, new: nn.Module) -> None:
@@ -476,7 +493,7 @@ def plain_supported(architecture: str, arch_args: Mapping[str, Any]) -> bool:
     )
 
 
-def create_plain_model(architecture: str, arch_args: Mapping[str, Any]) -> PlainMPANet:
+def create_plain_model(architecture: str, arch_args: Mapping[str, Any]) -> PlainMPANet | PersonalNet:
     """The card's network on the ``meta`` device: shapes only, no memory, no random initialisation.
 
     Give it its tensors with ``load_state_dict(state, strict=True, assign=True)``. Raises
@@ -491,9 +508,9 @@ def create_plain_model(architecture: str, arch_args: Mapping[str, Any]) -> Plain
         base = create_plain_model(base_arch, base_args)
         with torch.device("meta"):
             personal = PersonalNet(base_arch, base_args, int(arch_args["embed_dim"]), base=base)
-        personal.arch_name = architecture  # type: ignore[assignment]
-        personal.arch_args = dict(arch_args)  # type: ignore[assignment]
-        return personal.eval()  # type: ignore[return-value]
+        personal.arch_name = architecture
+        personal.arch_args = dict(arch_args)
+        return personal.eval()
     cls = _ARCHS[architecture][0]
     with torch.device("meta"):
         model = cls(**arch_args)
@@ -502,7 +519,7 @@ def create_plain_model(architecture: str, arch_args: Mapping[str, Any]) -> Plain
     return model.eval()
 
 
-def build_plain_model(architecture: str, arch_args: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> PlainMPANet:
+def build_plain_model(architecture: str, arch_args: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> PlainMPANet | PersonalNet:
     """The card's network, built without timm, holding ``state`` (``strict=True``), in eval mode.
 
     Raises ``ValueError`` when :func:`plain_supported` is false, ``RuntimeError`` (from

@@ -11,12 +11,30 @@ there the mean is not the image logit.
 
 from __future__ import annotations
 
+from typing import Protocol, cast
+
 import torch
 from torch import nn
 
 from aescore.models.contract import RegionMapError  # defined with the contract; importable from here as before
 
-__all__ = ["RegionMapError", "avg_pooled", "exact_average_pool", "linear_region_logits"]
+__all__ = ["Backbone", "RegionMapError", "avg_pooled", "exact_average_pool", "linear_region_logits"]
+
+
+class Backbone(Protocol):
+    """What aescore calls on a backbone beyond ``nn.Module``, which types its dynamic attributes
+    as ``Tensor | Module``: for ``typing.cast``. timm's models have all of it; the plain-torch
+    twins (:mod:`aescore.models.plain`) ``num_features`` and ``forward_features``."""
+
+    num_features: int
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] -> the feature map before pooling."""
+        ...
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """The feature map -> the classifier's output (``pre_logits``: the pooled features)."""
+        ...
 
 
 def avg_pooled(backbone: nn.Module) -> bool:
@@ -37,7 +55,7 @@ def exact_average_pool(backbone: nn.Module, fmap: torch.Tensor) -> torch.Tensor:
     """A timm backbone's pooled features of its feature map ``fmap`` (``forward_head`` with
     ``pre_logits``), refused with :class:`RegionMapError` unless they are the map's plain average:
     only then does the head applied at every location decompose the image's logit."""
-    emb = backbone.forward_head(fmap, pre_logits=True)
+    emb = cast(Backbone, backbone).forward_head(fmap, pre_logits=True)
     if fmap.ndim != 4 or not torch.allclose(emb, fmap.mean((2, 3)), rtol=1e-2, atol=1e-3):
         raise RegionMapError(f"backbone {type(backbone).__name__} transforms its pooled features; no exact region map")
     return emb

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import torch
 from torch import nn
@@ -26,7 +26,7 @@ from aescore.models.base import ScoringModule
 from aescore.models.contract import Capabilities, ModelInputs, ModelOutputs
 from aescore.models.heads import pooled_linear_outputs
 from aescore.models.layers import DenseASPP, RegionGraphConv, init_he_, lse_pool
-from aescore.models.regions import exact_average_pool
+from aescore.models.regions import Backbone, exact_average_pool
 from aescore.models.names import RGNET_ASPP_RATES as ASPP_RATES
 from aescore.models.names import RGNET_VARIANTS as VARIANTS
 
@@ -82,14 +82,14 @@ class RGNet(ScoringModule):
         self.graph: nn.Module = nn.Identity()
         if variant == "FC-CNN":
             self.backbone = create_backbone(backbone, pretrained, backbone_weights, num_classes=0)
-            dim = int(self.backbone.num_features)
+            dim = int(cast(Backbone, self.backbone).num_features)
             self.head: nn.Module = init_he_(nn.Linear(dim, num_classes))
             self.num_features = dim
             self.default_preprocess = _preprocess(224, backbone)
             self.capabilities = Capabilities(embedding=True, region_map=self._num_classes == 2)
             return
         self.backbone = create_dilated_backbone(backbone, pretrained, backbone_weights)
-        dim = int(self.backbone.num_features)  # DenseNet-121: 1024
+        dim = int(cast(Backbone, self.backbone).num_features)  # DenseNet-121: 1024
         if variant == "FCN-C-C":
             # Same number of layers as DenseASPP + graph blocks; width 512 keeps the parameter
             # count near theirs (~19M vs ~17M), so the comparison is about structure, not size.
@@ -116,7 +116,7 @@ class RGNet(ScoringModule):
         """[B, 3, H, W] -> [B, d', H/8, W/8]: the region features the classifier head sees."""
         if not self.is_fcn:
             raise ConfigError("variant", "FC-CNN has no region feature map")
-        return self.graph(self.context(self.backbone.forward_features(x)))
+        return self.graph(self.context(cast(Backbone, self.backbone).forward_features(x)))
 
     def region_scores(self, x: torch.Tensor) -> torch.Tensor:
         """Per-region class probabilities Y^c_ij: [B, 3, H, W] -> [B, num_classes, H/8, W/8] (softmax over classes)."""
@@ -128,8 +128,8 @@ class RGNet(ScoringModule):
 
     @property
     def _num_classes(self) -> int:
-        last = self.head if isinstance(self.head, nn.Linear) else self.head[-1]
-        return int(last.out_features if isinstance(last, nn.Linear) else last.out_channels)
+        last = self.head if isinstance(self.head, nn.Linear) else cast(nn.Sequential, self.head)[-1]
+        return int(last.out_features if isinstance(last, nn.Linear) else cast(nn.Conv2d, last).out_channels)
 
     def _outputs(self, inputs: ModelInputs, want: frozenset[str]) -> ModelOutputs:
         """Logits y = LSE_r(Y) (Eq. 4; softmax gives Eq. 5), the embedding (the region features
@@ -142,7 +142,8 @@ class RGNet(ScoringModule):
         """
         x = inputs.whole
         if not self.is_fcn:
-            return pooled_linear_outputs(self.backbone, self.head, x, "region_map" in want, partial(exact_average_pool, self.backbone))
+            return pooled_linear_outputs(self.backbone, cast(nn.Linear, self.head), x, "region_map" in want,
+                                         partial(exact_average_pool, self.backbone))
         feats = self.feature_map(x)
         emb = feats.mean((2, 3))
         if "region_map" not in want:
