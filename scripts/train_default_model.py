@@ -3,11 +3,18 @@
     PYTHONPATH=. python scripts/train_default_model.py --photos ../shared/photos \\
         --exclude weights/heldout-photos.txt --backbone tf_efficientnet_lite0 --steps 1200 --out runs/lite0
 
-Runs on the CPU (a GPU when there is one). Resumable: ``--out`` keeps ``last.pt`` (model,
-optimiser, step; saved every ``--save-every`` steps and when ``--minutes`` runs out) and the same
-command continues from it. At the last step writes ``OUT/model.safetensors`` and its card (the
-card's training block names this command; the measured figures are added by the evaluation
-scripts, see docs/models.md).
+Runs on the CPU (a GPU when there is one: ``--device``). The optimiser steps go through aescore's
+one training loop (:mod:`aescore.engine.loop`: :class:`~aescore.engine.loop.Trainer`,
+:func:`~aescore.engine.loop.fit_steps`), as ``aescore train`` and ``learn --fine-tune`` do: mixed
+precision on CUDA (``--no-amp`` for full precision), the NaN/inf check, Ctrl-C saving a checkpoint.
+This script brings the recipe: the data, the loss, the frozen stages and the schedule.
+
+Resumable, exactly: ``--out`` keeps ``last.pt`` (model, optimiser, grad scaler, step and every RNG
+state: :func:`aescore.engine.checkpoint.step_checkpoint`; saved every ``--save-every`` steps, and
+when ``--minutes`` runs out, ``--stop-at`` is reached or Ctrl-C is pressed) and the same command
+continues from it: on the CPU, N steps straight and N - k steps + resume give the same weights.
+At the last step writes ``OUT/model.safetensors`` and its card (the card's training block names
+this command; the measured figures are added by the evaluation scripts, see docs/models.md).
 
 Recipe: :class:`aescore.data.fault_pairs.FaultPairs` items (a good photo and its faulty copy);
 loss = cross-entropy of the pooled good/flawed logits + a pairwise ranking term (softplus of
@@ -15,7 +22,8 @@ the score margin, the good copy must win) + binary cross-entropy of the pooled f
 (the reasons). The stem and the first ``--freeze`` backbone stages keep their ImageNet weights
 (their edge and texture filters are what faults disturb; freezing also halves the CPU cost of
 a step) and every BatchNorm keeps ImageNet's statistics (batches of 16 are too small to
-re-estimate them).
+re-estimate them). Learning rate: linear warm-up over 30 steps, then a cosine decay to 5 % of the
+peak at ``--steps``. Data: epochs of 100 steps, each with its own draw of photos and faults.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -34,11 +43,19 @@ from torch import nn
 
 from aescore.data.fault_pairs import FaultPairs
 from aescore.data.faults import POSITIVE_KINDS, POSITIVES
+from aescore.devices import torch_device
+from aescore.engine.checkpoint import epoch_seed, resume_steps, step_checkpoint
+from aescore.engine.loop import StepDone, StopRequest, Trainer, fit_steps
+from aescore.engine.setup import resolve_amp
+from aescore.errors import AescoreError
 from aescore.inference.discover import IMAGE_EXTENSIONS
 from aescore.data.transforms import Preprocess
 from aescore.models import create_model
 from aescore.models.contract import ModelInputs
 from aescore.weights import load_checkpoint, save_checkpoint, save_weights
+
+#: Steps per data epoch: :class:`FaultPairs` draws other photos, faults and severities every epoch.
+STEPS_PER_EPOCH = 100
 
 
 def early_modules(model: nn.Module, stages: int) -> list[nn.Module]:
@@ -64,14 +81,14 @@ def losses(model: nn.Module, batch: list[torch.Tensor], cross: bool = False) -> 
     ranking term also covers every good photo against the faulty copy of every *other* photo of
     the batch (what the cross-photo AUC measures: a good dark photo above a faulty bright one)."""
     gw, gc, bw, bc, labels = batch
-    b = gw.shape[0]
+    b, device = gw.shape[0], gw.device
     out = model.forward_outputs(ModelInputs(torch.cat([gw, bw]), torch.cat([gc, bc])), ("faults",))  # type: ignore[operator]
-    target = torch.cat([torch.ones(b), torch.zeros(b)]).long()
+    target = torch.cat([torch.ones(b, device=device), torch.zeros(b, device=device)]).long()
     ce = F.cross_entropy(out.logits, target)
     d = out.logits[:, 1]
     rank = F.softplus(-(d[:b] - d[b:])).mean()
     if cross:
-        others = ~torch.eye(b, dtype=torch.bool)
+        others = ~torch.eye(b, dtype=torch.bool, device=device)
         rank = rank + F.softplus(-(d[:b, None] - d[None, b:]))[others].mean()
     fault_target = torch.cat([torch.zeros_like(labels), labels])
     bce = F.binary_cross_entropy_with_logits(out.faults, fault_target)
@@ -82,7 +99,40 @@ def losses(model: nn.Module, batch: list[torch.Tensor], cross: bool = False) -> 
                              "top_fault_ok": sum(top_ok) / b}
 
 
-def main(argv: list[str] | None = None) -> int:
+def schedule(total: int) -> Callable[[int, float], float]:
+    """The learning rate of a parameter group at 0-based ``step`` of ``total``, from its peak
+    ``base``: linear warm-up over 30 steps, then a cosine decay to 5 % of the peak."""
+
+    def lr(step: int, base: float) -> float:
+        warm = min(1.0, (step + 1) / 30)
+        cos = 0.5 * (1 + math.cos(math.pi * step / total))
+        return base * warm * (0.05 + 0.95 * cos)
+
+    return lr
+
+
+def pair_batches(data: FaultPairs, pairs: int, workers: int, seed: int, start_step: int) -> Iterator[list[torch.Tensor]]:
+    """The batches of pairs from ``start_step`` on, endlessly: data epoch ``step // 100`` in item
+    order. Items are a function of (seed, epoch, index), so a resumed run starts inside its epoch
+    without decoding the batches already trained on; each epoch's loader draws its worker seeds
+    from a generator of (seed, epoch), never from the global RNG the checkpoint restores."""
+    step = start_step
+    while True:
+        epoch, done = divmod(step, STEPS_PER_EPOCH)
+        data.set_epoch(epoch)
+        loader = torch.utils.data.DataLoader(
+            data, batch_size=pairs, sampler=range(done * pairs, len(data)), num_workers=workers,
+            persistent_workers=False, prefetch_factor=2 if workers else None,
+            generator=torch.Generator().manual_seed(epoch_seed(seed, epoch, 0)),
+        )
+        for batch in loader:
+            yield batch
+            step += 1
+
+
+def main(argv: list[str] | None = None, *, on_step: Callable[[StepDone], None] | None = None) -> int:
+    """The command (see the module docstring); ``on_step`` is called after every optimiser step
+    (the tests compare losses through it)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--photos", required=True, help="folder of real photographs")
     ap.add_argument("--exclude", help="text file of photo file names to hold out (one per line)")
@@ -101,12 +151,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--save-every", type=int, default=50)
     ap.add_argument("--minutes", type=float, default=0, help="stop (resumable) after this many minutes; 0: no limit")
+    ap.add_argument("--stop-at", type=int, default=0,
+                    help="stop (resumable) once this step is reached, keeping the schedule of --steps; 0: no stop")
+    ap.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    ap.add_argument("--no-amp", dest="amp", action="store_false",
+                    help="full precision on CUDA too (default: bf16 or fp16 autocast there; the CPU always trains in fp32)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     positives = tuple(k for k in args.positives.split(",") if k)
     if not positives or set(positives) - set(POSITIVES):
         ap.error(f"--positives takes a comma-separated list of {', '.join(POSITIVES)}")
 
+    try:
+        device = torch_device(args.device)
+    except AescoreError as err:
+        ap.error(str(err))
     torch.manual_seed(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -118,54 +177,57 @@ def main(argv: list[str] | None = None) -> int:
     recipe = Preprocess.from_card(model.default_preprocess)
     if not paths:
         raise SystemExit(f"no photographs in {args.photos}")
-    data = FaultPairs(paths, recipe, length=args.pairs * 100, seed=args.seed, positive_kinds=positives)
+    data = FaultPairs(paths, recipe, length=args.pairs * STEPS_PER_EPOCH, seed=args.seed, positive_kinds=positives)
     heads = [p for n, p in model.named_parameters() if n.startswith(("head.", "fault_head."))]
+    model.to(device)
     model.train()
     freeze(model, args.freeze)  # after train(): it puts every BatchNorm back in eval mode
     body = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(("head.", "fault_head."))]
     opt = torch.optim.AdamW([{"params": body, "lr": args.lr}, {"params": heads, "lr": args.lr * 5}], weight_decay=1e-4)
-    base_lrs = [g["lr"] for g in opt.param_groups]
+    trainer = Trainer(model, opt, device, resolve_amp(None if args.amp else False, device), schedule=schedule(args.steps))
     step = 0
     if (out / "last.pt").is_file():
-        ck = load_checkpoint(out / "last.pt")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        step = int(ck["step"])
+        step = resume_steps(load_checkpoint(out / "last.pt"), trainer)
         print(f"resumed at step {step}", file=sys.stderr)
 
-    def save() -> None:
-        save_checkpoint({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}, out / "last.pt")
+    def save(at: int) -> None:
+        save_checkpoint(step_checkpoint(trainer, at), out / "last.pt")
 
     started, log = time.time(), (out / "metrics.jsonl").open("a")
-    while step < args.steps:
-        data.set_epoch(step // 100)
-        loader = torch.utils.data.DataLoader(data, batch_size=args.pairs, num_workers=args.workers,
-                                             persistent_workers=False, prefetch_factor=2 if args.workers else None)
-        for i, batch in enumerate(loader):
-            if i < step % 100:  # resuming mid-epoch: these batches were seen
-                continue
-            warm = min(1.0, (step + 1) / 30)
-            cos = 0.5 * (1 + math.cos(math.pi * step / args.steps))
-            for g, lr in zip(opt.param_groups, base_lrs):
-                g["lr"] = lr * warm * (0.05 + 0.95 * cos)
-            t = time.time()
-            loss, parts = losses(model, batch, cross=args.cross_pairs)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            log.write(json.dumps({"step": step, "loss": round(loss.item(), 4), **{k: round(v, 4) for k, v in parts.items()},
-                                  "seconds": round(time.time() - t, 2)}) + "\n")
-            log.flush()
-            if step % args.save_every == 0:
-                save()
-            if step >= args.steps or (args.minutes and time.time() - started > args.minutes * 60):
-                break
-        if args.minutes and time.time() - started > args.minutes * 60 and step < args.steps:
-            save()
-            print(f"stopped at step {step} of {args.steps} (time limit); run again to resume", file=sys.stderr)
-            return 0
-    save()
+    stop = StopRequest(lambda message: print(message, file=sys.stderr))
+    limit = min(args.steps, args.stop_at) if args.stop_at > 0 else args.steps
+
+    def after_step(done: StepDone) -> None:
+        assert done.loss is not None  # every batch of pairs trains
+        log.write(json.dumps({"step": done.step, "loss": round(done.loss.item(), 4),
+                              **{k: round(v, 4) for k, v in done.parts.items()}, "seconds": round(done.seconds, 2)}) + "\n")
+        log.flush()
+        if done.step % args.save_every == 0:
+            save(done.step)
+        if args.minutes and time.time() - started > args.minutes * 60:
+            stop.requested = True  # read by the loop at this step boundary
+        if on_step is not None:
+            on_step(done)
+
+    device_batches = ([t.to(device, non_blocking=True) for t in batch]
+                      for batch in pair_batches(data, args.pairs, args.workers, args.seed, step))
+    try:
+        with stop.installed():
+            stats = fit_steps(trainer, device_batches, lambda net, batch: losses(net, batch, cross=args.cross_pairs),
+                              start_step=step, max_steps=limit, stop=stop, on_step=after_step)
+    except AescoreError as err:  # a NaN/inf loss: one line, nothing saved from the broken state
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        log.close()
+    step = stats.steps
+    if step < args.steps:
+        save(step)
+        timed_out = bool(args.minutes) and time.time() - started > args.minutes * 60
+        why = "time limit" if timed_out else "stop requested" if stats.interrupted else f"--stop-at {args.stop_at}"
+        print(f"stopped at step {step} of {args.steps} ({why}); run again to resume", file=sys.stderr)
+        return 130 if stats.interrupted and not timed_out else 0  # 130: Ctrl-C or SIGTERM, as `aescore train`
+    save(step)
     command = "PYTHONPATH=. python scripts/train_default_model.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     model.eval()
     save_weights(model, out / "model.safetensors", {

@@ -6,6 +6,11 @@ model, optimiser, scheduler and grad-scaler state dicts; ``epoch`` (epochs compl
 (optimiser steps done inside the next epoch, non-zero only after an interruption); the RNG states
 of torch, CUDA, numpy and Python (numpy's and Python's converted to tensors/lists); the best
 validation result so far; the run's config and split fingerprints.
+
+Step-counted runs of a :class:`~aescore.engine.loop.Trainer` (the default model's recipe) keep
+the same training state and RNG states with their step count: :func:`step_checkpoint` and
+:func:`resume_steps`. The model, optimiser and scaler parts are written and read by
+:func:`training_state` and :func:`load_training_state` for both kinds.
 """
 
 from __future__ import annotations
@@ -13,14 +18,18 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from aescore.errors import ConfigError, DataError
 
+if TYPE_CHECKING:
+    from aescore.engine.loop import Trainer
+
 CHECKPOINT_FORMAT = "aescore.checkpoint/1"
+STEP_CHECKPOINT_FORMAT = "aescore.step-checkpoint/1"
 CHECKPOINT = "last.pt"  # the file name inside a run folder
 # What a resumed run may not change: the architecture, the data and labels, the split seed, and
 # the optimiser's parameter groups (their number is part of the optimiser state).
@@ -80,6 +89,24 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return (int(seed) * 1_000_003 + epoch * 1_009 + rank) % (2**31 - 1)
 
 
+def training_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: Any) -> dict[str, Any]:
+    """The model's, optimiser's and grad scaler's state dicts (``scaler``: ``{}`` when disabled);
+    ``model`` is the unwrapped, uncompiled module."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else {},
+    }
+
+
+def load_training_state(saved: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: Any) -> None:
+    """Undo :func:`training_state` (a scaler state is loaded when there is one and the scaler is on)."""
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    if scaler is not None and scaler.is_enabled() and saved.get("scaler"):
+        scaler.load_state_dict(saved["scaler"])
+
+
 def make_checkpoint(
     *,
     model: torch.nn.Module,
@@ -96,12 +123,13 @@ def make_checkpoint(
     val_failed: int = 0,
 ) -> dict[str, Any]:
     """The checkpoint dict (see module docstring). ``model`` is the unwrapped, uncompiled module."""
+    state = training_state(model, optimizer, scaler)
     return {
         "format": CHECKPOINT_FORMAT,
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "model": state["model"],
+        "optimizer": state["optimizer"],
         "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else {},
+        "scaler": state["scaler"],
         "epoch": int(epoch),
         "step": int(step),
         "partial": dict(partial),
@@ -112,6 +140,34 @@ def make_checkpoint(
         "failed_indices": sorted(int(i) for i in failed_indices),
         "val_failed": int(val_failed),
     }
+
+
+def step_checkpoint(trainer: "Trainer", step: int, **extra: Any) -> dict[str, Any]:
+    """The checkpoint of a step-counted run after ``step`` steps: the trainer's model, optimiser
+    (with each group's base rate) and scaler, every RNG state as it is now, and ``extra``
+    (plain values). Saved at a step boundary, it lets :func:`resume_steps` continue exactly."""
+    assert trainer.module is not None
+    return {"format": STEP_CHECKPOINT_FORMAT, **training_state(trainer.module, trainer.optimizer, trainer.scaler),
+            "step": int(step), "rng": capture_rng_state(), **extra}
+
+
+def resume_steps(saved: dict[str, Any], trainer: "Trainer") -> int:
+    """Put ``trainer`` and every RNG back as :func:`step_checkpoint` saved them; returns the step
+    to continue from. The schedule's base rates stay the trainer's own (a run resumed with another
+    peak rate continues with it; the scheduled rate of each step follows from it). Checkpoints
+    written before the format had a name (model, optimiser and step only) are read too: their RNG
+    states were not saved, so that resume is not exact."""
+    if saved.get("format", STEP_CHECKPOINT_FORMAT) != STEP_CHECKPOINT_FORMAT:
+        raise ConfigError("resume", "not a checkpoint of a step-counted run")
+    assert trainer.module is not None
+    base = [group.get("initial_lr") for group in trainer.optimizer.param_groups]
+    load_training_state(saved, trainer.module, trainer.optimizer, trainer.scaler)
+    for group, lr in zip(trainer.optimizer.param_groups, base):
+        if lr is not None:
+            group["initial_lr"] = lr
+    if saved.get("rng"):
+        restore_rng_state(saved["rng"])
+    return int(saved["step"])
 
 
 @dataclass

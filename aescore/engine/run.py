@@ -21,7 +21,7 @@ from aescore.engine import checkpoint as ck
 from aescore.engine.checkpoint import CHECKPOINT, ResumePoint
 from aescore.engine.distributed import DistInfo, all_reduce_sum, barrier, gather_objects
 from aescore.engine.evaluate import TRAIN_IDS_SUFFIX, evaluate_samples, write_train_ids
-from aescore.engine.loop import EpochStats, LossFn, StopRequest, make_loss, train_one_epoch
+from aescore.engine.loop import EpochStats, LossFn, StopRequest, make_loss, make_scaler, train_one_epoch
 from aescore.engine.metrics import selection_metric
 from aescore.engine.presets import TrainConfig
 from aescore.engine.progress import EpochProgress
@@ -232,7 +232,7 @@ class TrainingRun:
             train_model = torch.compile(train_model)  # type: ignore[assignment]
         return Trainee(
             model=model, train_model=train_model, optimizer=optimizer, scheduler=build_scheduler(optimizer, cfg),
-            scaler=torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16),
+            scaler=make_scaler(device, amp_dtype),
             amp_dtype=amp_dtype, channels_last=channels_last, preprocess=preprocess,
         )
 
@@ -241,11 +241,8 @@ class TrainingRun:
         if resume is None:
             return RunState()
         saved = resume.state
-        trainee.model.load_state_dict(saved["model"])
-        trainee.optimizer.load_state_dict(saved["optimizer"])
+        ck.load_training_state(saved, trainee.model, trainee.optimizer, trainee.scaler)
         trainee.scheduler.load_state_dict(saved["scheduler"])
-        if trainee.scaler.is_enabled() and saved.get("scaler"):
-            trainee.scaler.load_state_dict(saved["scaler"])
         per_rank = saved.get("rng_per_rank") or []
         return RunState(
             epochs_done=resume.epochs_done, step=resume.step, partial=dict(saved.get("partial") or {}),

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from aescore.inference.onnx_runtime import OnnxModel
     from aescore.models.contract import Capabilities
 
-__all__ = ["ModelRef", "find_model", "open_model"]
+__all__ = ["ModelRef", "find_model", "open_model", "prepare_network"]
 
 
 @dataclass(frozen=True)
@@ -106,21 +106,34 @@ def open_model(
 
 
 def _open_torch(ref: ModelRef, device: str, half: bool) -> "LoadedModel":
-    from aescore.data.transforms import Preprocess
     from aescore.devices import resolve_device
-    from aescore.errors import WeightsError
-    from aescore.inference.core import LoadedModel
-    from aescore.inference.fold import prepare_for_inference
     from aescore.weights import load_weights
 
     dev = resolve_device(device)
     module, card = load_weights(ref.path, device="cpu", card=ref.card)
+    return prepare_network(module, card, dev, path=ref.path, half=half)
+
+
+def prepare_network(module: Any, card: dict[str, Any], device: str, *, path: Path | None = None, half: bool = True) -> "LoadedModel":
+    """``module`` (a network of the model contract; ``card``: its card, or at least its
+    ``preprocess`` block) ready for the inference core on ``device`` (a resolved device, as
+    :func:`aescore.devices.resolve_device` gives), as :func:`open_model` prepares the network of
+    a weights file: its recipe checked against it, eval mode, BatchNorm folded, channels_last,
+    float16 on a GPU when ``half``. ``module`` itself is changed (folded): pass a copy of a
+    network that is still to be trained or saved (``learn --fine-tune`` scores its held-out
+    photos this way before saving the model)."""
+    from aescore.data.transforms import Preprocess
+    from aescore.errors import WeightsError
+    from aescore.inference.core import LoadedModel
+    from aescore.inference.fold import prepare_for_inference
+
     recipe = Preprocess.from_card(card["preprocess"])
     # A recipe with detail crops feeds the network two inputs: refused here, in one line, for a
     # network that does not take them, rather than at its first batch.
     if recipe.detail is not None and not module.capabilities.detail_views:
-        raise WeightsError(f"{ref.path}: the card's recipe has detail crops, which architecture {card['architecture']!r} does not take")
-    module = prepare_for_inference(module, dev)
-    if dev != "cpu" and half:
+        where = path or card.get("name", "the model")
+        raise WeightsError(f"{where}: the card's recipe has detail crops, which architecture {card.get('architecture')!r} does not take")
+    module = prepare_for_inference(module, device)
+    if device != "cpu" and half:
         module = module.half()
-    return LoadedModel(module, recipe, dev, card, ref.path)
+    return LoadedModel(module, recipe, device, card, path)

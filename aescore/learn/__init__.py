@@ -7,6 +7,12 @@ compares a pairwise ranking head with the generic model on held-out shoots; the 
 all ratings is saved with the base network as a normal model (architecture ``personal_ranker``)
 under :func:`aescore.weights.user_models_dir`, usable as ``aescore rank --model NAME``.
 
+The held-out figures are computed from what ``score`` computes: each held-out photo's P(high)
+(:attr:`LearnResult.held_out_scores`) is the score ``score --model`` gives it with the personal
+model that held it out — the head of its fold on the base model's embedding and generic score,
+both from the inference core (through the score cache); with ``--fine-tune``, the fine-tuned
+network itself, run by the inference core (:func:`core_scores`) on the held-out photos' files.
+
 Example::
 
     from aescore.learn import learn, make_default
@@ -54,6 +60,7 @@ class LearnResult:
     seconds: dict[str, float] = field(default_factory=dict)
     baseline: Any = None  # with fine-tuning: the embedding head's cross-validated HeldOut
     replaced_default: bool = False  # it replaced the configured default model of its name (replace=True)
+    held_out_scores: Any = None  # aescore.learn.evaluate.HeldOutScores: what `held_out` was computed from
 
     @property
     def name(self) -> str:
@@ -159,7 +166,7 @@ def learn(
     import numpy as np
 
     from aescore.inference.discover import discover
-    from aescore.learn.evaluate import NoHeldOutPairs, fit_personal, held_out, single_threaded_blas
+    from aescore.learn.evaluate import HeldOutScores, NoHeldOutPairs, compare, cross_validate, fit_personal, single_threaded_blas
     from aescore.learn.features import embed_photos, generic_logit, shoots_of
     from aescore.ratings import collect_ratings
 
@@ -206,7 +213,8 @@ def learn(
     t3 = time.perf_counter()
     with single_threaded_blas():
         try:
-            result = held_out(emb.embeddings, emb.generic, r, shoots.keys, shoots.times, use_generic=use_generic, k=folds, seed=seed)
+            cv = cross_validate(emb.embeddings, emb.generic, r, shoots.keys, shoots.times, use_generic=use_generic, k=folds, seed=seed)
+            result = compare(cv.scores, emb.generic, r, shoots.keys, cv.folds, seed=seed, split=cv.split)
         except NoHeldOutPairs:
             raise NotEnoughRatings(
                 "cannot check the personal model on held-out shoots: no held-out part has two photos with "
@@ -215,6 +223,11 @@ def learn(
         g = generic_logit(emb.generic)
         head = fit_personal(emb.embeddings, g if use_generic else None, r, shoots.keys, shoots.times, seed)
     seconds["learning"] = time.perf_counter() - t3
+    evaluated = np.flatnonzero(cv.folds >= 0)
+    # P(high) as `score` prints it: the personal model's logits are [0, s], softmax[:, 1] = sigmoid(s)
+    # (compare() above ranked the logits s themselves: the same order, without float rounding ties).
+    scores = HeldOutScores({emb.paths[i]: float(_sigmoid(cv.scores[i])) for i in evaluated},
+                           {emb.paths[i]: int(cv.folds[i]) for i in evaluated}, cv.heads)
 
     net, base_card, base_path = _build_net(model, head)
     extra: dict[str, Any] = {}
@@ -222,8 +235,8 @@ def learn(
     if fine_tune:
         t4 = time.perf_counter()
         baseline = result
-        result, extra, head = _fine_tune(net, base_card, emb, r, shoots, head_fn=lambda x, g_, rr, sh, tm: fit_personal(x, g_ if use_generic else None, rr, sh, tm, seed),
-                                   device=device, config=fine_tune_config, seed=seed, folds=folds)
+        result, extra, head, scores = _fine_tune(net, base_card, emb, r, shoots, head_fn=lambda x, g_, rr, sh, tm: fit_personal(x, g_ if use_generic else None, rr, sh, tm, seed),
+                                                 device=device, config=fine_tune_config, seed=seed, folds=folds, name=name)
         seconds["fine_tune"] = time.perf_counter() - t4
     path, card = _save(name, net, base_card, base_path, head, report, result, use_generic, len(r), extra, baseline)
     if replaces_default and warn is not None:
@@ -232,7 +245,33 @@ def learn(
             + ("" if result.beats_generic else ", although it does not beat the generic model on held-out shoots")
         )
     seconds["total"] = time.perf_counter() - t0
-    return LearnResult(report, problems + emb.skipped, result, path, card, len(r), seconds, baseline, replaces_default)
+    return LearnResult(report, problems + emb.skipped, result, path, card, len(r), seconds, baseline, replaces_default, scores)
+
+
+def _sigmoid(s: float) -> float:
+    """P(high) of a personal score ``s`` (the logit), without overflow for large ``|s|``."""
+    return 1.0 / (1.0 + math.exp(-s)) if s >= 0 else math.exp(s) / (1.0 + math.exp(s))
+
+
+def core_scores(net: Any, card: dict[str, Any], paths: Sequence[str], device: str) -> list[float]:
+    """P(high) of each photo of ``paths`` under the network ``net`` (not saved yet; ``card``:
+    what its card will hold, the recipe at least), computed as ``score --model`` computes it for
+    the saved model on ``device``: a copy of ``net`` prepared as loading prepares a network
+    (:func:`aescore.inference.loading.prepare_network`), run by the inference core
+    (:func:`aescore.inference.core.infer`: the same decode and the same recipe inputs).
+    DataError when a photo cannot be decoded any more."""
+    import copy
+
+    from aescore.inference.core import Job, infer
+    from aescore.inference.loading import prepare_network
+
+    loaded = prepare_network(copy.deepcopy(net), card, device)
+    out: list[float] = []
+    for result in infer(loaded, [Job(p) for p in paths], want=frozenset({"p_high"})):
+        if result.reason is not None:
+            raise DataError(f"{result.path}: {result.reason} (it could be read when learning began)")
+        out.append(float(result.outputs["p_high"]))
+    return out
 
 
 def _base_model(model: Any) -> Any:
@@ -274,15 +313,18 @@ def _build_net(model: Any, head: Any) -> tuple[Any, dict[str, Any], Path]:
     return net.eval(), base_card, base_path
 
 
-def _fine_tune(net: Any, base_card: dict[str, Any], emb: Any, r: Any, shoots: Any, head_fn: Any, device: str, config: Any, seed: int, folds: int) -> tuple[Any, dict[str, Any], Any]:
+def _fine_tune(net: Any, base_card: dict[str, Any], emb: Any, r: Any, shoots: Any, head_fn: Any, device: str, config: Any, seed: int,
+               folds: int, name: str) -> tuple[Any, dict[str, Any], Any, Any]:
     """Fine-tune on all but one fold of shoots: ``(held-out metrics on that fold, card fields,
-    the starting head fitted on the training shoots)`` (see :func:`learn`)."""
+    the starting head fitted on the training shoots, the held-out scores)`` (see :func:`learn`).
+    The held-out photos are scored by the fine-tuned network as ``score --model NAME`` scores
+    them (:func:`core_scores`)."""
     import numpy as np
 
     from aescore.devices import resolve_device
-    from aescore.learn.evaluate import assign_folds, compare, single_threaded_blas
+    from aescore.learn.evaluate import HeldOutScores, assign_folds, compare, single_threaded_blas
     from aescore.learn.features import generic_logit
-    from aescore.learn.finetune import FineTuneConfig, decode_for_model, fine_tune, personal_scores
+    from aescore.learn.finetune import FineTuneConfig, decode_for_model, fine_tune
 
     config = config or FineTuneConfig(seed=seed)
     dev = resolve_device(device)
@@ -296,11 +338,12 @@ def _fine_tune(net: Any, base_card: dict[str, Any], emb: Any, r: Any, shoots: An
         head = head_fn(emb.embeddings[train], g[train], r[train], [shoots.keys[i] for i in np.flatnonzero(train)], shoots.times[train])
     net.set_head(head.mean, head.scale, head.weight, head.generic_weight, head.g_mean, head.g_scale)
     pp = base_card["preprocess"]
-    images = decode_for_model(emb.paths, pp)
-    steps = fine_tune(net, [images[i] for i in np.flatnonzero(train)], r[train], pp, dev, config)
-    scores = personal_scores(net, [images[i] for i in np.flatnonzero(val)], pp, dev)
+    images = decode_for_model([emb.paths[i] for i in np.flatnonzero(train)], pp)  # the held-out fold is never decoded here
+    steps = fine_tune(net, images, r[train], pp, dev, config)
+    del images
+    val_paths = [emb.paths[i] for i in np.flatnonzero(val)]
     personal = np.zeros(len(r))
-    personal[val] = scores
+    personal[val] = core_scores(net, {"name": name, "architecture": "personal_ranker", "preprocess": pp}, val_paths, dev)
     linear = np.zeros(len(r))
     linear[val] = head.score(emb.embeddings[val], g[val])
     split = "shoot (one held-out fold)"
@@ -315,7 +358,8 @@ def _fine_tune(net: Any, base_card: dict[str, Any], emb: Any, r: Any, shoots: An
             "held_out_embedding_head_accuracy": before.personal_accuracy.value,
         }
     }
-    return result, extra, head
+    scores = HeldOutScores({p: float(personal[i]) for i, p in zip(np.flatnonzero(val), val_paths)}, dict.fromkeys(val_paths, 0), {})
+    return result, extra, head, scores
 
 
 def _save(name: str, net: Any, base_card: dict[str, Any], base_path: Path, head: Any, report: Any, result: Any,

@@ -201,6 +201,57 @@ def _interval(value: float, samples: list[float]) -> Interval:
     return Interval(value, float(np.percentile(s, 2.5)), float(np.percentile(s, 97.5)))
 
 
+@dataclass(frozen=True)
+class CrossValidated:
+    """The held-out scores of :func:`cross_validate`: per photo, ``scores`` (the personal score
+    ``s``, the logit of P(high), from the head fitted without its fold) and ``folds`` (its fold;
+    -1: its fold was not evaluated, its score is 0); ``heads[f]``, the head fold ``f`` was scored
+    with; ``split``, how the folds were made when not plainly by shoot (for :func:`compare`)."""
+
+    scores: np.ndarray
+    folds: np.ndarray
+    heads: dict[int, LinearRanker]
+    split: str | None
+
+
+def cross_validate(
+    x: np.ndarray,
+    generic: np.ndarray,
+    r: np.ndarray,
+    shoots: list[str],
+    times: np.ndarray,
+    *,
+    use_generic: bool = True,
+    k: int = 5,
+    seed: int = 0,
+) -> CrossValidated:
+    """Every fold of whole shoots scored by the head fitted on the others (on embeddings ``x``
+    and, with ``use_generic``, the log-odds of the generic scores ``generic``)."""
+    from aescore.learn.features import generic_logit
+
+    r = np.asarray(r)
+    g = generic_logit(generic)
+    keys = split_large_shoots(shoots, times, k)  # cut once: the split label below needs the keys too
+    folds = _deal_shoots(keys, k, seed)
+    split = None  # compare() names it: by shoot, or by capture order for a single shoot
+    if len(set(shoots)) >= 2 and keys != list(shoots):
+        split = "shoot (large shoots by capture order)"
+    personal = np.zeros(len(r))
+    usable = np.zeros(len(r), dtype=bool)
+    heads: dict[int, LinearRanker] = {}
+    for f in np.unique(folds):
+        test = np.flatnonzero(folds == f)
+        train = np.flatnonzero(folds != f)
+        if len(np.unique(r[train])) < 2:
+            continue  # nothing to learn from: the fold is not evaluated
+        tr_shoots = [shoots[i] for i in train]
+        head = fit_personal(x[train], g[train] if use_generic else None, r[train], tr_shoots, times[train], seed)
+        personal[test] = head.score(x[test], g[test])
+        usable[test] = True
+        heads[int(f)] = head
+    return CrossValidated(personal, np.where(usable, folds, -1), heads, split)
+
+
 def held_out(
     x: np.ndarray,
     generic: np.ndarray,
@@ -213,28 +264,24 @@ def held_out(
     seed: int = 0,
 ) -> HeldOut:
     """Cross-validated comparison of the personal head (on embeddings ``x`` and, with
-    ``use_generic``, the generic log-odds) with the generic scores ``generic`` (probabilities)."""
-    from aescore.learn.features import generic_logit
+    ``use_generic``, the generic log-odds) with the generic scores ``generic`` (probabilities):
+    :func:`cross_validate`, then :func:`compare`."""
+    cv = cross_validate(x, generic, r, shoots, times, use_generic=use_generic, k=k, seed=seed)
+    return compare(cv.scores, generic, r, shoots, cv.folds, seed=seed, split=cv.split)
 
-    r = np.asarray(r)
-    g = generic_logit(generic)
-    keys = split_large_shoots(shoots, times, k)  # cut once: the split label below needs the keys too
-    folds = _deal_shoots(keys, k, seed)
-    split = None  # compare() names it: by shoot, or by capture order for a single shoot
-    if len(set(shoots)) >= 2 and keys != list(shoots):
-        split = "shoot (large shoots by capture order)"
-    personal = np.zeros(len(r))
-    usable = np.zeros(len(r), dtype=bool)
-    for f in np.unique(folds):
-        test = np.flatnonzero(folds == f)
-        train = np.flatnonzero(folds != f)
-        if len(np.unique(r[train])) < 2:
-            continue  # nothing to learn from: the fold is not evaluated
-        tr_shoots = [shoots[i] for i in train]
-        head = fit_personal(x[train], g[train] if use_generic else None, r[train], tr_shoots, times[train], seed)
-        personal[test] = head.score(x[test], g[test])
-        usable[test] = True
-    return compare(personal, generic, r, shoots, np.where(usable, folds, -1), seed=seed, split=split)
+
+@dataclass(frozen=True)
+class HeldOutScores:
+    """Per held-out photo, what the held-out figures were computed from, as ``score --model``
+    prints it for the model that held the photo out: ``scores[path]`` = P(high). ``folds[path]``
+    is the photo's fold; ``heads[f]`` the head fold ``f`` was scored with, on the base model's
+    embedding and generic score (the personal model it makes is scored alike by ``score``);
+    empty with ``--fine-tune``, whose held-out fold was scored by the saved model itself, through
+    the inference core."""
+
+    scores: dict[str, float]
+    folds: dict[str, int]
+    heads: dict[int, LinearRanker]
 
 
 def compare(personal: np.ndarray, generic: np.ndarray, r: np.ndarray, shoots: list[str], folds: np.ndarray, seed: int = 0, split: str | None = None) -> HeldOut:

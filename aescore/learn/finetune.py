@@ -2,21 +2,31 @@
 head on pairs of rated photos (RankNet loss), on a GPU.
 
 Starting point: the linear head fitted on the embeddings (:mod:`aescore.learn.ranker`), so the
-first step already ranks as well as the head alone. Each photo is decoded once at the model's
-eval size and kept in memory (uint8); every step takes ``batch_pairs`` random pairs with different
-ratings, a random square crop (at most ``crop`` px) and horizontal flip of each photo, and one
-Adam step (backbone at ``lr``, head weights at ``head_lr``). BatchNorm keeps its statistics
-(eval mode) — a few hundred photos cannot re-estimate them. Held-out shoots are never seen.
+first step already ranks as well as the head alone. The network trains on the inputs the scorer
+builds: each photo is decoded once as the inference core decodes it and kept in memory as the
+model recipe's pixels (:meth:`~aescore.data.transforms.Preprocess.pixels`, uint8: the whole-frame
+view and, for a recipe with detail crops such as the default model's, the detail crops); every
+step takes ``batch_pairs`` random pairs with different ratings, cuts a random square (at most
+``crop`` px) of each whole-frame view, flips a photo's views together at random, scales them by
+the recipe (:meth:`~aescore.data.transforms.Preprocess.scale`, on the device) and runs them
+through the model contract, so the detail crops are pooled as in scoring. One AdamW step per
+batch (backbone at ``lr``, head weights at ``head_lr``) through aescore's one training loop
+(:class:`aescore.engine.loop.Trainer`, :func:`aescore.engine.loop.fit_steps`: mixed precision on
+CUDA, the NaN/inf check). BatchNorm keeps its statistics (eval mode) — a few hundred photos cannot
+re-estimate them. Held-out shoots are never seen; their scores come from the inference core
+(:func:`aescore.learn.core_scores`), as ``score --model NAME`` computes them.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from aescore.data.transforms import DetailViews, Preprocess
+    from aescore.models.contract import ModelInputs
     from aescore.models.personal import PersonalNet
 
 
@@ -37,29 +47,71 @@ class FineTuneConfig:
         return asdict(self)
 
 
-def decode_for_model(paths: Sequence[str], preprocess: dict[str, Any]) -> list[Any]:
-    """Each photo resized as the scorer does (the card's one-pass view), as a uint8 tensor [3, H, W]."""
-    from aescore.data.images import load_rgb
-    from aescore.data.transforms import Preprocess
-    from aescore.tensorutil import pil_to_tensor
-
-    recipe = Preprocess.from_card(preprocess)
-    return [pil_to_tensor(recipe.resize(load_rgb(p, min_shorter=recipe.decode_size()))) for p in paths]
-
-
-def _normaliser(preprocess: dict[str, Any], device: Any) -> Callable[[Any], Any]:
+def decode_for_model(paths: Sequence[str], preprocess: dict[str, Any]) -> list["DetailViews"]:
+    """Each photo decoded as the inference core decodes it (at the recipe's decode size), as the
+    recipe's pixels before scaling (:meth:`~aescore.data.transforms.Preprocess.pixels`): uint8
+    tensors, the whole-frame view ``[3, H, W]`` and the detail crops ``[K, 3, c, c]`` (None
+    without a detail block)."""
     import torch
 
-    from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+    from aescore.data.images import load_rgb
+    from aescore.data.transforms import DetailViews, Preprocess
 
-    mean = torch.tensor(preprocess.get("mean", IMAGENET_MEAN), device=device).view(1, 3, 1, 1)
-    std = torch.tensor(preprocess.get("std", IMAGENET_STD), device=device).view(1, 3, 1, 1)
-    return lambda x: (x.float().div(255.0) - mean) / std
+    recipe = Preprocess.from_card(preprocess)
+    out = []
+    for path in paths:
+        views = recipe.pixels(load_rgb(path, min_shorter=recipe.decode_size()))
+        crops = None if views.crops is None else torch.from_numpy(views.crops).permute(0, 3, 1, 2)
+        out.append(DetailViews(torch.from_numpy(views.whole).permute(2, 0, 1), crops))
+    return out
+
+
+def _pair_batches(
+    images: list["DetailViews"], hi_all: np.ndarray, lo_all: np.ndarray, recipe: "Preprocess", device: Any,
+    config: FineTuneConfig, rng: np.random.Generator,
+) -> Iterator["ModelInputs"]:
+    """Endless batches: ``batch_pairs`` random pairs (the higher-rated photos first, then their
+    partners), each photo's whole-frame view cut to a random square, its views flipped together
+    at random, then scaled by the recipe on ``device``."""
+    import torch
+
+    from aescore.models.contract import ModelInputs
+
+    while True:
+        pick = rng.integers(0, len(hi_all), config.batch_pairs)
+        wholes, crops = [], []
+        for i in np.concatenate([hi_all[pick], lo_all[pick]]):
+            views = images[int(i)]
+            _, h, w = views.whole.shape
+            c = min(h, w, config.crop)
+            top, left = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
+            whole, detail = views.whole[:, top : top + c, left : left + c], views.crops
+            if rng.random() < 0.5:
+                whole = whole.flip(-1)
+                detail = None if detail is None else detail.flip(-1)
+            wholes.append(whole)
+            crops.append(detail)
+        side = min(t.shape[-1] for t in wholes)  # a photo smaller than ``crop``: the batch follows it
+        x = recipe.scale(torch.stack([t[:, :side, :side] for t in wholes]).to(device, non_blocking=True))
+        if crops[0] is None:
+            yield ModelInputs(x)
+        else:
+            yield ModelInputs(x, recipe.scale(torch.stack(crops).to(device, non_blocking=True)))
+
+
+def _rank_loss(net: Any, inputs: "ModelInputs") -> Any:
+    """RankNet's loss: softplus of minus the personal score margin of each pair (the first half
+    of the batch is rated higher than the second)."""
+    import torch.nn.functional as F
+
+    s = net.forward_outputs(inputs, ()).logits[:, 1].float()  # the pooled score, as scored
+    half = s.shape[0] // 2
+    return F.softplus(-(s[:half] - s[half:])).mean()
 
 
 def fine_tune(
     net: "PersonalNet",
-    images: list[Any],
+    images: list["DetailViews"],
     ratings: np.ndarray,
     preprocess: dict[str, Any],
     device: str,
@@ -71,8 +123,10 @@ def fine_tune(
     import torch
     from torch import nn
 
+    from aescore.data.transforms import Preprocess
+    from aescore.engine.loop import Trainer, fit_steps
+    from aescore.engine.setup import resolve_amp
     from aescore.learn.ranker import rated_pairs
-    from aescore.models.contract import ModelInputs
 
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
@@ -80,7 +134,8 @@ def fine_tune(
     if len(hi_all) == 0:
         raise ValueError("no pair of photos with different ratings to fine-tune on")
     steps = config.steps or int(np.clip(4 * len(images) // config.batch_pairs, 100, 2000))
-    net.to(device).train()
+    dev = torch.device(device)
+    net.to(dev).train()
     # Everything learns, the default base's content tail too: it is frozen in the base model (its
     # ImageNet weights are what the head was fitted on), but here the embedding is what adapts.
     net.requires_grad_(True)
@@ -90,44 +145,9 @@ def fine_tune(
     head = [net.weight]
     backbone = [p for n, p in net.named_parameters() if not n.startswith("weight") and p.requires_grad]
     opt = torch.optim.AdamW([{"params": backbone, "lr": config.lr}, {"params": head, "lr": config.head_lr}], weight_decay=1e-4)
-    normalise = _normaliser(preprocess, device)
-    for _ in range(steps):
-        pick = rng.integers(0, len(hi_all), config.batch_pairs)
-        idx = np.concatenate([hi_all[pick], lo_all[pick]])
-        batch = []
-        for i in idx:
-            img = images[int(i)]
-            _, h, w = img.shape
-            c = min(h, w, config.crop)
-            top, left = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
-            crop = img[:, top : top + c, left : left + c]
-            if rng.random() < 0.5:
-                crop = crop.flip(-1)
-            batch.append(crop)
-        side = min(t.shape[-1] for t in batch)
-        x = normalise(torch.stack([t[:, :side, :side] for t in batch]).to(device, non_blocking=True))
-        s = net.forward_outputs(ModelInputs(x), ()).logits[:, 1]  # the whole crop, as scored
-        margin = s[: config.batch_pairs] - s[config.batch_pairs :]
-        loss = nn.functional.softplus(-margin).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if progress is not None:
-            progress(1)
+    trainer = Trainer(net, opt, dev, resolve_amp(None, dev))
+    batches = _pair_batches(images, hi_all, lo_all, Preprocess.from_card(preprocess), dev, config, rng)
+    stats = fit_steps(trainer, batches, _rank_loss, max_steps=steps,
+                      on_step=None if progress is None else (lambda done: progress(1)))
     net.eval()
-    return steps
-
-
-def personal_scores(net: "PersonalNet", images: list[Any], preprocess: dict[str, Any], device: str) -> np.ndarray:
-    """``s`` (the personal logit) of each whole image, as the scorer computes it (no crop)."""
-    import torch
-
-    from aescore.models.contract import ModelInputs
-
-    normalise = _normaliser(preprocess, device)
-    net.to(device).eval()
-    out = []
-    with torch.inference_mode():
-        for img in images:
-            out.append(float(net.forward_outputs(ModelInputs(normalise(img[None].to(device))), ()).logits[0, 1]))
-    return np.asarray(out)
+    return stats.steps
