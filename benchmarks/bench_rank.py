@@ -132,7 +132,7 @@ def _pool_init(dataset: Any) -> None:
 
 
 def _pool_decode(index: int) -> tuple[int, ...]:
-    _, x, _, reason, _ = _POOL_DATASET[index]
+    _, x, _, reason = _POOL_DATASET[index][:4]
     if x is None:
         raise RuntimeError(reason)
     return tuple(x.shape)

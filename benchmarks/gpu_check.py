@@ -603,7 +603,7 @@ def _decode_init(dataset: Any) -> None:
 
 
 def _decode_one(index: int) -> Any:
-    _, x, _, reason, _ = _DECODE_SET[index]
+    _, x, _, reason = _DECODE_SET[index][:4]
     if x is None:
         raise RuntimeError(reason)
     return x

@@ -185,6 +185,24 @@ def render_report(d: dict[str, Any]) -> str:
             f"thumbnails {d['thumbnail_bytes_per_photo']} bytes per photo.{_load_note(d)}")
 
 
+def render_faces(d: dict[str, Any]) -> str:
+    """Benchmark 7 table: rank with and without the faces check."""
+    med, runs, s = d["median_seconds"], d["seconds"], d["setup"]
+    rows = [
+        ("`aescore rank DIR` (wall)", f"{med['without_faces']:.2f} s", f"{med['with_faces']:.2f} s",
+         f"+{100 * d['overhead_of_faces']:.0f} %", f"{d['faces_ms_per_photo']:.0f} ms"),
+        ("the same, CPU time (user + system)", f"{med['without_faces_cpu']:.2f} s", f"{med['with_faces_cpu']:.2f} s",
+         f"+{100 * d['overhead_of_faces_cpu']:.0f} %", f"{d['faces_cpu_ms_per_photo']:.0f} ms"),
+    ]
+    runs_text = "; ".join(f"{k.replace('_', ' ')} {', '.join(f'{t:.2f}' for t in v)}" for k, v in runs.items() if v)
+    return (_table(["run", "without faces", "with `--check faces`", "overhead", "per photo"], rows)
+            + f"\n\n{s['photos']} photos ({s['without_faces']} without faces, {s['synthetic_people']} synthetic people photos, "
+            f"{s['real_people']} real photos of people enlarged), {', '.join(str(v) for v in s['sizes_mp'])} MP, "
+            f"{s['rounds']} alternating round(s), runtime {s['runtime']}. Runs (s): {runs_text}. "
+            f"Rule: faces by default when the wall-time overhead is <= {100 * d['default_if_overhead_at_most']:.0f} %; "
+            f"measured: **{d['decision']}**.{_load_note(d)}")
+
+
 def render_summary(results: dict[str, dict[str, Any]]) -> str:
     """One row per goal, from whichever results are present."""
     rows: list[tuple[str, str, Any]] = []
@@ -222,6 +240,7 @@ def render_summary(results: dict[str, dict[str, Any]]) -> str:
 RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "rank": render_rank, "warm_cache": render_warm_cache, "train_step": render_train_step,
     "region_graph": render_region_graph, "startup": render_startup, "report": render_report,
+    "faces": render_faces,
 }
 
 

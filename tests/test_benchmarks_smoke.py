@@ -112,3 +112,13 @@ def test_bench_report(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert med["rank"] > 0 and med["report_first"] > 0 and med["report_second"] > 0
     assert out["report_first_over_rank"] == pytest.approx(med["report_first"] / med["rank"], rel=0.01)
     assert out["page_bytes"] > 0 and 0 < out["thumbnail_bytes_per_photo"] <= 60_000
+
+
+def test_bench_faces(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_bench("bench_faces", ["--quick", "--workdir", str(workdir)], capsys)
+    med = out["median_seconds"]
+    assert med["without_faces"] > 0 and med["with_faces"] > 0 and med["with_faces_cpu"] > 0
+    assert out["overhead_of_faces"] == pytest.approx(med["with_faces"] / med["without_faces"] - 1, abs=0.002)
+    assert out["setup"]["photos"] == 4 and out["setup"]["synthetic_people"] == 2 and out["setup"]["real_people"] == 0
+    assert out["decision"] in ("default", "opt-in")
+    assert "4 scored (0 cached, 4 computed)" in out["summaries"]["with_faces"]  # both runs really scored from scratch

@@ -540,3 +540,44 @@ def test_thumbnail_size_reads_the_frame_header(size: tuple[int, int], kw: dict[s
     Image.new("RGB", size).save(buf, "JPEG", **kw)
     assert thumbnail_size(buf.getvalue()) == size
     assert thumbnail_size(buf.getvalue()[:2]) is None and thumbnail_size(b"GIF89a") is None
+
+
+def test_browser_preview_draws_the_face_boxes(browser: Any, tmp_path: Path) -> None:
+    """The faces check's boxes on the preview (issue 24): closed eyes marked in red with a label, a soft
+    face dashed, placed by their fractions of the photo; text only; 'f' toggles them; the CSP holds."""
+    img = Image.new("RGB", (400, 300), (90, 120, 150))
+    path = tmp_path / "group.jpg"
+    img.save(path, quality=85)
+    faces = [
+        {"box_fraction": [0.1, 0.2, 0.3, 0.5], "confidence": 0.9, "eyes": "closed", "focus": "sharp"},
+        {"box_fraction": [0.6, 0.2, 0.8, 0.5], "confidence": 0.9, "eyes": "open", "focus": "soft"},
+    ]
+    photos = [ReportPhoto(str(path), 0.8, 1, fields={"people": "eyes closed, soft face", "face_list": faces, "faces": 2},
+                          thumbnail=make_thumbnail(img)),
+              ReportPhoto(str(tmp_path / "nobody.jpg"), 0.5, 2, fields={"people": "none", "face_list": [], "faces": 0})]
+    Image.new("RGB", (300, 200)).save(photos[1].path)
+    build_report(photos, [], tmp_path / "cull.html", "faces")
+    context, page, watch = _open(browser, tmp_path / "cull.html")
+    try:
+        assert page.locator(".card .reason").first.inner_text() == "\u26a0 eyes closed, soft face"  # the badge
+        assert page.locator("#people option").all_inner_texts() == ["any", "eyes closed, soft face"]  # the filter
+        page.locator(".card").first.click()
+        _wait_until(page, "document.getElementById('pv-img').complete && document.getElementById('pv-img').naturalWidth > 0")
+        assert page.locator("#pv-faces .face").count() == 2
+        closed = page.locator("#pv-faces .face.closed")
+        assert closed.count() == 1 and closed.inner_text() == "eyes closed"
+        assert page.locator("#pv-faces .face.soft:not(.closed)").count() == 1
+        img_box = page.locator("#pv-img").bounding_box()
+        face_box = closed.bounding_box()
+        assert abs(face_box["x"] - (img_box["x"] + 0.1 * img_box["width"])) <= 3
+        assert abs(face_box["width"] - 0.2 * img_box["width"]) <= 4 and abs(face_box["height"] - 0.3 * img_box["height"]) <= 4
+        page.keyboard.press("f")
+        assert page.evaluate("document.getElementById('pv-faces').hidden")
+        page.keyboard.press("f")
+        assert not page.evaluate("document.getElementById('pv-faces').hidden")
+        page.keyboard.press("ArrowRight")  # a photo without faces: no boxes, no checkbox
+        _wait_until(page, "document.querySelectorAll('#pv-faces .face').length === 0")
+        assert page.evaluate("document.getElementById('pv-faces-label').hidden")
+        assert watch.offline() and not watch.errors, watch.errors  # a CSP violation would be reported here
+    finally:
+        context.close()

@@ -50,11 +50,17 @@ class Needs:
 
 @dataclass
 class PhotoData:
-    """Everything a check may read about one photo (only what it declared in :class:`Needs` is set)."""
+    """Everything a check may read about one photo (only what it declared in :class:`Needs` is set).
+
+    ``image`` is a reduced copy; ``size`` is the upright photo's own ``(width, height)`` in pixels
+    (before JPEG draft decoding or any scaling: :class:`~aescore.data.images.Decoded`), set with
+    ``image``. A box at ``image``'s scale times ``size / image``'s size is in the photo's pixels.
+    """
 
     path: str
     image: Any = None  # uint8 numpy [H, W, 3]
     outputs: dict[str, Any] = field(default_factory=dict)
+    size: tuple[int, int] | None = None
     _exif: Any = None
     _exif_reader: Callable[[str], Any] | None = None
 

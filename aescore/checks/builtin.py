@@ -117,7 +117,8 @@ class ReasonsCheck(Check):
     description = "the model's probability of each kind of fault, and the most likely one"
     needs = Needs(outputs=frozenset({"faults"}))
     fields = (
-        Field("top_fault", FieldKind.TEXT, "the most likely fault when its probability is >= 0.5, else none",
+        Field("top_fault", FieldKind.TEXT, "the most likely fault when its probability is >= 0.5, else none "
+              "(with the faces check: eyes_closed or face_soft first, aescore.cull.people)",
               badge=True, filter="reason"),
         Field("faults", FieldKind.OBJECT, "fault kind -> probability, every kind present"),
     )

@@ -1,5 +1,8 @@
 """The ``faces`` check: how many faces, whose eyes are closed, which are out of focus
-(``--check faces``; the contact sheet runs it and offers a "people" filter).
+(``--check faces`` on score, rank and report; the contact sheet then shows the badge, the face boxes
+and a "people" filter). Opt-in: it costs more than the 20 % of a rank run that would make it a
+default (benchmarks/bench_faces.py, docs/performance.md); ``--crop`` and ``--reject-closed-eyes``
+run it for their rules. Culling's rules on its fields: :mod:`aescore.cull.people`.
 
 The work is :func:`aescore.faces.analyse`'s (three small ONNX models shipped in ``weights/faces``);
 this module only turns its faces into fields. It imports nothing heavy at import time: every
@@ -28,6 +31,11 @@ IMAGE_SIZE = 1600
 #: largest judged face's: the badge speaks for them, not for a small passer-by behind the subject.
 MAIN_FACE_SHARE = 0.5
 
+#: The values the ``people`` field joins (with ", "), or ``"none"``: what culling reads
+#: (:mod:`aescore.cull.people`).
+EYES_CLOSED = "eyes closed"
+SOFT_FACE = "soft face"
+
 
 class FacesCheck(Check):
     """Faces found (YuNet), their eyes open or closed and their focus (MediaPipe Face Mesh + Iris)."""
@@ -36,7 +44,7 @@ class FacesCheck(Check):
     description = "faces found, closed eyes and out-of-focus faces (eyes and focus judged per face, or unknown)"
     version = 1  # bump when aescore.faces or its models change: cached rows are recomputed
     needs = Needs(image_size=IMAGE_SIZE)
-    report = True
+    report = False  # opt-in, also in the contact sheet: see the module docstring
     fields = (
         Field("faces", FieldKind.NUMBER, "number of faces found", places=0),
         Field("eyes_closed", FieldKind.NUMBER, "faces whose eyes are both closed", places=0),
@@ -61,9 +69,9 @@ class FacesCheck(Check):
         main_faces = [f for f in faces if f.eye_span is not None and f.eye_span >= main]
         problems = []
         if any(f.eyes == "closed" for f in main_faces):
-            problems.append("eyes closed")
+            problems.append(EYES_CLOSED)
         if any(f.focus == "soft" for f in main_faces):
-            problems.append("soft face")
+            problems.append(SOFT_FACE)
         return {
             "faces": len(faces),
             "eyes_closed": sum(f.eyes == "closed" for f in faces),

@@ -97,17 +97,21 @@ class Options:
     bottom: Annotated[Optional[int], _opt("--bottom", min=0, metavar="N", panel=_OUT, help="Only the N worst (still printed best first)."), RANK_ONLY] = None
     min_score: Annotated[Optional[float], _opt("--min-score", metavar="X", panel=_OUT, help="Only photos scoring >= X."), RANK_ONLY] = None
     html: Annotated[Optional[str], _opt("--html", metavar="FILE", panel=_OUT, help="Also write the contact sheet of the whole run to FILE (see `aescore report`; implies --stars)."), RANK_ONLY, PRINTING] = None
+    crop: Annotated[Optional[str], _opt("--crop", metavar="WxH", panel=_OUT, help="Add a crop box left,top,right,bottom of aspect W:H per photo, in the photo's own pixels: around the faces with headroom, else where the photo has the most structure, else centred (runs the faces check).")] = None
     group_bursts: Annotated[Optional[float], _opt("--group-bursts", metavar="SECONDS", panel=_CULL, help="Group photos taken within SECONDS of the previous one (EXIF time, else file mtime).")] = None
     best_of_group: Annotated[bool, _opt("--best-of-group", panel=_CULL, help="Print only the best photo of each burst group.")] = False
     similarity: Annotated[Optional[float], _opt("--similarity", metavar="X", panel=_CULL, help="Also split bursts where consecutive photos' embedding cosine similarity < X (e.g. 0.6 with the default model).")] = None
     stars: Annotated[bool, _opt("--stars", panel=_CULL, help="1-5 stars by percentile within the run: top 10% 5, next 20% 4, middle 40% 3, next 20% 2, bottom 10% 1.")] = False
     reject_below: Annotated[Optional[float], _opt("--reject-below", metavar="X", panel=_CULL, help="Stars -1 (rejected) for scores below X (implies --stars).")] = None
+    reject_closed_eyes: Annotated[bool, _opt("--reject-closed-eyes", panel=_CULL, help="Stars -1 (rejected) for photos whose main faces have closed eyes (runs the faces check; implies --stars).")] = False
+    no_face_cap: Annotated[bool, _opt("--no-face-cap", panel=_CULL, help="Where the faces check ran, do not cap photos with closed eyes or a soft face at 2 stars.")] = False
     write_xmp: Annotated[bool, _opt("--write-xmp", panel=_ACT, help="Write stars as xmp:Rating and the score as aescore:Score into XMP sidecars of the printed photos (implies --stars).")] = False
     xmp_style: Annotated[XmpStyleChoice, _opt("--xmp-style", panel=_ACT, help="Sidecar names: lightroom IMG_1.xmp, darktable IMG_1.JPG.xmp.", show_default=True)] = XmpStyleChoice.lightroom
     overwrite_rating: Annotated[bool, _opt("--overwrite-rating", panel=_ACT, help="Replace a rating already in a sidecar (kept by default).")] = False
     dry_run: Annotated[bool, _opt("--dry-run", panel=_ACT, help="Show (on stderr) what --write-xmp / --copy-to / --link-to would do; write nothing.")] = False
     copy_to: Annotated[Optional[str], _opt("--copy-to", metavar="DIR", panel=_ACT, help="Copy the printed photos into DIR (created if needed; existing files are never overwritten).")] = None
     link_to: Annotated[Optional[str], _opt("--link-to", metavar="DIR", panel=_ACT, help="Symlink the printed photos into DIR (created if needed; existing files are never overwritten).")] = None
+    thumbs: Annotated[Optional[str], _opt("--thumbs", metavar="DIR", panel=_ACT, help="Write the --crop box of each printed photo as a W x H JPEG into DIR (created if needed; named after the photo; files aescore did not write are never overwritten).")] = None
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False
 
     def output_format(self) -> Format:
@@ -130,7 +134,7 @@ class Options:
             raise UsageError("--top and --bottom exclude each other")
         if self.copy_to and self.link_to:
             raise UsageError("--copy-to and --link-to exclude each other")
-        for flag, dest in (("--copy-to", self.copy_to), ("--link-to", self.link_to)):
+        for flag, dest in (("--copy-to", self.copy_to), ("--link-to", self.link_to), ("--thumbs", self.thumbs)):
             # Checked before scoring so a long run does not end in this error with results half printed.
             if dest and os.path.exists(dest) and not os.path.isdir(dest):
                 raise UsageError(f"{flag} {dest}: exists and is not a folder")
@@ -142,8 +146,11 @@ class Options:
             raise UsageError("--similarity is a cosine similarity in [-1, 1]")
         if (self.overwrite_rating or self.xmp_style is not XmpStyleChoice.lightroom) and not self.write_xmp:
             raise UsageError("--overwrite-rating and --xmp-style need --write-xmp")
-        if self.dry_run and not (self.write_xmp or self.copy_to or self.link_to):
-            raise UsageError("--dry-run needs --write-xmp, --copy-to or --link-to")
+        self.crop_size()  # a bad --crop is one line before any photo is read
+        if self.thumbs and not self.crop:
+            raise UsageError("--thumbs needs --crop WxH (the thumbnails' size and aspect)")
+        if self.dry_run and not (self.write_xmp or self.copy_to or self.link_to or self.thumbs):
+            raise UsageError("--dry-run needs --write-xmp, --copy-to, --link-to or --thumbs")
         if self.from0 and not self.files_from:
             raise UsageError("--from0 needs --files-from")
         self.asked_checks()  # an unknown --check NAME is a usage error before any photo is read
@@ -169,11 +176,22 @@ class Options:
 
         return [get_check(name) for name in dict.fromkeys(self.check or [])]
 
+    def crop_size(self) -> tuple[int, int] | None:
+        """``--crop WxH`` as (W, H), None without it (a usage error when malformed)."""
+        from aescore.cull.crops import parse_crop
+
+        return parse_crop(self.crop) if self.crop is not None else None
+
     def checks(self) -> list[Any]:
-        """Every check the run needs besides the score: the asked ones, then the burst grouping's."""
+        """Every check the run needs besides the score: the asked ones, then the burst grouping's,
+        the faces for ``--reject-closed-eyes`` and ``--crop``, and the framing for ``--crop``."""
         from aescore.checks import get_check
 
-        return self.asked_checks() + ([get_check("capture")] if self.group_bursts is not None else [])
+        needed = ["capture"] if self.group_bursts is not None else []
+        needed += ["faces"] if (self.reject_closed_eyes or self.crop) else []
+        needed += ["framing"] if self.crop else []
+        asked = self.asked_checks()
+        return asked + [get_check(n) for n in needed if all(c.name != n for c in asked)]
 
     def page_checks(self) -> list[Any]:
         """The contact sheet's checks (run when the model can serve them): those that declare ``report``."""
@@ -259,8 +277,9 @@ def _describe_sidecar_change(change: Any, score: float, shown: str) -> str:
     return f"would leave {shown} as it is (already up to date)"
 
 
-def _act(o: Options, chosen: list[Any], err: _Stderr, model_tag: str) -> int:
-    """Write sidecars and copy/link the printed photos; returns the number of sidecars refused."""
+def _act(o: Options, chosen: list[Any], err: _Stderr, model_tag: str) -> tuple[int, int]:
+    """Write sidecars, copy/link the printed photos and write their thumbnails; returns the number
+    of sidecars refused and of thumbnails that could not be made."""
     from aescore import cull
     from aescore.termtext import display_path
 
@@ -286,7 +305,21 @@ def _act(o: Options, chosen: list[Any], err: _Stderr, model_tag: str) -> int:
             err.line(f"aescore: would {mode} {display_path(str(src))} -> {display_path(str(dst))}")
         if not o.dry_run:
             err.line(f"aescore: {result.summary()} into {display_path(dest)}")
-    return refused
+    size = o.crop_size()
+    failed = 0
+    if o.thumbs and size is not None:
+        thumbs = cull.write_thumbs(chosen, o.thumbs, size, dry_run=o.dry_run)
+        for path, reason in thumbs.errors:
+            failed += 1
+            err.skipped(f"thumbnail of {path}", reason)
+        boxes = {p.path: p.crop for p in chosen}
+        for placed in thumbs.placements if o.dry_run else []:
+            crop = ",".join(str(v) for v in boxes[placed.source])
+            err.line(f"aescore: would write {display_path(str(placed.destination))} ({size[0]}x{size[1]}, crop {crop} "
+                     f"of {display_path(placed.source)})")
+        if not o.dry_run:
+            err.line(f"aescore: thumbnails: {thumbs.summary()} into {display_path(o.thumbs)}")
+    return refused, failed
 
 
 def _emit(fmt: Format, chosen: list[Any], checks: list[Any]) -> None:
@@ -404,8 +437,11 @@ def run(o: Options, ranked: bool, emit: bool = True) -> int:
     cull.assign_ranks(photos)
     if o.group_bursts is not None:
         cull.group_bursts(photos, o.group_bursts, o.similarity)
-    if o.stars or o.reject_below is not None or o.write_xmp or o.html:
-        cull.assign_stars(photos, o.reject_below)
+    if o.stars or o.reject_below is not None or o.write_xmp or o.html or o.reject_closed_eyes:
+        cull.assign_stars(photos, o.reject_below, face_cap=not o.no_face_cap, reject_closed_eyes=o.reject_closed_eyes)
+    crop = o.crop_size()
+    if crop is not None:
+        cull.assign_crops(photos, crop)
     chosen = cull.select(photos, ranked, o.top, o.bottom, o.min_score, o.best_of_group)
     if emit:
         asked = {"score", *(c.name for c in o.asked_checks())}
@@ -416,7 +452,7 @@ def run(o: Options, ranked: bool, emit: bool = True) -> int:
             err.line(legend)
     if o.html:
         _write_report(o.html, result, problems, err)
-    refused = _act(o, chosen, err, result.model_tag)
+    refused, no_thumb = _act(o, chosen, err, result.model_tag)
 
     skipped = len(problems) + len(result.skipped)
     elapsed = time.perf_counter() - start
@@ -424,9 +460,10 @@ def run(o: Options, ranked: bool, emit: bool = True) -> int:
         f"aescore: {len(photos)} scored ({result.from_cache} cached, {result.computed} computed), "
         f"{skipped} skipped, " + (f"{len(chosen)} printed" if emit else f"{len(photos)} in the page")
         + (f", {refused} sidecar(s) refused" if refused else "")
+        + (f", {no_thumb} thumbnail(s) not made" if no_thumb else "")
         + f" in {elapsed:.1f}s"
     )
-    return 3 if (skipped or refused) else 0
+    return 3 if (skipped or refused or no_thumb) else 0
 
 
 _OUTPUT = Annotated[str, typer.Option("--output", "-o", metavar="FILE", help="The page to write (its thumbnails go to FILE's name + _files/ beside it).", show_default=False)]

@@ -26,8 +26,8 @@ from aescore.inference.discover import FoundFile
 from aescore.inference.onnx_runtime import Runtime
 
 __all__ = [
-    "Photo", "ScoreRun", "Settings", "Skipped", "assign_ranks", "assign_stars", "copy_photos", "find_photos",
-    "group_bursts", "resolve_checks", "score_photos", "select", "write_sidecars",
+    "Photo", "ScoreRun", "Settings", "Skipped", "assign_crops", "assign_ranks", "assign_stars", "copy_photos",
+    "find_photos", "group_bursts", "resolve_checks", "score_photos", "select", "write_sidecars", "write_thumbs",
 ]
 
 
@@ -112,7 +112,9 @@ def score_photos(
 
     A check the model cannot serve (it needs an output such as a reasons head's ``faults``) is
     refused with :class:`~aescore.errors.CheckUnavailable`; ``optional_checks`` run when the model
-    can serve them and are left out otherwise (the contact sheet's checks).
+    can serve them and are left out otherwise (the contact sheet's checks). When both the
+    ``reasons`` and the ``faces`` checks ran, a photo whose main faces have closed eyes or a soft
+    face reports that as its ``top_fault`` (:func:`aescore.cull.people.combine_reasons`).
 
     Each photo is decoded at most once, whatever the number of checks; the network runs only for
     photos whose score (and embedding, with ``with_embeddings``) is not cached. Unreadable inputs
@@ -136,6 +138,10 @@ def score_photos(
     optional = [c if isinstance(c, Check) else get_check(c) for c in optional_checks]
     run = run_pipeline(files, settings, resolve_checks(checks), with_embeddings, on_skip, progress, cache, optional)
     run.skipped[:0] = skipped
+    if {"reasons", "faces"} <= {c.name for c in run.checks}:
+        from aescore.cull.people import combine_reasons
+
+        combine_reasons(run.photos)
     return run
 
 
@@ -143,7 +149,10 @@ def group_bursts(photos: Sequence[Photo], seconds: float, similarity: float | No
     """Set ``group`` and ``best`` on ``photos``: a burst is a run of photos taken within
     ``seconds`` of the previous one; with ``similarity``, consecutive photos whose embeddings'
     cosine similarity is below it also start a new group (needs ``with_embeddings``).
-    Needs the ``capture`` check's ``timestamp`` field (:func:`score_photos` with ``checks=["capture"]``)."""
+    Needs the ``capture`` check's ``timestamp`` field (:func:`score_photos` with ``checks=["capture"]``).
+    When the faces check ran, a frame whose main faces have closed eyes is not its group's best
+    while another frame of the group has none (:mod:`aescore.cull.people`)."""
+    from aescore.cull.people import blocked_from_best
     from aescore.inference import bursts
 
     if any("timestamp" not in p.fields for p in photos):
@@ -154,18 +163,47 @@ def group_bursts(photos: Sequence[Photo], seconds: float, similarity: float | No
             raise ValueError("group_bursts with similarity needs score_photos(..., with_embeddings=True)")
         vectors = [p.embedding for p in photos]
     groups = bursts.group_bursts([float(p.fields["timestamp"]) for p in photos], seconds, vectors, similarity)
-    best = bursts.best_of_groups(groups, [p.score for p in photos], [p.path for p in photos])
+    best = bursts.best_of_groups(groups, [p.score for p in photos], [p.path for p in photos], blocked_from_best(photos))
     for i, photo in enumerate(photos):
         photo.group, photo.best = groups[i], i in best
 
 
-def assign_stars(photos: Sequence[Photo], reject_below: float | None = None) -> None:
+def assign_stars(
+    photos: Sequence[Photo], reject_below: float | None = None, *, face_cap: bool = True, reject_closed_eyes: bool = False
+) -> None:
     """Set ``stars`` on ``photos`` by percentile within them (see :mod:`aescore.inference.stars`);
-    scores below ``reject_below`` get -1 (rejected)."""
+    scores below ``reject_below`` get -1 (rejected). Where the faces check ran
+    (:mod:`aescore.cull.people`): with ``face_cap``, a photo whose main faces have closed eyes or a
+    soft face gets at most 2 stars; with ``reject_closed_eyes``, closed eyes get -1."""
+    from aescore.cull.people import star_cap
     from aescore.inference import stars
 
-    for photo, s in zip(photos, stars.assign_stars([p.score for p in photos], reject_below)):
+    caps = [star_cap(p.fields, face_cap, reject_closed_eyes) for p in photos]
+    for photo, s in zip(photos, stars.assign_stars([p.score for p in photos], reject_below, caps)):
         photo.stars = s
+
+
+def assign_crops(photos: Sequence[Photo], aspect: tuple[int, int]) -> None:
+    """Set ``crop`` on ``photos``: a box ``(left, top, right, bottom)`` of aspect ``aspect`` (W, H) in
+    the photo's own upright pixels, around the faces, else the structure, else centred
+    (:mod:`aescore.cull.crops`). Needs the ``framing`` check (:func:`score_photos` with
+    ``checks=["framing"]``, and ``"faces"`` for the faces rule)."""
+    from aescore.cull.crops import crop_box
+
+    if any("size" not in p.fields for p in photos):
+        raise ValueError("assign_crops needs the 'framing' check: score_photos(..., checks=['framing', 'faces'])")
+    for photo in photos:
+        faces = [f["box_fraction"] for f in photo.fields.get("face_list") or []]
+        photo.crop = crop_box(tuple(photo.fields["size"]), aspect, faces, photo.fields.get("structure"))
+
+
+def write_thumbs(photos: Sequence[Photo], dest: str | os.PathLike[str], size: tuple[int, int], dry_run: bool = False) -> Any:
+    """Write each photo's ``crop`` (:func:`assign_crops`) as a ``size`` = (W, H) JPEG into ``dest``
+    (created if needed): named after the photo, never over a file aescore did not write, photos
+    never touched. Returns a :class:`~aescore.cull.crops.ThumbResult`."""
+    from aescore.cull.crops import write_thumbs as write
+
+    return write(photos, dest, size, dry_run)
 
 
 @dataclass(frozen=True)

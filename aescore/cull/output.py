@@ -1,7 +1,7 @@
 """The output formats of ``aescore score`` / ``aescore rank`` (pure functions over :class:`Photo` s).
 
 Columns come from the checks that ran (:mod:`aescore.checks`): the score check's ``score`` and
-``label`` first, then the culling columns in use (stars, burst group, best of group), then every
+``label`` first, then the culling columns in use (stars, burst group, best of group, crop box), then every
 other check's fields in the order the checks were given, the path last. A check's NUMBER, TEXT and
 FLAG fields go to every format; OBJECT fields to JSON/JSONL and (as JSON text) to CSV; HIDDEN
 fields to none. Scores are printed with 4 decimals in the text formats (table, TSV, CSV) and 6 in
@@ -22,6 +22,7 @@ _CULLING = (
     Field("stars", FieldKind.NUMBER, "1-5 stars, -1 rejected"),
     Field("group", FieldKind.NUMBER, "burst group id"),
     Field("best", FieldKind.FLAG, "best of its burst group"),
+    Field("crop", FieldKind.TEXT, "crop box left,top,right,bottom in the photo's own pixels (a list in JSON)"),
 )
 
 
@@ -32,7 +33,9 @@ def columns(photos: Sequence[Photo], checks: Sequence[Check]) -> list[Field]:
     if any(p.stars is not None for p in photos):
         cols.append(_CULLING[0])
     if any(p.group is not None for p in photos):
-        cols += _CULLING[1:]
+        cols += _CULLING[1:3]
+    if any(p.crop is not None for p in photos):
+        cols.append(_CULLING[3])
     cols += [f for c in checks if c.name != "score" for f in c.fields if f.kind is not FieldKind.HIDDEN]
     return cols
 
@@ -50,6 +53,8 @@ def _text(v: Any, field: Field) -> str:
         return ""
     if isinstance(v, bool):
         return str(v).lower()
+    if isinstance(v, (list, tuple)) and field.kind is not FieldKind.OBJECT:
+        return ",".join(str(x) for x in v)  # a box: 12,40,812,640
     if field.kind is FieldKind.NUMBER and isinstance(v, float):
         return f"{v:.{field.places}f}"
     if field.kind is FieldKind.OBJECT:
@@ -60,6 +65,8 @@ def _text(v: Any, field: Field) -> str:
 def _json_value(v: Any, field: Field) -> Any:
     if isinstance(v, float) and field.kind is FieldKind.NUMBER:
         return round(v, 6) if math.isfinite(v) else None
+    if isinstance(v, tuple):
+        return list(v)
     return v
 
 

@@ -25,6 +25,7 @@ class Photo:
     group: int | None = None  # burst group id (with burst grouping)
     best: bool | None = None  # best of its burst group
     stars: int | None = None  # 1..5, -1 = rejected (with star assignment)
+    crop: tuple[int, int, int, int] | None = None  # left, top, right, bottom in the photo's own pixels (--crop)
 
     @property
     def score(self) -> float:

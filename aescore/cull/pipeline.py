@@ -269,14 +269,17 @@ def _compute(
             computed += 1
             w.outputs.update(out.outputs)
             writer.score(key, w.outputs["p_high"], w.outputs.get("embedding"))
-        _run_checks(files[w.index].path, w, out.image, writer, key, model_key)
+        _run_checks(files[w.index].path, w, out.image, writer, key, model_key, out.size)
         writer.maybe_flush()
     return computed
 
 
-def _run_checks(path: str, w: _Work, image: Any, writer: _Writer, key: Any, model_key: str) -> None:
-    """Compute the checks ``w`` still misses (those whose needs are met) and queue their rows."""
-    data = PhotoData(path, image, w.outputs)
+def _run_checks(
+    path: str, w: _Work, image: Any, writer: _Writer, key: Any, model_key: str, size: tuple[int, int] | None = None
+) -> None:
+    """Compute the checks ``w`` still misses (those whose needs are met) and queue their rows.
+    ``size``: the photo's own upright size, from the decode that made ``image``."""
+    data = PhotoData(path, image, w.outputs, size)
     still: list[Check] = []
     for check in w.missing:
         if (check.needs.image_size and image is None) or any(o not in w.outputs for o in check.needs.outputs - {"region_map"}):

@@ -22,7 +22,7 @@ import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from PIL import Image, ImageOps
 
@@ -201,7 +201,26 @@ def _capture_c_stderr() -> Iterator[_CMessages]:
 # --------------------------------------------------------------------------- decoders
 
 
-def _decode_pillow(path: Path, min_shorter: int | None, max_aspect: float | None, formats: tuple[str, ...]) -> Image.Image:
+class Decoded(NamedTuple):
+    """What :func:`decode_rgb` gives: the upright RGB ``image`` (reduced when JPEG draft mode was
+    asked for, cut by ``max_aspect``), and ``size``: the upright photo's own ``(width, height)`` in
+    pixels, before any reduced decoding or cut — what coordinates "in the original photo" refer to.
+    For camera RAW files it is the size of the image aescore reads at full scale: the camera's
+    embedded preview, or the sensor's image when there is none."""
+
+    image: Image.Image
+    size: tuple[int, int]
+
+
+_SWAPS_AXES = frozenset({5, 6, 7, 8})  # EXIF orientations that turn the stored image by 90 degrees
+
+
+def _upright(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    """A stored ``(width, height)`` as displayed under an EXIF ``orientation``."""
+    return (size[1], size[0]) if orientation in _SWAPS_AXES else size
+
+
+def _decode_pillow(path: Path, min_shorter: int | None, max_aspect: float | None, formats: tuple[str, ...]) -> Decoded:
     with warnings.catch_warnings():
         # Pillow warns (two stray stderr lines per photo, without its name) about things it then
         # handles: corrupt EXIF blocks, palette transparency, and sizes between 1x and 2x
@@ -212,14 +231,17 @@ def _decode_pillow(path: Path, min_shorter: int | None, max_aspect: float | None
         return _open_pillow(path, min_shorter, max_aspect, formats)
 
 
-def _open_pillow(path: Path, min_shorter: int | None, max_aspect: float | None, formats: tuple[str, ...]) -> Image.Image:
+def _open_pillow(path: Path, min_shorter: int | None, max_aspect: float | None, formats: tuple[str, ...]) -> Decoded:
     with Image.open(path, formats=list(formats)) as img:
         _check_aspect(img.size)  # from the header, before a single pixel is decoded
+        stored = img.size  # before draft mode reduces it
         _draft(img, min_shorter)
         img.seek(0)  # first frame of GIF / multi-page TIFF
         img.load()
+        # The orientation exif_transpose applies (read as it reads it; HEIF files come upright, tag 1).
+        size = _upright(stored, img.getexif().get(0x0112, 1))
         img = ImageOps.exif_transpose(img)
-        return to_rgb(_crop_aspect(img, max_aspect))
+        return Decoded(to_rgb(_crop_aspect(img, max_aspect)), size)
 
 
 def _register_heif() -> None:
@@ -236,7 +258,7 @@ def _register_heif() -> None:
 _RAW_FLIP = {3: Image.Transpose.ROTATE_180, 5: Image.Transpose.ROTATE_90, 6: Image.Transpose.ROTATE_270}
 
 
-def _decode_raw(path: Path, min_shorter: int | None, max_aspect: float | None) -> Image.Image:
+def _decode_raw(path: Path, min_shorter: int | None, max_aspect: float | None) -> Decoded:
     """The camera's embedded JPEG preview (cheap, and what the photographer saw), upright RGB.
 
     Falls back to a half-size demosaic when the file carries no usable preview.
@@ -256,23 +278,28 @@ def _decode_raw(path: Path, min_shorter: int | None, max_aspect: float | None) -
             if thumb is not None and thumb.format == rawpy.ThumbFormat.JPEG:
                 with Image.open(io.BytesIO(thumb.data), formats=["JPEG"]) as img:
                     _check_aspect(img.size)
+                    size = img.size
                     _draft(img, min_shorter)
                     img.load()
                     exif_orientation = img.getexif().get(0x0112, 1)
+                    size = _upright(size, exif_orientation)
                     img = ImageOps.exif_transpose(img)
                     if exif_orientation != 1:
                         flip = 0  # the preview carried its own orientation; do not rotate twice
                     img = to_rgb(img)
             elif thumb is not None and thumb.format == rawpy.ThumbFormat.BITMAP:
                 img = Image.fromarray(thumb.data).convert("RGB")
+                size = img.size
             else:
                 img = Image.fromarray(raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8))
+                size = _upright((raw.sizes.width, raw.sizes.height), 6 if raw.sizes.flip in (5, 6) else 1)
                 flip = 0  # postprocess already applies the orientation
     except rawpy.LibRawError as err:
         raise OSError(f"camera RAW: {type(err).__name__}: {err}") from None
     if flip in _RAW_FLIP:
         img = img.transpose(_RAW_FLIP[flip])
-    return _crop_aspect(img, max_aspect)
+        size = _upright(size, 6 if flip in (5, 6) else 1)
+    return Decoded(_crop_aspect(img, max_aspect), size)
 
 
 # Operating-system errors that say nothing about the file's bytes: they may go away by themselves.
@@ -281,7 +308,12 @@ _PASSING_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EIO, errno.ENOMEM,
 
 
 def load_rgb(path: str | Path, min_shorter: int | None = None, max_aspect: float | None = None) -> Image.Image:
-    """Decode ``path`` to an upright RGB image.
+    """Decode ``path`` to an upright RGB image (:func:`decode_rgb`'s image)."""
+    return decode_rgb(path, min_shorter, max_aspect).image
+
+
+def decode_rgb(path: str | Path, min_shorter: int | None = None, max_aspect: float | None = None) -> Decoded:
+    """Decode ``path`` to an upright RGB image, and the upright photo's own size (:class:`Decoded`).
 
     ``min_shorter``: if given, JPEGs are decoded at a reduced size with Pillow's draft mode
     (DCT-domain scaling by 1/2, 1/4 or 1/8) while keeping the shorter edge >= ``min_shorter``

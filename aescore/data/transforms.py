@@ -90,7 +90,8 @@ class DetailRecipe:
 @dataclass
 class DetailViews:
     """A photo's network input under a detail recipe: the whole frame and the detail crops
-    (tensors ``[3, H, W]`` and ``[K, 3, c, c]``; batched: one more leading dimension)."""
+    (tensors ``[3, H, W]`` and ``[K, 3, c, c]``; batched: one more leading dimension; before
+    scaling, :meth:`Preprocess.pixels`: uint8 ``[H, W, 3]`` and ``[K, c, c, 3]``)."""
 
     whole: Any
     crops: Any
@@ -203,16 +204,35 @@ class Preprocess:
         left, top = (full_w - out_w) // 2, (full_h - out_h) // 2
         return img.crop((left, top, left + out_w, top + out_h))
 
-    def normalise_array(self, img: Image.Image) -> Any:
-        """8-bit RGB ``img`` -> float32 numpy ``[3, H, W]`` scaled to [0, 1], minus mean, over std:
-        the one implementation of the scaling, under both runtimes (torch and ONNX)."""
+    def scale(self, x: Any) -> Any:
+        """uint8 RGB pixels, channels first (``[3, H, W]`` or batched ``[..., 3, H, W]``), NumPy or
+        a torch tensor on any device -> float32 scaled to [0, 1], minus mean, over std: the one
+        implementation of the scaling. The scorer's inputs (both runtimes) go through it in NumPy;
+        ``learn --fine-tune`` scales its batches on its device through it, after cutting and
+        flipping the uint8 :meth:`pixels`. The same float32 operations in the same order either way
+        (on the CPU, NumPy and torch give identical numbers)."""
         import numpy as np
 
-        x = np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).astype(np.float32)  # a [3, H, W] copy
-        x /= np.float32(255.0)
-        x -= np.asarray(self.mean, dtype=np.float32).reshape(3, 1, 1)
-        x /= np.asarray(self.std, dtype=np.float32).reshape(3, 1, 1)
-        return x
+        if isinstance(x, np.ndarray):
+            y = x.astype(np.float32)  # a copy
+            y /= np.float32(255.0)
+            y -= np.asarray(self.mean, dtype=np.float32).reshape(3, 1, 1)
+            y /= np.asarray(self.std, dtype=np.float32).reshape(3, 1, 1)
+            return y
+        import torch
+
+        # 255, mean and std as tensors on the device (not Python scalars): CUDA divides by a
+        # scalar as a multiplication by its reciprocal, one rounding away from NumPy's division.
+        stats = torch.tensor([[255.0] * 3, list(self.mean), list(self.std)], dtype=torch.float32, device=x.device)
+        stats = stats.view(3, 3, 1, 1)
+        return x.to(torch.float32).div_(stats[0]).sub_(stats[1]).div_(stats[2])
+
+    def normalise_array(self, img: Image.Image) -> Any:
+        """8-bit RGB ``img`` (or a uint8 ``[H, W, 3]`` array) -> float32 numpy ``[3, H, W]``,
+        :meth:`scale`d."""
+        import numpy as np
+
+        return self.scale(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
 
     def normalise(self, img: Image.Image) -> Any:
         """:meth:`normalise_array` as a float tensor ``[3, H, W]``."""
@@ -259,13 +279,27 @@ class Preprocess:
 
         if self.detail is None:
             raise ValueError("this recipe has no detail block")
+        views = self.pixels(img)
+        crops = np.ascontiguousarray(views.crops.transpose(0, 3, 1, 2))  # the crops stacked, as a batch is
+        return DetailViews(self.scale(views.whole.transpose(2, 0, 1)), self.scale(crops))
+
+    def pixels(self, img: Image.Image) -> DetailViews:
+        """The network input's pixels before :meth:`scale`, as uint8 numpy arrays: ``whole`` the
+        one-pass view ``[H, W, 3]`` and ``crops`` the detail crops ``[K, c, c, 3]`` of
+        :func:`detail_boxes` at the decode's own pixels (None for a recipe without a detail block).
+        :meth:`array` is these, scaled; ``learn --fine-tune`` keeps them in memory (a quarter of
+        the floats' size) and scales each step's cut and flipped copies."""
+        import numpy as np
+
+        if self.detail is None:
+            return DetailViews(np.array(self.resize(img), dtype=np.uint8), None)  # writable: torch may wrap it
         size = self.detail.size
         if min(img.size) < size:  # a photo smaller than one crop: enlarge it to fit (rare)
             k = size / min(img.size)
             img = img.resize((max(size, round(img.width * k)), max(size, round(img.height * k))), Image.BILINEAR)
         boxes = detail_boxes(img, self.detail.crops, size)
-        crops = np.stack([self.normalise_array(img.crop(box)) for box in boxes])
-        return DetailViews(self.normalise_array(self.resize(img)), crops)
+        crops = np.stack([np.asarray(img.crop(box), dtype=np.uint8) for box in boxes])
+        return DetailViews(np.array(self.resize(img), dtype=np.uint8), crops)
 
     def tensor(self, img: Image.Image, tta_crops: int | None, key: str) -> Any:
         """:meth:`tta_views` when ``tta_crops``, else :meth:`detail_views` for a detail recipe,
@@ -280,6 +314,17 @@ class Preprocess:
         return self.detail_arrays(img) if self.detail else self.normalise_array(self.resize(img))
 
 
+def structure_map(img: Image.Image, factor: int) -> Any:
+    """The structure measure of :func:`detail_boxes` (and of the crops of ``--crop``): the absolute
+    Laplacian of ``img``'s luminance reduced by ``factor`` (box-averaged, so noise averages out and
+    edges remain: structure, not grain), float32 ``[h - 2, w - 2]`` of the reduced copy's
+    ``h`` x ``w`` (one pixel of border lost to the stencil)."""
+    import numpy as np
+
+    luma = np.asarray(img.convert("L").reduce(max(1, factor)), dtype=np.float32)
+    return np.abs(4 * luma[1:-1, 1:-1] - luma[:-2, 1:-1] - luma[2:, 1:-1] - luma[1:-1, :-2] - luma[1:-1, 2:])
+
+
 def detail_boxes(img: Image.Image, n: int, size: int) -> list[tuple[int, int, int, int]]:
     """The ``n`` boxes ``(left, top, right, bottom)`` of ``size`` x ``size`` px with the most
     structure: the photo is tiled by a centred grid of such squares, each scored by the mean
@@ -287,13 +332,10 @@ def detail_boxes(img: Image.Image, n: int, size: int) -> list[tuple[int, int, in
     remain: structure, not grain, chooses), best first; ties keep grid order. Fewer tiles than
     ``n``: the best are repeated. Deterministic, so training and scoring pick alike.
     """
-    import numpy as np
-
     w, h = img.size
     cols, rows = max(1, w // size), max(1, h // size)
     f = max(1, size // 16)  # each tile -> 16 x 16 reduced pixels
-    luma = np.asarray(img.convert("L").reduce(f), dtype=np.float32)
-    lap = np.abs(4 * luma[1:-1, 1:-1] - luma[:-2, 1:-1] - luma[2:, 1:-1] - luma[1:-1, :-2] - luma[1:-1, 2:])
+    lap = structure_map(img, f)
     x0, y0 = (w - cols * size) // 2, (h - rows * size) // 2
     scores = []
     for r in range(rows):

@@ -75,26 +75,31 @@ def group_bursts(
     return groups
 
 
-def best_of_groups(groups: Sequence[int], scores: Sequence[float], paths: Sequence[object]) -> set[int]:
+def best_of_groups(
+    groups: Sequence[int], scores: Sequence[float], paths: Sequence[object], blocked: Sequence[bool] | None = None
+) -> set[int]:
     """Indices of the best-scored photo of each group (ties: the smallest path as a string).
 
     NaN scores count as worst, so a group whose other photos have real scores never picks a NaN.
+    ``blocked`` (one flag per photo, e.g. someone's eyes closed: :mod:`aescore.cull.people`): a
+    blocked photo is its group's best only when every photo of the group is blocked; then the
+    best-scored of them is, as without flags.
     """
-    if not (len(groups) == len(scores) == len(paths)):
-        raise ValueError("groups, scores and paths must have the same length")
+    if not (len(groups) == len(scores) == len(paths)) or (blocked is not None and len(blocked) != len(groups)):
+        raise ValueError("groups, scores, paths (and blocked) must have the same length")
     best: dict[int, int] = {}
 
-    def key(i: int) -> tuple[float, str]:
+    def key(i: int) -> tuple[bool, float, str]:
         s = float(scores[i])
-        return (-math.inf if math.isnan(s) else s, str(paths[i]))
+        return (not (blocked is not None and blocked[i]), -math.inf if math.isnan(s) else s, str(paths[i]))
 
     for i, g in enumerate(groups):
         j = best.get(g)
         if j is None:
             best[g] = i
             continue
-        si, pi = key(i)
-        sj, pj = key(j)
-        if si > sj or (si == sj and pi < pj):
+        oi, si, pi = key(i)
+        oj, sj, pj = key(j)
+        if (oi, si) > (oj, sj) or ((oi, si) == (oj, sj) and pi < pj):
             best[g] = i
     return set(best.values())

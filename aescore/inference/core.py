@@ -67,6 +67,7 @@ class PhotoOutputs:
     outputs: dict[str, Any] = field(default_factory=dict)  # p_high: float, embedding/region_map: numpy
     image: Any = None  # uint8 numpy [H, W, 3] at the job's image_size, or None
     lasting: bool = False  # the decode failure recurs until the file changes (worth recording)
+    size: tuple[int, int] | None = None  # the upright photo's own (width, height), before draft mode
 
 
 def tta_key(path: str) -> str:
@@ -89,7 +90,9 @@ class RecipeInput:
 
 
 class DecodeDataset:
-    """Map-style dataset: index -> ``(index, tensor, image, failure reason, lasting)``; never raises.
+    """Map-style dataset: index -> ``(index, tensor, image, failure reason, lasting, size)``; never
+    raises. ``size``: the upright photo's own ``(width, height)`` (:class:`~aescore.data.images.Decoded`),
+    None when it could not be decoded.
 
     ``make_input(img, key)`` builds the network input: ``[3, H, W]`` for one view, ``[K, 3, H, W]``
     for K views whose outputs are averaged. ``min_shorter``: the JPEG draft-mode target.
@@ -103,21 +106,21 @@ class DecodeDataset:
     def __len__(self) -> int:
         return len(self.jobs)
 
-    def __getitem__(self, index: int) -> tuple[int, Any, Any, str | None, bool]:
-        from aescore.data.images import is_lasting_failure, load_rgb
+    def __getitem__(self, index: int) -> tuple[int, Any, Any, str | None, bool, tuple[int, int] | None]:
+        from aescore.data.images import decode_rgb, is_lasting_failure
 
         job = self.jobs[index]
         try:
-            img = load_rgb(job.path, min_shorter=self.min_shorter)
+            img, size = decode_rgb(job.path, min_shorter=self.min_shorter)
             x = self.make_input(img, tta_key(job.path)) if job.network else None
-            return index, x, _array_at(img, job.image_size) if job.image_size else None, None, False
+            return index, x, _array_at(img, job.image_size) if job.image_size else None, None, False, size
         except ImageDecodeError as err:
-            return index, None, None, err.reason, is_lasting_failure(err)
+            return index, None, None, err.reason, is_lasting_failure(err), None
         except MemoryError:
-            return index, None, None, "cannot decode (MemoryError: not enough memory)", False
+            return index, None, None, "cannot decode (MemoryError: not enough memory)", False, None
         except Exception as err:  # noqa: BLE001 - one odd file must never stop a library-wide run
             # Not recorded as lasting: e.g. a broken recipe says nothing about the file.
-            return index, None, None, f"cannot decode ({type(err).__name__}: {err})", False
+            return index, None, None, f"cannot decode ({type(err).__name__}: {err})", False, None
 
 
 def ignore_stop_signals(worker_id: int = 0) -> None:
@@ -282,8 +285,8 @@ def infer(
             results: dict[int, PhotoOutputs] = {}
             by_shape: dict[tuple[int, ...], list[int]] = {}
             tensors: dict[int, Any] = {}
-            for index, x, image, reason, lasting in batch:
-                results[index] = PhotoOutputs(index, jobs[index].path, reason, {}, image, lasting)
+            for index, x, image, reason, lasting, size in batch:
+                results[index] = PhotoOutputs(index, jobs[index].path, reason, {}, image, lasting, size)
                 if x is not None:
                     tensors[index] = x
                     by_shape.setdefault(tuple(x.shape), []).append(index)

@@ -17,7 +17,7 @@ from typing import Literal
 from aescore.errors import UsageError
 from aescore.fsutil import atomic_path, file_sha256
 
-__all__ = ["MaterialiseMode", "MaterialiseResult", "Placement", "materialise", "materialise_result"]
+__all__ = ["MaterialiseMode", "MaterialiseResult", "Placement", "candidate_names", "materialise", "materialise_result"]
 
 MaterialiseMode = Literal["copy", "link"]
 
@@ -36,8 +36,9 @@ def _links_to(dst: Path, target: Path) -> bool:
     return dst.is_symlink() and Path(os.path.realpath(dst)) == target
 
 
-def _candidates(name: str) -> Iterable[str]:
-    """``IMG_1.JPG``, ``IMG_1-1.JPG``, ``IMG_1-2.JPG``, ... (the suffix is kept last)."""
+def candidate_names(name: str) -> Iterable[str]:
+    """``IMG_1.JPG``, ``IMG_1-1.JPG``, ``IMG_1-2.JPG``, ... (the suffix is kept last): the names a
+    file placed in a folder tries in turn (``--copy-to``, ``--link-to``, ``--thumbs``)."""
     stem, suffix = os.path.splitext(name)
     yield name
     k = 1
@@ -160,7 +161,7 @@ def materialise_result(
             result.placements.append(Placement(src, dest / real.name, "already-there"))
             claimed.setdefault(real.name.casefold(), real)
             continue
-        for k, name in enumerate(_candidates(src.name)):
+        for k, name in enumerate(candidate_names(src.name)):
             key = name.casefold()
             dst = dest / name
             if os.path.lexists(dst):

@@ -69,7 +69,7 @@ def rank_percentiles(scores: Sequence[float]) -> list[Fraction]:
     return [Fraction(t - 2, 2 * (n - 1)) for t in twice_rank]
 
 
-def assign_stars(scores: Sequence[float], reject_below: float | None = None) -> list[int]:
+def assign_stars(scores: Sequence[float], reject_below: float | None = None, caps: Sequence[int | None] | None = None) -> list[int]:
     """Stars (1-5, or -1 = rejected) for each score, in input order.
 
     Bands by rank percentile ``q`` within the run (0 = worst, 1 = best; ties share their average
@@ -88,14 +88,21 @@ def assign_stars(scores: Sequence[float], reject_below: float | None = None) -> 
     With 10 photos this gives 1/2/4/2/1 photos with 5/4/3/2/1 stars; with 100, 10/20/40/20/10.
     A run of one photo gets :data:`SINGLE_PHOTO_STARS` (3). Any photo whose score is below
     ``reject_below`` gets -1 instead of its band (percentiles are still computed over the whole
-    run, so rejecting does not shift the others' stars). Deterministic; raises ValueError on NaN.
+    run, so rejecting does not shift the others' stars). ``caps`` (one per score, None = none):
+    the most stars a photo may get — its band is lowered to the cap, a cap of -1 rejects it
+    (the faces' rules, :mod:`aescore.cull.people`); percentiles are not shifted by caps either.
+    Deterministic; raises ValueError on NaN.
     """
     if any(math.isnan(float(s)) for s in scores):
         raise ValueError("cannot assign stars to NaN scores")
+    if caps is not None and len(caps) != len(scores):
+        raise ValueError(f"got {len(caps)} caps for {len(scores)} scores")
     stars: list[int] = []
-    for score, q in zip(scores, rank_percentiles(scores)):
+    for k, (score, q) in enumerate(zip(scores, rank_percentiles(scores))):
         if reject_below is not None and float(score) < reject_below:
             stars.append(REJECTED)
             continue
-        stars.append(next(b.stars for b in STAR_BANDS if q >= b.min_q))
+        band = next(b.stars for b in STAR_BANDS if q >= b.min_q)
+        cap = caps[k] if caps is not None else None
+        stars.append(band if cap is None else REJECTED if cap < 0 else min(band, cap))
     return stars

@@ -355,6 +355,7 @@
     }
     for (const [k, v] of Object.entries(p.extra || {})) add(k, v);
     $("pv-map-label").hidden = !p.map;
+    drawFaces(p);
     $("pv-map-note").textContent = p.map
       ? "Red: regions that count towards a high score, blue: towards a low one (per-region logit, \u00b1" +
         p.map.s + "; mean " + p.map.mean + ")."
@@ -370,9 +371,34 @@
     img.style.height = Math.round(img.naturalHeight * s) + "px";
   }
 
+  function drawFaces(p) {
+    // The faces check's boxes (fractions of the photo) over the preview; closed eyes in red with a
+    // label, a soft face dashed. Text and sizes are set as properties, never as markup.
+    const layer = $("pv-faces");
+    layer.replaceChildren();
+    const faces = p.faces || [];
+    $("pv-faces-label").hidden = faces.length === 0;
+    $("pv-faces-note").textContent = faces.length
+      ? faces.length + (faces.length === 1 ? " face" : " faces") + ": red = eyes closed, dashed = soft (out of focus)."
+      : "";
+    layer.hidden = faces.length === 0 || !$("pv-faces-on").checked;
+    for (const f of faces) {
+      const closed = f.eyes === "closed", soft = f.focus === "soft";
+      const box = el("div", "face" + (closed ? " closed" : "") + (soft ? " soft" : ""));
+      box.style.left = 100 * f.b[0] + "%";
+      box.style.top = 100 * f.b[1] + "%";
+      box.style.width = 100 * (f.b[2] - f.b[0]) + "%";
+      box.style.height = 100 * (f.b[3] - f.b[1]) + "%";
+      const words = [closed ? "eyes closed" : null, soft ? "soft" : null].filter((w) => w);
+      if (words.length) box.appendChild(el("span", null, words.join(", ")));
+      layer.appendChild(box);
+    }
+  }
+
   function placeMap(p) {
     const canvas = $("pv-map"), img = $("pv-img");
     fitPreview();
+    drawFaces(p);
     if (!p.map || !$("pv-map-on").checked) {
       canvas.hidden = true;
       return;
@@ -426,6 +452,7 @@
   $("export").addEventListener("click", exportDecisions);
   $("pv-close").addEventListener("click", closePreview);
   $("pv-map-on").addEventListener("change", () => placeMap(P[order[cur]]));
+  $("pv-faces-on").addEventListener("change", () => drawFaces(P[order[cur]]));
   $("grid").addEventListener("click", (e) => {
     const c = e.target.closest(".card");
     if (!c) return;
@@ -481,6 +508,9 @@
     else if ((k === "m" || k === "M") && inPreview) {
       $("pv-map-on").checked = !$("pv-map-on").checked;
       placeMap(P[order[cur]]);
+    } else if ((k === "f" || k === "F") && inPreview) {
+      $("pv-faces-on").checked = !$("pv-faces-on").checked;
+      drawFaces(P[order[cur]]);
     } else handled = false;
     if (handled) e.preventDefault();
   });

@@ -62,7 +62,10 @@ _BROWSER_FORMATS = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif", ".bmp"}
 # EXIF fields with their own lines on the card (and the sort by time), and the fault list drawn in
 # the preview; a field a check declares as a badge or filter is shown as one; any other scalar
 # field is listed in the preview.
-_KNOWN_FIELDS = {"capture_time", "camera", "lens", "exposure", "faults"}
+_KNOWN_FIELDS = {"capture_time", "camera", "lens", "exposure", "faults", "face_list"}
+#: At most this many face boxes per photo go into the page (a crowd's smallest faces are left out).
+_MAX_FACE_BOXES = 100
+_FACE_STATES = {"eyes": {"open", "closed", "unknown"}, "focus": {"sharp", "soft", "unknown"}}
 _MAP_CELLS = 24 * 24  # larger maps (RGNet: 37 x 37) are block-averaged down to about this
 _MAX_INPUT_CELLS = 1 << 20
 
@@ -78,8 +81,9 @@ class ReportPhoto:
     ``path`` is shown as text, never interpreted as markup. ``stars``: -1 rejected, 0..5, or None
     (no stars computed). ``group``/``best``: burst group id and whether the photo is its group's
     best (None when not grouped). ``fields``: check fields such as ``capture_time`` (datetime or
-    text), ``camera``, ``lens``, ``exposure``, ``faults`` (kind -> probability), ``top_fault``;
-    other scalar fields are listed in the preview. ``thumbnail``: JPEG bytes, long edge <= 512,
+    text), ``camera``, ``lens``, ``exposure``, ``faults`` (kind -> probability), ``top_fault``,
+    ``face_list`` (the faces check's boxes: drawn on the preview, closed eyes marked); other scalar
+    fields are listed in the preview. ``thumbnail``: JPEG bytes, long edge <= 512,
     at most :data:`~aescore.data.thumbs.MAX_THUMBNAIL_BYTES` (58 kB; a larger one is re-encoded)
     — :func:`aescore.report.make_thumbnail` makes one from an already decoded image. ``region_map``: h x w per-region
     logits (MPA: their mean is the image logit), drawn as the preview's overlay.
@@ -457,6 +461,26 @@ def _region_map_json(region_map: Any) -> dict[str, Any] | None:
     }
 
 
+def _faces_json(face_list: Any) -> list[dict[str, Any]] | None:
+    """The faces check's ``face_list`` as the preview draws it: ``b`` the box as fractions of the
+    photo (0-1, left top right bottom), ``eyes`` and ``focus`` from their known values (else
+    ``unknown``); anything malformed is left out. None when the check did not run."""
+    if not isinstance(face_list, list):
+        return None
+    out = []
+    for face in face_list[:_MAX_FACE_BOXES]:
+        box = face.get("box_fraction") if isinstance(face, dict) else None
+        values = [_finite(v) for v in box] if isinstance(box, (list, tuple)) and len(box) == 4 else []
+        if len(values) != 4 or any(v is None for v in values):
+            continue
+        left, top, right, bottom = (min(1.0, max(0.0, float(v))) for v in values)  # type: ignore[arg-type]
+        if right <= left or bottom <= top:
+            continue
+        states = {k: face.get(k) if face.get(k) in allowed else "unknown" for k, allowed in _FACE_STATES.items()}
+        out.append({"b": [round(left, 4), round(top, 4), round(right, 4), round(bottom, 4)], **states})
+    return out
+
+
 def _page_fields(photos: Sequence[ReportPhoto]) -> list[Field]:
     """The fields the page shows as badges or filters: those the registered checks declare so
     (:class:`~aescore.checks.Field`'s ``badge`` and ``filter``) that some photo has."""
@@ -501,4 +525,5 @@ def _photo_json(photo: ReportPhoto, thumb: tuple[str, int, int] | None, page_fie
         "f": {f.name: _field_text(fields.get(f.name)) for f in page_fields},
         "extra": extra,
         "map": _region_map_json(photo.region_map),
+        "faces": _faces_json(fields.get("face_list")),
     }
