@@ -1,7 +1,8 @@
 # Two entry points, each sets itself up on a fresh machine:
 #   make demo  - install aescore into .venv and rank the bundled sample photos with the default weights
 #   make test  - install aescore with its test extra into .venv (and chromium for the browser tests,
-#                via .ci/ensure-chromium), check the import layers (.importlinter), run the test suite
+#                via .ci/ensure-chromium), check the import layers (.importlinter) and the types
+#                (mypy, [tool.mypy] in pyproject.toml), run the test suite
 # On a machine without a CUDA GPU, CPU-only PyTorch wheels are far smaller than PyPI's default:
 #   make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
 PY ?= python3
@@ -25,7 +26,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP)
-	@echo "aescore: installing the test tools (pytest, pytest-xdist, playwright, import-linter)."
+	@echo "aescore: installing the test tools (pytest, pytest-xdist, playwright, import-linter, mypy)."
 	$(BIN)/python -m pip install -e '.[test]'
 	touch $(TEST_STAMP)
 
@@ -37,6 +38,7 @@ demo: $(STAMP)
 test: $(TEST_STAMP)
 	sh .ci/ensure-chromium
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -n 2 tests
 
 bench: $(STAMP)

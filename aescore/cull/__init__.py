@@ -128,7 +128,7 @@ def score_photos(
     skipped: list[Skipped] = []
     plain = [p for p in inputs if not isinstance(p, FoundFile)]
     if plain:
-        found, problems = find_photos(plain)  # type: ignore[arg-type]
+        found, problems = find_photos(plain)
         for s in problems:
             skipped.append(s)
             if on_skip is not None:

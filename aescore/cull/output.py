@@ -139,6 +139,7 @@ def stars_text(stars: int | None) -> str:
 
 def build_table(photos: Sequence[Photo], checks: Sequence[Check], title: str | None = None) -> Any:
     """A Rich table of ``photos``: rank, the columns (objects left out), path."""
+    from rich.console import JustifyMethod
     from rich.table import Table
     from rich.text import Text
 
@@ -146,7 +147,7 @@ def build_table(photos: Sequence[Photo], checks: Sequence[Check], title: str | N
     table = Table(title=title, show_edge=False, pad_edge=False, header_style="bold")
     table.add_column("#", justify="right", no_wrap=True)
     for f in cols:
-        justify = "right" if f.kind is FieldKind.NUMBER else "left"
+        justify: JustifyMethod = "right" if f.kind is FieldKind.NUMBER else "left"
         table.add_column(f.name.replace("_", " "), justify=justify, no_wrap=True, overflow="fold")
     table.add_column("path", no_wrap=False, overflow="fold")
     for photo in photos:

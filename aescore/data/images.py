@@ -339,7 +339,7 @@ def decode_rgb(path: str | Path, min_shorter: int | None = None, max_aspect: flo
         try:
             if ext in RAW_EXTENSIONS:
                 return _decode_raw(path, min_shorter, max_aspect)
-            formats = PILLOW_FORMATS
+            formats: tuple[str, ...] = PILLOW_FORMATS
             if ext in HEIF_EXTENSIONS:
                 _register_heif()
                 formats = PILLOW_FORMATS + HEIF_FORMATS

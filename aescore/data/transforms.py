@@ -196,11 +196,11 @@ class Preprocess:
         w, h = img.size
         out_w, out_h = self.view_size(w, h)
         if self.mode is EvalMode.SQUARE:
-            return img.resize((out_w, out_h), Image.BILINEAR, reducing_gap=None)
+            return img.resize((out_w, out_h), Image.Resampling.BILINEAR, reducing_gap=None)
         scale = (out_h / h) if w > h else (out_w / w)
         full_w, full_h = max(out_w, round(w * scale)), max(out_h, round(h * scale))
         # Memory stays bounded because decoding refuses absurd aspect ratios (data/images.py).
-        img = img.resize((full_w, full_h), Image.BILINEAR)
+        img = img.resize((full_w, full_h), Image.Resampling.BILINEAR)
         left, top = (full_w - out_w) // 2, (full_h - out_h) // 2
         return img.crop((left, top, left + out_w, top + out_h))
 
@@ -257,7 +257,7 @@ class Preprocess:
             new_w, new_h = base, max(base, round(h * base / w))
         else:
             new_w, new_h = max(base, round(w * base / h)), base
-        x = self.normalise(img.resize((new_w, new_h), Image.BILINEAR))
+        x = self.normalise(img.resize((new_w, new_h), Image.Resampling.BILINEAR))
         crop_h, crop_w = min(self.crop, new_h), min(self.crop, new_w)
         gen = torch.Generator().manual_seed(key_seed(key))
         tops = torch.randint(0, new_h - crop_h + 1, (crops,), generator=gen).tolist()
@@ -296,7 +296,7 @@ class Preprocess:
         size = self.detail.size
         if min(img.size) < size:  # a photo smaller than one crop: enlarge it to fit (rare)
             k = size / min(img.size)
-            img = img.resize((max(size, round(img.width * k)), max(size, round(img.height * k))), Image.BILINEAR)
+            img = img.resize((max(size, round(img.width * k)), max(size, round(img.height * k))), Image.Resampling.BILINEAR)
         boxes = detail_boxes(img, self.detail.crops, size)
         crops = np.stack([np.asarray(img.crop(box), dtype=np.uint8) for box in boxes])
         return DetailViews(np.array(self.resize(img), dtype=np.uint8), crops)
@@ -337,7 +337,7 @@ def detail_boxes(img: Image.Image, n: int, size: int) -> list[tuple[int, int, in
     f = max(1, size // 16)  # each tile -> 16 x 16 reduced pixels
     lap = structure_map(img, f)
     x0, y0 = (w - cols * size) // 2, (h - rows * size) // 2
-    scores = []
+    scores: list[tuple[float, int, tuple[int, int, int, int]]] = []
     for r in range(rows):
         for c in range(cols):
             left, top = x0 + c * size, y0 + r * size

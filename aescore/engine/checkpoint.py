@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -39,7 +39,8 @@ FIXED_ON_RESUME = ("model", "backbone", "variant", "graph_blocks", "lse_r", "asp
 
 def capture_rng_state() -> dict[str, Any]:
     """Every RNG the training loop draws from, as checkpoint-safe values."""
-    np_state = np.random.get_state()
+    # The legacy tuple form (the stubs also allow the dict form, which legacy=True never returns).
+    np_state = cast(tuple[Any, ...], np.random.get_state(legacy=True))
     py_state = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),

@@ -41,7 +41,7 @@ def laplacian_sharpness(img: Image.Image, shorter: int = LAPLACIAN_SHORTER) -> f
     w, h = grey.size
     scale = shorter / min(w, h)
     if scale != 1.0:
-        grey = grey.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
+        grey = grey.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
     return float(laplace(np.asarray(grey, dtype=np.float64)).var())
 
 

@@ -13,7 +13,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import torch
 
@@ -21,7 +21,14 @@ from aescore.engine import checkpoint as ck
 from aescore.engine.checkpoint import CHECKPOINT, ResumePoint
 from aescore.engine.distributed import DistInfo, all_reduce_sum, barrier, gather_objects
 from aescore.engine.evaluate import TRAIN_IDS_SUFFIX, evaluate_samples, write_train_ids
-from aescore.engine.loop import EpochStats, LossFn, StopRequest, make_loss, make_scaler, train_one_epoch
+from aescore.engine.loop import (
+    EpochStats,
+    LossFn,
+    StopRequest,
+    make_loss,
+    make_scaler,
+    train_one_epoch,
+)
 from aescore.engine.metrics import selection_metric
 from aescore.engine.presets import TrainConfig
 from aescore.engine.progress import EpochProgress
@@ -36,6 +43,7 @@ from aescore.engine.setup import (
     steps_per_epoch,
 )
 from aescore.errors import ConfigError, DataError
+from aescore.models.base import ScoringModule
 
 METRICS = "metrics.jsonl"
 BEST = "best.safetensors"
@@ -212,7 +220,7 @@ class TrainingRun:
         ck.seed_everything(cfg.seed)  # same initial weights on every rank and every run
         if info.enabled and not info.is_main:
             barrier(info)  # let rank 0 download pretrained weights into the cache first
-        model = build_model(cfg)
+        model = cast(ScoringModule, build_model(cfg))
         if info.enabled and info.is_main:
             barrier(info)
         preprocess = sized_preprocess(model.default_preprocess, cfg.crop_size, cfg.resize_size)

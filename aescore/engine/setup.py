@@ -152,8 +152,9 @@ class EpochSampler(Sampler[int]):
     split), able to skip the batches a resumed, interrupted epoch already trained on."""
 
     def __init__(self, n: int, info: DistInfo, *, shuffle: bool, seed: int) -> None:
-        self.inner = DistributedSampler(
-            range(n), num_replicas=info.world_size, rank=info.rank, shuffle=shuffle, seed=seed, drop_last=False
+        self.inner: DistributedSampler[int] = DistributedSampler(
+            range(n),  # type: ignore[arg-type]  # any sized sequence of indices works; the stub wants a Dataset
+            num_replicas=info.world_size, rank=info.rank, shuffle=shuffle, seed=seed, drop_last=False
         )
         self.skip = 0
 

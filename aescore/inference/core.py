@@ -36,11 +36,14 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from aescore.data.transforms import Preprocess
 from aescore.errors import ImageDecodeError
 from aescore.inference.onnx_runtime import Runtime
+
+if TYPE_CHECKING:
+    from aescore.inference.onnx_runtime import OnnxModel
 
 #: Outputs a forward pass can return (``want`` of :func:`infer`): ``p_high`` and the model
 #: contract's optional outputs (:data:`aescore.models.contract.OUTPUT_NAMES`), each given by the
@@ -145,7 +148,7 @@ def _array_at(img: Any, long_edge: int) -> Any:
 
     if max(img.size) > long_edge:
         img = img.copy()
-        img.thumbnail((long_edge, long_edge), Image.BILINEAR)
+        img.thumbnail((long_edge, long_edge), Image.Resampling.BILINEAR)
     return np.asarray(img, dtype=np.uint8)
 
 
@@ -236,7 +239,7 @@ def default_workers(device: str, n_items: int, batch_size: int) -> int:
 
 
 def infer(
-    model: LoadedModel | None,
+    model: "LoadedModel | OnnxModel | None",
     jobs: Sequence[Job],
     *,
     preprocess: Preprocess | None = None,
@@ -277,7 +280,8 @@ def infer(
     if use_torch:
         import torch
 
-        batches, context = _torch_batches(dataset, bs, n_workers, device), torch.inference_mode()
+        batches = _torch_batches(dataset, bs, n_workers, device)
+        context: contextlib.AbstractContextManager[Any] = torch.inference_mode()
     else:
         batches, context = _threaded_batches(dataset, bs, n_workers), contextlib.nullcontext()
     with context:
@@ -307,7 +311,7 @@ def _torch_batches(dataset: DecodeDataset, bs: int, n_workers: int, device: str)
         # An explicit --workers above the core count is the user's choice; PyTorch's
         # multi-line warning about it would only clutter stderr.
         warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
-        loader = DataLoader(
+        loader: DataLoader[Any] = DataLoader(
             dataset,  # type: ignore[arg-type]
             batch_size=bs,
             shuffle=False,
@@ -368,7 +372,7 @@ def _stack(items: list[Any]) -> Any:
 
 
 def _forward_group(
-    model: LoadedModel, xs: list[Any], group: list[int], results: dict[int, PhotoOutputs], want: frozenset[str]
+    model: "LoadedModel | OnnxModel", xs: list[Any], group: list[int], results: dict[int, PhotoOutputs], want: frozenset[str]
 ) -> None:
     """One forward pass over equal-shape inputs; the outputs go into ``results`` per index.
     Inputs of several crops each (``[K, 3, H, W]``, TTA) are run as B x K images and averaged per

@@ -183,9 +183,9 @@ def learn(
         found = discover([os.fspath(p) for p in paths])
         photos = [f.path for f in found.files]
         problems = list(found.problems)
-        for path, reason in problems:
+        for skipped_path, reason in problems:
             if on_skip is not None:
-                on_skip(path, reason)
+                on_skip(skipped_path, reason)
         if not photos and not (ratings_csv or catalog or digikam_db):
             raise DataError("no photos found under the given paths")
     elif not (ratings_csv or catalog or digikam_db):

@@ -153,14 +153,14 @@ def build_report(
             partial = files / f"{_PARTIAL_PREFIX}{run_name}"
             partial.mkdir()
             for k, photo in enumerate(with_thumbs, start=1):
-                data = _checked_thumbnail(photo)
-                dims = thumbnail_size(data)
+                jpeg = _checked_thumbnail(photo)
+                dims = thumbnail_size(jpeg)
                 if dims is None:
                     continue
                 name = f"{k:06d}.jpg"
-                (partial / name).write_bytes(data)
+                (partial / name).write_bytes(jpeg)
                 written[id(photo)] = (name, *dims)
-                sizes.append(len(data))
+                sizes.append(len(jpeg))
         page_fields = _page_fields(ordered)
         data = {
             "title": title,
