@@ -19,7 +19,7 @@ Ratings are read (never written) from XMP sidecars (IMG_1.xmp and IMG_1.JPG.xmp)
 
 The personal model is evaluated against the generic model on held-out shoots (capture date, else folder) and always saved under $XDG_DATA_HOME/aescore/models/ (use it as `aescore rank --model NAME`); an existing personal model of that name is replaced only with --replace. --set-default makes it the default only when it beats the generic model.
 
-stdout: the result (text, or one JSON object with --json); stderr: progress, the ratings summary and warnings. Exit status: 0 done; 3 done, but some rated photos were missing or unreadable; 2 usage error; 1 too few ratings or another error.
+stdout: the result (text, or one JSON object with --json); stderr: progress, the ratings summary and warnings. Exit status: 0 done; 3 done, but some photos were skipped as unreadable or rated files were missing; 2 usage error; 1 too few ratings or another error.
 """
 
 
@@ -52,7 +52,7 @@ def learn_cmd(
 ) -> None:
     """Learn a personal model from your ratings."""
     from aescore.cli.score import _Stderr
-    from aescore.learn import learn, make_default
+    from aescore.learn import NotEnoughRatings, learn, make_default
     from aescore.sysinfo import prefer_passive_openmp
 
     if debug:
@@ -86,8 +86,14 @@ def learn_cmd(
             progress=err.progress_factory(), on_skip=err.skipped,
             on_ratings=lambda report: _print_ratings(report, err), warn=lambda m: err.line(f"aescore: warning: {m}"),
         )
+    except NotEnoughRatings as refused:
+        if refused.setting is None:
+            raise
+        raise NotEnoughRatings(_flag_line(refused)) from None
     finally:
         err.stop()
+    if result.held_out.ranks_as_generic:
+        err.line(f"aescore: note: {_SAME_AS_GENERIC}")
     made_default = result.replaced_default  # still the default: now the new model (learn warned)
     if set_default:
         if not result.held_out.beats_generic and force:
@@ -96,6 +102,21 @@ def learn_cmd(
     _print_result(result, as_json, set_default, made_default)
     if result.skipped or result.ratings.missing or result.ratings.unreadable:
         raise typer.Exit(3)
+
+
+#: The learn settings a refusal may name, and the flag that changes each.
+_FLAGS = {"min_rated": "--min-ratings"}
+_SAME_AS_GENERIC = (
+    "the personal model ranks these photos as the generic model does: "
+    "your ratings agree with it, or are too few to tell"
+)
+
+
+def _flag_line(refused: Any) -> str:
+    """A library :class:`~aescore.learn.NotEnoughRatings` that names a setting, as the line that
+    names this command's flag instead (``... (--min-ratings N changes this)``)."""
+    flag = _FLAGS.get(refused.setting) or "--" + str(refused.setting).replace("_", "-")
+    return f"{refused.problem} ({flag} N changes this)"
 
 
 def _examples(items: list[str]) -> str:

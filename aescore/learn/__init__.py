@@ -43,7 +43,17 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class NotEnoughRatings(AescoreError):
-    """Too few usable ratings to learn from (exit status 1)."""
+    """Too few usable ratings to learn from (exit status 1).
+
+    ``problem``: what is wrong. ``setting``: the setting that would change the outcome (the
+    learn argument ``min_rated`` when there were fewer rated photos than it asks for), or None;
+    the message names the setting, never a CLI flag: a command names its own flag for it.
+    """
+
+    def __init__(self, problem: str, setting: str | None = None) -> None:
+        super().__init__(problem if setting is None else f"{problem} ({setting} changes this)")
+        self.problem = problem
+        self.setting = setting
 
 
 @dataclass
@@ -118,7 +128,8 @@ def _check_enough(ratings: Sequence[int], minimum: int, where: str) -> None:
     if len(ratings) < minimum or len(distinct) < 2:
         got = f"{len(ratings)} rated photo(s)" + (f", all rated {distinct[0]}" if len(distinct) == 1 else "")
         raise NotEnoughRatings(
-            f"not enough ratings to learn from {where}: {got}; need at least {minimum} with at least two different ratings"
+            f"not enough ratings to learn from {where}: {got}; need at least {minimum} with at least two different ratings",
+            setting="min_rated" if len(ratings) < minimum else None,
         )
 
 
@@ -157,8 +168,11 @@ def learn(
     the training shoots of one split; the held-out figures are then those of the fine-tuned model
     on the other shoots, and the embedding head's cross-validated figures stay in ``baseline``.
 
-    Raises :class:`NotEnoughRatings` below ``min_rated`` usable rated photos or with a single
-    distinct rating; UsageError for a bad name. Always saves the model (see :func:`make_default`
+    Unrated photos are decoded once (cheaply) so that files which are not readable photos are
+    reported as skipped (``on_skip``, :attr:`LearnResult.skipped`) rather than counted as unrated.
+
+    Raises :class:`NotEnoughRatings` below ``min_rated`` usable rated photos (its ``setting`` is
+    then ``"min_rated"``) or with a single distinct rating; UsageError for a bad name. Always saves the model (see :func:`make_default`
     for the gate). Photos, sidecars and catalogs are only read.
     """
     import time
@@ -167,7 +181,7 @@ def learn(
 
     from aescore.inference.discover import discover
     from aescore.learn.evaluate import HeldOutScores, NoHeldOutPairs, compare, cross_validate, fit_personal, single_threaded_blas
-    from aescore.learn.features import embed_photos, generic_logit, shoots_of
+    from aescore.learn.features import embed_photos, generic_logit, shoots_of, unreadable_photos
     from aescore.ratings import collect_ratings
 
     validate_name(name)
@@ -194,6 +208,9 @@ def learn(
         photos, ratings_csv=ratings_csv, catalog=catalog, digikam_db=digikam_db,
         read_xmp=read_xmp, include_aescore=include_aescore,
     )
+    not_photos = unreadable_photos(report.unrated_photos, on_skip)  # skipped, not "unrated"
+    report.drop_unrated(p for p, _ in not_photos)
+    problems += not_photos
     seconds["ratings"] = time.perf_counter() - t0
     if on_ratings is not None:
         on_ratings(report)

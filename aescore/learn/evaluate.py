@@ -11,7 +11,10 @@ dominant shoot cannot leave the other folds with nothing to learn from.
 
 Metrics, on the same held-out pairs for both models (pairs of photos of the same fold with
 different ratings): pairwise accuracy (ties count half) and Spearman's rho between score and
-rating (per fold, averaged weighted by fold size). 95 % confidence intervals by bootstrap: over
+rating (per fold, averaged weighted by fold size). ``ranks_as_generic``: the personal model
+decides every held-out pair as the generic model does, or its scores' Spearman's rho with the
+generic scores is at least :data:`SAME_RANKING_RHO` (the head learned nothing beyond the generic
+score: the ratings agree with it, or are too few to tell). 95 % confidence intervals by bootstrap: over
 shoots when there are at least :data:`MIN_SHOOTS_FOR_SHOOT_BOOTSTRAP`, else over photos.
 """
 
@@ -28,6 +31,8 @@ from aescore.learn.ranker import L2_GRID, LinearRanker, fit_ranker, pairwise_acc
 MIN_SHOOTS_FOR_SHOOT_BOOTSTRAP = 10
 BOOTSTRAP_ROUNDS = 200
 MAX_EVAL_PAIRS = 50_000
+#: Spearman's rho between personal and generic held-out scores from which they rank alike.
+SAME_RANKING_RHO = 0.999
 
 
 class NoHeldOutPairs(ValueError):
@@ -58,6 +63,7 @@ class HeldOut:
     accuracy_gain: Interval  # personal - generic
     personal_spearman: Interval
     generic_spearman: Interval
+    ranks_as_generic: bool = False  # the personal model orders the held-out photos as the generic one does
 
     @property
     def beats_generic(self) -> bool:
@@ -331,6 +337,7 @@ def compare(personal: np.ndarray, generic: np.ndarray, r: np.ndarray, shoots: li
         samples["rp"].append(_fold_spearman(personal, r, folds, photo_w))
         samples["rg"].append(_fold_spearman(generic, r, folds, photo_w))
     acc_p, acc_g = float(correct_p.mean()), float(correct_g.mean())
+    same = bool(np.array_equal(correct_p, correct_g)) or _fold_spearman(personal, generic, folds) >= SAME_RANKING_RHO
     return HeldOut(
         folds=len(fold_ids),
         split=split or ("shoot" if len(names) >= 2 else "capture order"),
@@ -343,4 +350,5 @@ def compare(personal: np.ndarray, generic: np.ndarray, r: np.ndarray, shoots: li
         accuracy_gain=_interval(acc_p - acc_g, samples["d"]),
         personal_spearman=_interval(_fold_spearman(personal, r, folds), samples["rp"]),
         generic_spearman=_interval(_fold_spearman(generic, r, folds), samples["rg"]),
+        ranks_as_generic=same,
     )

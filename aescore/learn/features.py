@@ -69,6 +69,38 @@ def embed_photos(
     return Embedded([p.path for p in run.photos], emb.astype(np.float32), generic, skipped)
 
 
+def unreadable_photos(paths: Sequence[str], on_skip: Callable[[str, str], None] | None = None) -> list[tuple[str, str]]:
+    """``(path, reason)`` for each of ``paths`` that is not a photo aescore can read (an empty
+    file, a text file named ``.jpg``), each also passed to ``on_skip``.
+
+    Only the file's header is read (Pillow's ``Image.open``, no decode): the unrated photos of a
+    large library are counted, not scored, and most of a library is unrated. A camera RAW or HEIF
+    file (read through an optional extra) counts as readable unless it is empty.
+    """
+    import os
+
+    from PIL import Image
+
+    from aescore.data.images import HEIF_EXTENSIONS, PILLOW_FORMATS, RAW_EXTENSIONS
+
+    bad: list[tuple[str, str]] = []
+    for path in paths:
+        reason = None
+        try:
+            if os.path.getsize(path) == 0:
+                reason = "empty file"
+            elif os.path.splitext(path)[1].lower() not in RAW_EXTENSIONS | HEIF_EXTENSIONS:
+                with Image.open(path, formats=PILLOW_FORMATS):
+                    pass
+        except OSError as err:  # PIL.UnidentifiedImageError is an OSError
+            reason = "not a recognised image" if isinstance(err, Image.UnidentifiedImageError) else (err.strerror or str(err))
+        if reason is not None:
+            bad.append((path, reason))
+            if on_skip is not None:
+                on_skip(path, reason)
+    return bad
+
+
 def generic_logit(p: np.ndarray) -> np.ndarray:
     """Log-odds of generic scores (clipped at 1e-6 from 0 and 1): the input the head sees."""
     q = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)

@@ -57,14 +57,25 @@ class RatingsReport:
     ``ratings``: one per rated photo. ``missing``: files a catalog/database/CSV rates that do not
     exist (or are not regular files). ``unreadable``: ``(file, reason)`` for sidecars or photos whose
     XMP could not be read. ``by_aescore``: ratings skipped because aescore wrote them.
-    ``unrated``: photos given that carry no rating at all.
+    ``unrated_photos``: photos given that carry no rating at all (``unrated`` counts them); a
+    caller that finds some of them are not readable photos drops them with :meth:`drop_unrated`.
     """
 
     ratings: list[Rating] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     by_aescore: int = 0
-    unrated: int = 0
+    unrated_photos: list[str] = field(default_factory=list)
+
+    @property
+    def unrated(self) -> int:
+        """Number of photos given that carry no rating (left out: unrated is not a negative)."""
+        return len(self.unrated_photos)
+
+    def drop_unrated(self, paths: Iterable[str]) -> None:
+        """Stop counting ``paths`` as unrated (e.g. files that turned out not to be readable photos)."""
+        gone = set(paths)
+        self.unrated_photos = [p for p in self.unrated_photos if p not in gone]
 
     def per_source(self) -> dict[RatingSource, int]:
         """Number of ratings used from each source (sources with none left out)."""
@@ -197,7 +208,7 @@ def collect_ratings(
             continue
         found = _xmp_rating(photo, index, include_aescore, report) if read_xmp else None
         if found is None:
-            report.unrated += 1
+            report.unrated_photos.append(photo)
         else:
             report.ratings.append(found)
     return report
