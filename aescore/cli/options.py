@@ -8,11 +8,13 @@ everywhere.
 from __future__ import annotations
 
 import re
+from enum import Enum
 from typing import Annotated, Optional
 
 import typer
 
-__all__ = ["DEVICE_HELP", "DeviceOption", "JsonOption", "ModelOption", "OptionalDeviceOption", "check_device"]
+__all__ = ["DEVICE_HELP", "DeviceOption", "JsonOption", "ModelOption", "OptionalDeviceOption", "XmpStyle", "XmpStyleOption",
+           "check_device"]
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
 
@@ -41,3 +43,17 @@ _DEVICE_OPTION = typer.Option("--device", metavar="DEVICE", callback=check_devic
 DeviceOption = Annotated[str, _DEVICE_OPTION]  # default "auto"
 OptionalDeviceOption = Annotated[Optional[str], _DEVICE_OPTION]  # default None: the run's configuration decides (train)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout instead of text.")]
+
+
+class XmpStyle(str, Enum):
+    """How a new XMP sidecar is named (existing sidecars are updated where they are)."""
+
+    lightroom = "lightroom"
+    darktable = "darktable"
+
+
+XmpStyleOption = Annotated[XmpStyle, typer.Option(
+    "--xmp-style", rich_help_panel="Actions", show_default=True,
+    help="Name of a sidecar aescore creates for a photo that has none: lightroom IMG_1.xmp, darktable "
+         "IMG_1.JPG.xmp. Sidecars a photo already has are updated in their own style (both, where both exist).",
+)]

@@ -6,24 +6,17 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from aescore.cli.main import app
+from aescore.cli.options import XmpStyle, XmpStyleOption
 from aescore.termtext import say
 
 if TYPE_CHECKING:
     from aescore.report import DecisionOutcome
-
-
-class SidecarStyle(str, Enum):
-    """Sidecar naming, as ``--xmp-style`` of score/rank."""
-
-    lightroom = "lightroom"
-    darktable = "darktable"
 
 
 def _rating(r: int | None) -> str:
@@ -53,7 +46,7 @@ def _describe_dry_run(outcome: DecisionOutcome) -> str:
 def apply_cmd(
     decisions: Annotated[Path, typer.Argument(metavar="DECISIONS.json", help="Decisions exported from an aescore contact sheet (aescore report).")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show (on stderr) what would change; write nothing.")] = False,
-    xmp_style: Annotated[SidecarStyle, typer.Option("--xmp-style", help="Sidecar names: lightroom IMG_1.xmp, darktable IMG_1.JPG.xmp.")] = SidecarStyle.lightroom,
+    xmp_style: XmpStyleOption = XmpStyle.lightroom,
 ) -> None:
     """Write the ratings decided in a contact sheet into the photos' XMP sidecars as xmp:Rating.
 

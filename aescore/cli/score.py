@@ -22,7 +22,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from aescore.cli.main import app, config_error_line
-from aescore.cli.options import DeviceOption, ModelOption
+from aescore.cli.options import DeviceOption, ModelOption, XmpStyle, XmpStyleOption
 from aescore.errors import ConfigError, UsageError
 from aescore.inference.onnx_runtime import Runtime
 
@@ -48,13 +48,6 @@ class Format(str, enum.Enum):
     jsonl = "jsonl"
     csv = "csv"
     print0 = "print0"
-
-
-class XmpStyleChoice(str, enum.Enum):
-    """Sidecar naming conventions."""
-
-    lightroom = "lightroom"
-    darktable = "darktable"
 
 
 def _check_help() -> str:
@@ -106,7 +99,7 @@ class Options:
     reject_closed_eyes: Annotated[bool, _opt("--reject-closed-eyes", panel=_CULL, help="Stars -1 (rejected) for photos whose main faces have closed eyes (runs the faces check; implies --stars).")] = False
     no_face_cap: Annotated[bool, _opt("--no-face-cap", panel=_CULL, help="Where the faces check ran, do not cap photos with closed eyes or a soft face at 2 stars.")] = False
     write_xmp: Annotated[bool, _opt("--write-xmp", panel=_ACT, help="Write stars as xmp:Rating and the score as aescore:Score into XMP sidecars of the printed photos (implies --stars).")] = False
-    xmp_style: Annotated[XmpStyleChoice, _opt("--xmp-style", panel=_ACT, help="Sidecar names: lightroom IMG_1.xmp, darktable IMG_1.JPG.xmp.", show_default=True)] = XmpStyleChoice.lightroom
+    xmp_style: XmpStyleOption = XmpStyle.lightroom
     overwrite_rating: Annotated[bool, _opt("--overwrite-rating", panel=_ACT, help="Replace a rating already in a sidecar (kept by default).")] = False
     dry_run: Annotated[bool, _opt("--dry-run", panel=_ACT, help="Show (on stderr) what --write-xmp / --copy-to / --link-to would do; write nothing.")] = False
     copy_to: Annotated[Optional[str], _opt("--copy-to", metavar="DIR", panel=_ACT, help="Copy the printed photos into DIR (created if needed; existing files are never overwritten).")] = None
@@ -144,7 +137,7 @@ class Options:
             raise UsageError("--group-bursts must be >= 0 seconds")
         if self.similarity is not None and not -1.0 <= self.similarity <= 1.0:
             raise UsageError("--similarity is a cosine similarity in [-1, 1]")
-        if (self.overwrite_rating or self.xmp_style is not XmpStyleChoice.lightroom) and not self.write_xmp:
+        if (self.overwrite_rating or self.xmp_style is not XmpStyle.lightroom) and not self.write_xmp:
             raise UsageError("--overwrite-rating and --xmp-style need --write-xmp")
         self.crop_size()  # a bad --crop is one line before any photo is read
         if self.thumbs and not self.crop:
@@ -296,7 +289,7 @@ def _act(o: Options, chosen: list[Any], err: _Stderr, model_tag: str) -> tuple[i
             if o.dry_run:
                 err.line(f"aescore: {_describe_sidecar_change(out.change, out.photo.score, display_path(str(out.change.path)))}")
         if not o.dry_run:
-            err.line(f"aescore: {written} sidecar(s) written, {len(chosen) - written - refused} already up to date")
+            err.line(f"aescore: {written} sidecar(s) written, {len(outcomes) - written - refused} already up to date")
     dest, link = (o.copy_to, False) if o.copy_to else (o.link_to, True)
     if dest:
         mode = "link" if link else "copy"

@@ -208,7 +208,8 @@ def write_thumbs(photos: Sequence[Photo], dest: str | os.PathLike[str], size: tu
 
 @dataclass(frozen=True)
 class SidecarOutcome:
-    """What happened to one photo's sidecar: the change made (or that would be), or the refusal."""
+    """What happened to one sidecar of ``photo``: the change made (or that would be), or the
+    refusal. A photo with sidecars in both styles has one outcome for each."""
 
     photo: Photo
     change: Any = None  # aescore.inference.xmp.SidecarChange
@@ -220,8 +221,11 @@ def write_sidecars(
 ) -> list[SidecarOutcome]:
     """Write each photo's stars as ``xmp:Rating`` and its score as ``aescore:Score`` into its XMP
     sidecar (merged with what is there; atomic). Photos need ``stars`` (:func:`assign_stars`).
-    Photos whose sidecar name another photo owns (``pair.jpg`` + ``pair.png`` -> ``pair.xmp``) get
-    an outcome with ``error`` naming the owner, and nothing is written for them."""
+    The sidecars a photo already has are updated, both where it has both styles, and one in
+    ``style`` is created only when it has none; one outcome per sidecar, in photo order
+    (:func:`aescore.inference.xmp.write_rating_sidecars`). Photos whose only sidecar name another
+    photo owns (``pair.jpg`` + ``pair.png`` -> ``pair.xmp``) get an outcome with ``error`` naming
+    the owner, and nothing is written for them."""
     from aescore.inference.xmp import RatingToWrite, write_rating_sidecars
 
     if any(p.stars is None for p in photos):
@@ -230,7 +234,7 @@ def write_sidecars(
         [RatingToWrite(p.path, p.stars, p.score, overwrite_rating) for p in photos],  # type: ignore[arg-type]
         style=style, dry_run=dry_run, model=model_tag,  # type: ignore[arg-type]
     )
-    return [SidecarOutcome(photo, change, error) for photo, (change, error) in zip(photos, results)]
+    return [SidecarOutcome(photos[i], change, error) for i, change, error in results]
 
 
 def copy_photos(photos: Sequence[Photo], dest: str | os.PathLike[str], link: bool = False, dry_run: bool = False) -> Any:

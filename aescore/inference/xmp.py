@@ -15,8 +15,10 @@ reader saw before reads the same after.
 
 Lightroom-style names are shared by photos that differ only in their extension (``pair.jpg`` and
 ``pair.png`` both use ``pair.xmp``); :func:`check_sidecar_collisions` decides, the same way on every
-run, which photo such a sidecar is written for; :func:`write_rating_sidecars` applies that rule
-to a batch (``--write-xmp`` and ``aescore apply`` both write through it).
+run, which photo such a sidecar is written for; :func:`sidecar_targets` decides which sidecar(s)
+a photo's rating goes to (the ones it already has, in either style, else a new one in the chosen
+style); :func:`write_rating_sidecars` applies both rules to a batch (``--write-xmp`` and
+``aescore apply`` both write through it).
 """
 
 from __future__ import annotations
@@ -45,7 +47,9 @@ __all__ = [
     "SidecarError",
     "XmpStyle",
     "check_sidecar_collisions",
+    "sidecar_candidates",
     "sidecar_path",
+    "sidecar_targets",
     "write_rating_sidecar",
     "whole_rating",
     "write_rating_sidecars",
@@ -53,6 +57,8 @@ __all__ = [
 
 XmpStyle = Literal["lightroom", "darktable"]
 SidecarAction = Literal["create", "update", "unchanged", "kept-existing-rating"]
+#: Both sidecar styles, the photo's own darktable-style name first.
+_STYLES: tuple[XmpStyle, XmpStyle] = ("darktable", "lightroom")
 
 AESCORE_NS = "https://aescore.dev/ns/1.0/"
 XMP_NS = "http://ns.adobe.com/xap/1.0/"
@@ -99,6 +105,18 @@ class SidecarChange:
     changed: bool
 
 
+def _style_names(photo: Path, style: XmpStyle) -> list[Path]:
+    """The names ``photo``'s sidecar may have in ``style``, the conventional lower-case ``.xmp``
+    first, then ``.XMP``: Lightroom ``IMG_1.xmp`` (stem + .xmp), darktable ``IMG_1.JPG.xmp``."""
+    if style == "lightroom":
+        base = photo.with_suffix("") if photo.suffix else photo
+    elif style == "darktable":
+        base = photo
+    else:
+        raise UsageError(f"unknown XMP sidecar style {style!r} (use 'lightroom' or 'darktable')")
+    return [base.with_name(base.name + ".xmp"), base.with_name(base.name + ".XMP")]
+
+
 def sidecar_path(photo: str | os.PathLike[str], style: XmpStyle = "lightroom") -> Path:
     """Sidecar file for ``photo``: Lightroom ``IMG_1.xmp`` (stem + .xmp) or darktable ``IMG_1.JPG.xmp``.
 
@@ -107,18 +125,47 @@ def sidecar_path(photo: str | os.PathLike[str], style: XmpStyle = "lightroom") -
     shadowed. Note that Lightroom-style names are shared by ``IMG_1.JPG`` and ``IMG_1.CR2`` in one
     folder — that is Lightroom's convention, not something to fix here.
     """
-    photo = Path(photo)
-    if style == "lightroom":
-        base = photo.with_suffix("") if photo.suffix else photo
-        candidates = [base.with_name(base.name + ".xmp"), base.with_name(base.name + ".XMP")]
-    elif style == "darktable":
-        candidates = [photo.with_name(photo.name + ".xmp"), photo.with_name(photo.name + ".XMP")]
-    else:
-        raise UsageError(f"unknown XMP sidecar style {style!r} (use 'lightroom' or 'darktable')")
+    candidates = _style_names(Path(photo), style)
     for cand in candidates:
         if cand.exists():
             return cand
     return candidates[0]
+
+
+def sidecar_candidates(photo: str | os.PathLike[str]) -> list[Path]:
+    """Every name that may hold ``photo``'s rating, most specific first: darktable-style
+    ``IMG_1.JPG.xmp`` (one photo's own), then Lightroom-style ``IMG_1.xmp`` (shared by every file
+    with that stem, a raw + JPEG pair); each with ``.xmp``, then ``.XMP``. Checks no file.
+    Learning reads the first that exists (:mod:`aescore.ratings`)."""
+    photo = Path(photo)
+    out: list[Path] = []
+    for style in _STYLES:
+        for cand in _style_names(photo, style):
+            if cand != photo and cand not in out:
+                out.append(cand)
+    return out
+
+
+def sidecar_targets(photo: str | os.PathLike[str], style: XmpStyle = "lightroom", owns_shared: bool = True) -> list[Path]:
+    """The sidecar(s) a rating of ``photo`` is written to: one sidecar per photo, the one it has.
+
+    Every existing sidecar of the photo, in either style (darktable ``IMG_1.JPG.xmp`` first, then
+    Lightroom ``IMG_1.xmp``), so a library rated in both keeps both and both agree; only when the
+    photo has none, a new one named in ``style``. ``owns_shared`` is False when the Lightroom-style
+    name belongs to another photo (:func:`check_sidecar_collisions`): that file is then not this
+    photo's, and an empty list means the only sidecar it could get is the other photo's.
+    """
+    photo = Path(photo)
+    shared = sidecar_path(photo, "lightroom")
+    existing: list[Path] = []
+    for style_ in _STYLES:
+        path = sidecar_path(photo, style_)
+        if path.exists() and path not in existing and (owns_shared or path != shared):
+            existing.append(path)
+    if existing:
+        return existing
+    new = sidecar_path(photo, style)
+    return [new] if owns_shared or new != shared else []
 
 
 # --------------------------------------------------------------------------- DOM helpers
@@ -347,6 +394,7 @@ def write_rating_sidecar(
     overwrite_rating: bool = False,
     dry_run: bool = False,
     model: str | None = None,
+    sidecar: str | os.PathLike[str] | None = None,
 ) -> SidecarChange:
     """Record ``stars`` as ``xmp:Rating`` and ``score`` as ``aescore:Score`` in ``photo``'s sidecar.
 
@@ -362,14 +410,16 @@ def write_rating_sidecar(
     writes nothing and reports what would happen. Raises SidecarError (file left untouched) for a
     sidecar that is not a regular file, is a symlink to a file outside the photo's folder, is
     larger than :data:`MAX_SIDECAR_BYTES`, declares a DTD or entities, is malformed XML, or is
-    XML without ``rdf:RDF``; ValueError for stars outside -1..5 or a NaN score. A batch should go
-    through :func:`write_rating_sidecars`, which also keeps shared sidecar names apart.
+    XML without ``rdf:RDF``; ValueError for stars outside -1..5 or a NaN score. ``sidecar`` names
+    the file to write (one in the photo's folder), else it is :func:`sidecar_path` in ``style``.
+    A batch should go through :func:`write_rating_sidecars`, which picks the sidecars a photo
+    already has (:func:`sidecar_targets`) and keeps shared sidecar names apart.
     """
     if not (-1 <= int(stars) <= 5) or int(stars) != stars:
         raise ValueError(f"xmp:Rating must be an integer from -1 to 5, got {stars}")
     if math.isnan(score):
         raise ValueError("cannot record a NaN score")
-    path = sidecar_path(photo, style)
+    path = Path(sidecar) if sidecar is not None else sidecar_path(photo, style)
     exists = path.exists()
     if exists:
         real = Path(os.path.realpath(path))
@@ -535,29 +585,36 @@ def write_rating_sidecars(
     style: XmpStyle = "lightroom",
     dry_run: bool = False,
     model: str | None = None,
-) -> list[tuple[SidecarChange | None, str | None]]:
-    """Write each item's sidecar with :func:`write_rating_sidecar`; one ``(change, None)`` or
-    ``(None, why nothing was written)`` per item, in order.
+) -> list[tuple[int, SidecarChange | None, str | None]]:
+    """Write each item into its sidecar(s) (:func:`sidecar_targets`) with
+    :func:`write_rating_sidecar`: one ``(i, change, None)`` or ``(i, None, why nothing was
+    written)`` per sidecar, ``i`` the item's index, in order.
 
-    A photo whose sidecar name belongs to another photo (:func:`check_sidecar_collisions`) gets the
-    collision as its reason, and nothing is written for it; a sidecar aescore refuses to change
-    (SidecarError) or cannot write (OSError) gets the error's one-line message. The others are
-    still written. This is the rule of ``--write-xmp`` and ``aescore apply`` alike.
+    A photo's existing sidecars are updated, in both styles alike where it has both; a new one,
+    named in ``style``, is created only for a photo that has none. A Lightroom-style name shared
+    by several photos belongs to one of them (:func:`check_sidecar_collisions`): the others do not
+    write it, and a photo whose only possible sidecar is that one gets the collision as its reason
+    (one entry). A sidecar aescore refuses to change (SidecarError) or cannot write (OSError) gets
+    the error's one-line message; the others are still written. This is the rule of
+    ``--write-xmp`` and ``aescore apply`` alike.
     """
+    if style not in _STYLES:
+        raise UsageError(f"unknown XMP sidecar style {style!r} (use 'lightroom' or 'darktable')")
     items = list(items)
-    collisions = check_sidecar_collisions([item.photo for item in items], style)
-    out: list[tuple[SidecarChange | None, str | None]] = []
-    for item, collision in zip(items, collisions):
-        if collision is not None:
-            out.append((None, str(collision)))
-            continue
-        try:
-            change = write_rating_sidecar(
-                item.photo, item.stars, item.score, style=style,
-                overwrite_rating=item.overwrite_rating, dry_run=dry_run, model=model,
-            )
-        except (SidecarError, OSError) as err:
-            out.append((None, str(err)))
-            continue
-        out.append((change, None))
+    collisions = check_sidecar_collisions([item.photo for item in items], "lightroom")
+    out: list[tuple[int, SidecarChange | None, str | None]] = []
+    for i, (item, collision) in enumerate(zip(items, collisions)):
+        targets = sidecar_targets(item.photo, style, owns_shared=collision is None)
+        if not targets:
+            out.append((i, None, str(collision)))
+        for target in targets:
+            try:
+                change = write_rating_sidecar(
+                    item.photo, item.stars, item.score, style=style,
+                    overwrite_rating=item.overwrite_rating, dry_run=dry_run, model=model, sidecar=target,
+                )
+            except (SidecarError, OSError) as err:
+                out.append((i, None, str(err)))
+                continue
+            out.append((i, change, None))
     return out

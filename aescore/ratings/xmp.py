@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from aescore import fsutil
-from aescore.inference.xmp import AESCORE_NS, RDF_NS, XMP_NS, whole_rating
+# sidecar_candidates: the sidecar names, one place for the reader and the writer.
+from aescore.inference.xmp import AESCORE_NS, RDF_NS, XMP_NS, sidecar_candidates, whole_rating
+
+__all__ = ["MAX_PACKET_BYTES", "XmpRating", "XmpReadError", "parse_packet", "read_regular_file", "sidecar_candidates"]
 
 #: Largest XMP packet read (sidecars are a few KB; Lightroom's with develop history rarely 1 MB).
 MAX_PACKET_BYTES = 8 * 1024 * 1024
@@ -89,18 +92,3 @@ def read_regular_file(path: str | os.PathLike[str], limit: int) -> bytes:
     if len(data) > limit:
         raise OSError(f"larger than {limit // (1024 * 1024)} MB")
     return data
-
-
-def sidecar_candidates(photo: str | os.PathLike[str]) -> list[Path]:
-    """Sidecars that may hold ``photo``'s rating, most specific first.
-
-    darktable-style ``IMG_1.JPG.xmp`` names one file; Lightroom-style ``IMG_1.xmp`` is shared by
-    every file with that stem (a raw + JPEG pair), so it comes second. Upper-case ``.XMP`` too.
-    """
-    full = os.fspath(photo)
-    base = os.path.splitext(full)[0]
-    out: list[Path] = []
-    for cand in (full + ".xmp", full + ".XMP", base + ".xmp", base + ".XMP"):
-        if cand != full and Path(cand) not in out:
-            out.append(Path(cand))
-    return out

@@ -81,7 +81,8 @@ class DecisionsFile:
 
 @dataclass(frozen=True)
 class DecisionOutcome:
-    """What applying one decision did: the sidecar change, or why the sidecar was left alone."""
+    """What applying one decision did to one sidecar: the change, or why it was left alone
+    (a photo with sidecars in both styles has one outcome for each)."""
 
     decision: Decision
     change: SidecarChange | None
@@ -142,7 +143,9 @@ def apply_decisions(
 
     Same naming, merge, shared-name and atomic-write rules as ``--write-xmp``
     (:func:`~aescore.inference.xmp.write_rating_sidecars`); a rating already in the sidecar is
-    replaced, except by a pick. ``dry_run`` writes nothing. A sidecar aescore refuses to change
+    replaced, except by a pick. The sidecars a photo already has are written, both alike where it
+    has both styles; one in ``style`` is created only when it has none; one outcome per sidecar,
+    in decision order. ``dry_run`` writes nothing. A sidecar aescore refuses to change
     (malformed, declaring entities, a link out of the photo's folder, shared with another photo)
     or cannot write is reported in the outcome's ``error``; the others are still applied. Photos
     are never opened.
@@ -152,7 +155,7 @@ def apply_decisions(
         [RatingToWrite(d.path, d.rating, d.score, overwrite_rating=not d.pick) for d in decisions],
         style=style, dry_run=dry_run, model=model,
     )
-    return [DecisionOutcome(d, change, error) for d, (change, error) in zip(decisions, results)]
+    return [DecisionOutcome(decisions[i], change, error) for i, change, error in results]
 
 
 # --------------------------------------------------------------------------- helpers
