@@ -50,6 +50,14 @@ class Format(str, enum.Enum):
     print0 = "print0"
 
 
+class StarScaleOpt(str, enum.Enum):
+    """``--star-scale``: how stars are given (:mod:`aescore.inference.stars`)."""
+
+    auto = "auto"  # absolute where the model has a calibrated scale, else relative
+    absolute = "absolute"
+    relative = "relative"
+
+
 def _check_help() -> str:
     """``--check``'s help: the checks there are, with what each adds."""
     from aescore.checks import available_checks
@@ -94,7 +102,8 @@ class Options:
     group_bursts: Annotated[Optional[float], _opt("--group-bursts", metavar="SECONDS", panel=_CULL, help="Group photos taken within SECONDS of the previous one (EXIF time, else file mtime).")] = None
     best_of_group: Annotated[bool, _opt("--best-of-group", panel=_CULL, help="Print only the best photo of each burst group.")] = False
     similarity: Annotated[Optional[float], _opt("--similarity", metavar="X", panel=_CULL, help="Also split bursts where consecutive photos' embedding cosine similarity < X (e.g. 0.6 with the default model).")] = None
-    stars: Annotated[bool, _opt("--stars", panel=_CULL, help="1-5 stars by percentile within the run: top 10% 5, next 20% 4, middle 40% 3, next 20% 2, bottom 10% 1.")] = False
+    stars: Annotated[bool, _opt("--stars", panel=_CULL, help="1-5 stars: by percentile within the run (top 10% 5, next 20% 4, middle 40% 3, next 20% 2, bottom 10% 1), capped by the score on the model's fixed scale (--star-scale).")] = False
+    star_scale: Annotated[StarScaleOpt, _opt("--star-scale", panel=_CULL, help="absolute = the percentile stars capped by the score on the model's calibrated scale (the default model: below 'flawed' at most 2 stars; see docs/usage.md); relative = percentiles alone; auto = absolute where the model has a calibrated scale, else relative. absolute/relative imply --stars.", show_default=True)] = StarScaleOpt.auto
     reject_below: Annotated[Optional[float], _opt("--reject-below", metavar="X", panel=_CULL, help="Stars -1 (rejected) for scores below X (implies --stars).")] = None
     reject_closed_eyes: Annotated[bool, _opt("--reject-closed-eyes", panel=_CULL, help="Stars -1 (rejected) for photos whose main faces have closed eyes (runs the faces check; implies --stars).")] = False
     no_face_cap: Annotated[bool, _opt("--no-face-cap", panel=_CULL, help="Where the faces check ran, do not cap photos with closed eyes or a soft face at 2 stars.")] = False
@@ -430,8 +439,12 @@ def run(o: Options, ranked: bool, emit: bool = True) -> int:
     cull.assign_ranks(photos)
     if o.group_bursts is not None:
         cull.group_bursts(photos, o.group_bursts, o.similarity)
-    if o.stars or o.reject_below is not None or o.write_xmp or o.html or o.reject_closed_eyes:
-        cull.assign_stars(photos, o.reject_below, face_cap=not o.no_face_cap, reject_closed_eyes=o.reject_closed_eyes)
+    if o.stars or o.reject_below is not None or o.write_xmp or o.html or o.reject_closed_eyes or o.star_scale is not StarScaleOpt.auto:
+        try:
+            cull.assign_stars(photos, o.reject_below, face_cap=not o.no_face_cap, reject_closed_eyes=o.reject_closed_eyes,
+                              model_name=result.model_name, model_sha256=result.model_sha256, scale=o.star_scale.value)
+        except ValueError as exc:
+            raise UsageError(f"--star-scale: {exc}") from None
     crop = o.crop_size()
     if crop is not None:
         cull.assign_crops(photos, crop)

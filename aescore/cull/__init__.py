@@ -5,7 +5,7 @@ write sidecars and copy — each a function over the results. ``aescore score`` 
 >>> from aescore import cull
 >>> run = cull.score_photos(["~/Photos/shoot"], checks=["exif"])       # doctest: +SKIP
 >>> cull.group_bursts(run.photos, seconds=2)                          # doctest: +SKIP
->>> cull.assign_stars(run.photos)                                     # doctest: +SKIP
+>>> cull.assign_stars(run.photos, model_name=run.model_name, model_sha256=run.model_sha256)                                     # doctest: +SKIP
 >>> for p in cull.select(run.photos, ranked=True, top=10):            # doctest: +SKIP
 ...     print(p.rank, f"{p.score:.3f}", p.stars, p.fields["camera"], p.path)
 
@@ -169,17 +169,24 @@ def group_bursts(photos: Sequence[Photo], seconds: float, similarity: float | No
 
 
 def assign_stars(
-    photos: Sequence[Photo], reject_below: float | None = None, *, face_cap: bool = True, reject_closed_eyes: bool = False
+    photos: Sequence[Photo], reject_below: float | None = None, *, face_cap: bool = True, reject_closed_eyes: bool = False,
+    model_name: str | None = None, model_sha256: str | None = None, scale: str = "auto",
 ) -> None:
-    """Set ``stars`` on ``photos`` by percentile within them (see :mod:`aescore.inference.stars`);
-    scores below ``reject_below`` get -1 (rejected). Where the faces check ran
+    """Set ``stars`` on ``photos`` (see :mod:`aescore.inference.stars`): by percentile within
+    them, capped — with the ``absolute`` ``scale``, the default (``auto``) where the model
+    (``model_name``, ``model_sha256``: :attr:`ScoreRun.model_name` and ``model_sha256``) has a
+    calibrated scale — by the score on that fixed scale (a photo the model calls flawed: at most
+    2). ``relative``, or ``auto`` without a calibrated scale or a model name: percentiles alone.
+    Scores below ``reject_below`` get -1 (rejected). Where the faces check ran
     (:mod:`aescore.cull.people`): with ``face_cap``, a photo whose main faces have closed eyes or a
-    soft face gets at most 2 stars; with ``reject_closed_eyes``, closed eyes get -1."""
+    soft face gets at most 2 stars; with ``reject_closed_eyes``, closed eyes get -1. The caps
+    compose: the least of them wins. ValueError for ``absolute`` where the model has no scale."""
     from aescore.cull.people import star_cap
     from aescore.inference import stars
 
+    star_scale = stars.resolve_star_scale(scale, model_name, model_sha256)
     caps = [star_cap(p.fields, face_cap, reject_closed_eyes) for p in photos]
-    for photo, s in zip(photos, stars.assign_stars([p.score for p in photos], reject_below, caps)):
+    for photo, s in zip(photos, stars.assign_stars([p.score for p in photos], reject_below, caps, star_scale)):
         photo.stars = s
 
 
