@@ -5,7 +5,7 @@ write sidecars and copy — each a function over the results. ``aescore score`` 
 >>> from aescore import cull
 >>> run = cull.score_photos(["~/Photos/shoot"], checks=["exif"])       # doctest: +SKIP
 >>> cull.group_bursts(run.photos, seconds=2)                          # doctest: +SKIP
->>> cull.assign_stars(run.photos, model_name=run.model_name, model_sha256=run.model_sha256)                                     # doctest: +SKIP
+>>> cull.assign_stars(run.photos, model_name=run.model_name, model_sha256=run.model_sha256)  # doctest: +SKIP
 >>> for p in cull.select(run.photos, ranked=True, top=10):            # doctest: +SKIP
 ...     print(p.rank, f"{p.score:.3f}", p.stars, p.fields["camera"], p.path)
 
