@@ -135,7 +135,12 @@ def _print_ratings(report: Any, err: Any) -> None:
     if report.unrated:
         err.line(f"aescore: {report.unrated} photo(s) unrated (left out: unrated is not a negative)")
     if report.by_aescore:
-        err.line(f"aescore: {report.by_aescore} rating(s) written by aescore left out (--include-aescore-ratings uses them)")
+        err.line(
+            f"aescore: {report.by_user} of your rating(s) used; {report.by_aescore} rating(s) aescore set itself "
+            "and nobody changed left out (--include-aescore-ratings uses them)"
+        )
+    elif report.aescore_used:
+        err.line(f"aescore: {report.by_user} of your rating(s) and {report.aescore_used} aescore set itself used (--include-aescore-ratings)")
     if report.missing:
         err.line(f"aescore: {len(report.missing)} rated file(s) missing{_examples(report.missing)}")
     if report.unreadable:

@@ -19,6 +19,13 @@ run, which photo such a sidecar is written for; :func:`sidecar_targets` decides 
 a photo's rating goes to (the ones it already has, in either style, else a new one in the chosen
 style); :func:`write_rating_sidecars` applies both rules to a batch (``--write-xmp`` and
 ``aescore apply`` both write through it).
+
+Provenance of the rating: when aescore sets ``xmp:Rating`` from its own stars it records the value
+as ``aescore:Rating``; when the rating in the sidecar is known to be the photographer's (one
+aescore kept, or a decision written by ``aescore apply``) it records ``aescore:RatingSource="user"``
+instead. :func:`rating_set_by_aescore` is the one rule that reads these marks back (the writer and
+:mod:`aescore.ratings` both use it): a rating is aescore's only while it still equals the value
+aescore set.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from aescore.fsutil import atomic_write_bytes, read_regular_file
 __all__ = [
     "AESCORE_NS",
     "XMP_NS",
+    "X_NS",
     "MAX_SIDECAR_BYTES",
     "RDF_NS",
     "RatingToWrite",
@@ -47,6 +55,7 @@ __all__ = [
     "SidecarError",
     "XmpStyle",
     "check_sidecar_collisions",
+    "rating_set_by_aescore",
     "sidecar_candidates",
     "sidecar_path",
     "sidecar_targets",
@@ -270,6 +279,29 @@ def _set_property(
     return True
 
 
+def _remove_property(descs: list[minidom.Element], uri: str, local: str) -> bool:
+    """Remove every occurrence of property ``uri``+``local`` (attribute or child element); True if
+    there was one."""
+    removed = False
+    while (prop := _find_property(descs, uri, local)) is not None:
+        if isinstance(prop.node, minidom.Attr):
+            prop.desc.removeAttributeNode(prop.node)
+        else:
+            prop.desc.removeChild(prop.node)
+        removed = True
+    return removed
+
+
+def _mark_rating(descs: list[minidom.Element], target: minidom.Element, by: Literal["aescore", "user"], rating: int) -> bool:
+    """Record who set the sidecar's ``rating``: ``aescore:Rating`` = the value for aescore's own,
+    ``aescore:RatingSource="user"`` for the user's (the other mark removed); True if it changed."""
+    if by == "aescore":
+        changed = _remove_property(descs, AESCORE_NS, "RatingSource")
+        return _set_property(descs, target, AESCORE_NS, "Rating", "aescore", str(rating)) or changed
+    changed = _remove_property(descs, AESCORE_NS, "Rating")
+    return _set_property(descs, target, AESCORE_NS, "RatingSource", "aescore", "user") or changed
+
+
 def whole_rating(value: object) -> int | None:
     """A rating value as an int when it is a whole, finite number, else None: the one rule for
     every rating aescore reads (XMP sidecars, embedded XMP, Lightroom, digiKam, CSV).
@@ -292,6 +324,39 @@ def whole_rating(value: object) -> int | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return int(number) if math.isfinite(number) and number.is_integer() else None
+
+
+def rating_set_by_aescore(
+    rating: int | None,
+    aescore_rating: str | None,
+    rating_source: str | None,
+    stamped: bool,
+    toolkit: str | None,
+) -> bool:
+    """Whether the ``rating`` an XMP packet carries is one aescore set itself and nobody changed:
+    the one rule of provenance, for the sidecar writer and for ``learn`` (:mod:`aescore.ratings`).
+
+    ``aescore_rating``: the packet's ``aescore:Rating`` (the value aescore set), ``rating_source``
+    its ``aescore:RatingSource`` (``"user"`` for a rating aescore knows is the photographer's),
+    ``stamped`` whether it has ``aescore:Score`` or ``aescore:Model``, ``toolkit`` the
+    ``x:xmptk`` of its ``x:xmpmeta`` (the program that created the packet). Rules, first match:
+
+    1. ``aescore:Rating`` present: aescore's only if it still equals ``rating`` (a rating changed
+       afterwards, in Lightroom or by hand, is the user's);
+    2. ``aescore:RatingSource="user"``: the user's;
+    3. a packet from an older aescore (``stamped``, neither mark): aescore's when aescore created the
+       packet or it cannot tell (``x:xmptk`` absent or ``aescore ...``); the user's when another
+       program created it (older versions kept an existing rating by default and only added their
+       score there);
+    4. otherwise (aescore never touched it): the user's.
+    """
+    if aescore_rating is not None:
+        return rating is not None and whole_rating(aescore_rating) == rating
+    if rating_source is not None and rating_source.strip().lower() == "user":
+        return False
+    if stamped:
+        return toolkit is None or not toolkit.strip() or toolkit.strip().lower().startswith("aescore")
+    return False
 
 
 def _parse_sidecar(path: Path, data: bytes) -> minidom.Document:
@@ -383,6 +448,21 @@ def _serialise(doc: minidom.Document, xml_declaration: bool) -> bytes:
     return ("\n".join(parts) + "\n").encode("utf-8")
 
 
+def _set_by_aescore(doc: minidom.Document, descs: list[minidom.Element], rating: int | None) -> bool:
+    """:func:`rating_set_by_aescore` for the sidecar ``doc`` as it is now (before this write)."""
+    def value(local: str) -> str | None:
+        prop = _find_property(descs, AESCORE_NS, local)
+        return prop.value if prop is not None else None
+
+    root = doc.documentElement
+    toolkit = root.getAttributeNodeNS(X_NS, "xmptk") if root is not None and root.namespaceURI == X_NS else None
+    return rating_set_by_aescore(
+        rating, value("Rating"), value("RatingSource"),
+        stamped=value("Score") is not None or value("Model") is not None,
+        toolkit=toolkit.value if toolkit is not None else None,
+    )
+
+
 # --------------------------------------------------------------------------- public API
 
 
@@ -395,6 +475,7 @@ def write_rating_sidecar(
     dry_run: bool = False,
     model: str | None = None,
     sidecar: str | os.PathLike[str] | None = None,
+    by_user: bool = False,
 ) -> SidecarChange:
     """Record ``stars`` as ``xmp:Rating`` and ``score`` as ``aescore:Score`` in ``photo``'s sidecar.
 
@@ -404,6 +485,13 @@ def write_rating_sidecar(
     as an attribute (``xmp:Rating="3"``) or a child element; ``aescore:Score`` (4 decimals) and,
     when ``model`` is given (e.g. a weights sha256 prefix), ``aescore:Model`` are always set, in
     our namespace :data:`AESCORE_NS`. Nothing is written when nothing changes.
+
+    Provenance (:func:`rating_set_by_aescore`): a rating aescore sets from its own ``stars`` gets
+    ``aescore:Rating`` = that value; with ``by_user`` (``aescore apply``: the photographer's
+    decision) a rating written, or already equal, gets ``aescore:RatingSource="user"``. A rating
+    kept because it differs and ``overwrite_rating`` is off is marked the user's when it is
+    (written by another program, or changed since aescore set it), and otherwise left as it is;
+    a rating already equal to ``stars`` keeps the provenance it has.
 
     Writes are atomic (temporary file in the same folder, then ``os.replace``); a sidecar that is a
     symlink to a file in the photo's own folder is written through to its target. ``dry_run``
@@ -446,20 +534,28 @@ def write_rating_sidecar(
         descs = [target]
 
     old_rating = whole_rating(rating.value) if rating is not None else None
+    setter: Literal["aescore", "user"] = "user" if by_user else "aescore"
     kept = False
     changed = False
+    mark: Literal["aescore", "user"] | None
     if rating is None:
         changed |= _set_property(descs, target, XMP_NS, "Rating", "xmp", str(int(stars)))
         new_rating: int | None = int(stars)
+        mark = setter
     elif old_rating == stars:
         new_rating = old_rating  # same rating (maybe written "3.0"): leave the text as it is
+        mark = "user" if by_user or not _set_by_aescore(doc, descs, old_rating) else "aescore"
     elif overwrite_rating:
         rating.set(str(int(stars)))
         changed = True
         new_rating = int(stars)
+        mark = setter
     else:
         kept = True
         new_rating = old_rating
+        mark = None if _set_by_aescore(doc, descs, old_rating) else "user"
+    if mark is not None and new_rating is not None:
+        changed |= _mark_rating(descs, target, mark, new_rating)
     changed |= _set_property(descs, target, AESCORE_NS, "Score", "aescore", f"{score:.4f}")
     if model is not None:
         changed |= _set_property(descs, target, AESCORE_NS, "Model", "aescore", model)
@@ -578,6 +674,8 @@ class RatingToWrite:
     stars: int
     score: float
     overwrite_rating: bool = False
+    #: The rating is the photographer's own decision (``aescore apply``), recorded as such.
+    by_user: bool = False
 
 
 def write_rating_sidecars(
@@ -612,6 +710,7 @@ def write_rating_sidecars(
                 change = write_rating_sidecar(
                     item.photo, item.stars, item.score, style=style,
                     overwrite_rating=item.overwrite_rating, dry_run=dry_run, model=model, sidecar=target,
+                    by_user=item.by_user,
                 )
             except (SidecarError, OSError) as err:
                 out.append((i, None, str(err)))

@@ -11,9 +11,12 @@ Sources, in order of precedence when several rate the same file (the first with 
 
 Scale: -1 = rejected, 1..5 stars, and 0 = zero stars where the source distinguishes it from
 "unrated" (digiKam, CSV); XMP's 0 and Lightroom's NULL/0 mean unrated. Unrated photos are left
-out: they are not negatives. A rating that aescore wrote itself (``--write-xmp`` marks the packet
-with ``aescore:Score``) is excluded unless ``include_aescore`` — learning from our own output would
-be circular.
+out: they are not negatives. A rating that aescore set itself from its own stars and nobody changed
+since (``--write-xmp`` records it as ``aescore:Rating``;
+:func:`aescore.inference.xmp.rating_set_by_aescore` is the rule) is excluded unless
+``include_aescore`` — learning from our own output would be circular. Every other rating is the
+user's: one aescore did not set (kept by ``--write-xmp``), one changed afterwards, and a decision
+written by ``aescore apply``.
 """
 
 from __future__ import annotations
@@ -43,11 +46,13 @@ class RatingSource(str, Enum):
 
 @dataclass(frozen=True)
 class Rating:
-    """One photo's rating: ``path`` (as discovered, or as the source names it), -1..5, and its source."""
+    """One photo's rating: ``path`` (as discovered, or as the source names it), -1..5, and its
+    source; ``by_aescore`` for a rating aescore set itself, used only with ``include_aescore``."""
 
     path: str
     rating: int
     source: RatingSource
+    by_aescore: bool = False
 
 
 @dataclass
@@ -56,7 +61,8 @@ class RatingsReport:
 
     ``ratings``: one per rated photo. ``missing``: files a catalog/database/CSV rates that do not
     exist (or are not regular files). ``unreadable``: ``(file, reason)`` for sidecars or photos whose
-    XMP could not be read. ``by_aescore``: ratings skipped because aescore wrote them.
+    XMP could not be read. ``by_aescore``: ratings left out because aescore set them itself and
+    nobody changed them (:attr:`by_user` counts the user's ratings used).
     ``unrated_photos``: photos given that carry no rating at all (``unrated`` counts them); a
     caller that finds some of them are not readable photos drops them with :meth:`drop_unrated`.
     """
@@ -71,6 +77,17 @@ class RatingsReport:
     def unrated(self) -> int:
         """Number of photos given that carry no rating (left out: unrated is not a negative)."""
         return len(self.unrated_photos)
+
+    @property
+    def by_user(self) -> int:
+        """Number of ratings used that are the user's (all but those aescore set, which only
+        ``include_aescore`` uses)."""
+        return sum(not r.by_aescore for r in self.ratings)
+
+    @property
+    def aescore_used(self) -> int:
+        """Number of ratings used that aescore set itself (only with ``include_aescore``)."""
+        return len(self.ratings) - self.by_user
 
     def drop_unrated(self, paths: Iterable[str]) -> None:
         """Stop counting ``paths`` as unrated (e.g. files that turned out not to be readable photos)."""
@@ -121,7 +138,7 @@ def _xmp_rating(photo: str, index: _FolderIndex, include_aescore: bool, report: 
         if found.by_aescore and not include_aescore:
             report.by_aescore += 1
             continue
-        return Rating(photo, found.rating, RatingSource.SIDECAR)
+        return Rating(photo, found.rating, RatingSource.SIDECAR, found.by_aescore)
     try:
         fd = os.open(photo, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as fh:
@@ -142,7 +159,7 @@ def _xmp_rating(photo: str, index: _FolderIndex, include_aescore: bool, report: 
     if found.by_aescore and not include_aescore:
         report.by_aescore += 1
         return None
-    return Rating(photo, found.rating, RatingSource.EMBEDDED)
+    return Rating(photo, found.rating, RatingSource.EMBEDDED, found.by_aescore)
 
 
 def _real(path: str) -> str:

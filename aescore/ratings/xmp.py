@@ -17,7 +17,15 @@ from typing import Any
 
 from aescore import fsutil
 # sidecar_candidates: the sidecar names, one place for the reader and the writer.
-from aescore.inference.xmp import AESCORE_NS, RDF_NS, XMP_NS, sidecar_candidates, whole_rating
+from aescore.inference.xmp import (
+    AESCORE_NS,
+    RDF_NS,
+    X_NS,
+    XMP_NS,
+    rating_set_by_aescore,
+    sidecar_candidates,
+    whole_rating,
+)
 
 __all__ = ["MAX_PACKET_BYTES", "XmpRating", "XmpReadError", "parse_packet", "read_regular_file", "sidecar_candidates"]
 
@@ -32,7 +40,9 @@ class XmpReadError(ValueError):
 @dataclass(frozen=True)
 class XmpRating:
     """What one XMP packet says: ``rating`` (-1..5, or None when unrated or absent) and whether
-    aescore wrote it (``aescore:Score`` / ``aescore:Model`` present, see ``--write-xmp``)."""
+    aescore set it itself and nobody changed it since
+    (:func:`aescore.inference.xmp.rating_set_by_aescore`: ``aescore:Rating`` still equal to
+    ``xmp:Rating``, or an older aescore's packet it cannot tell apart)."""
 
     rating: int | None
     by_aescore: bool
@@ -67,7 +77,14 @@ def parse_packet(data: bytes) -> XmpRating:
     rating = whole_rating(text)
     if rating is not None and (rating == 0 or not -1 <= rating <= 5):
         rating = None
-    by_aescore = any(_property(descs, AESCORE_NS, local) is not None for local in ("Score", "Model"))
+    meta = root if root.tag == f"{{{X_NS}}}xmpmeta" else root.find(f".//{{{X_NS}}}xmpmeta")
+    by_aescore = rating_set_by_aescore(
+        rating,
+        _property(descs, AESCORE_NS, "Rating"),
+        _property(descs, AESCORE_NS, "RatingSource"),
+        stamped=any(_property(descs, AESCORE_NS, local) is not None for local in ("Score", "Model")),
+        toolkit=meta.get(f"{{{X_NS}}}xmptk") if meta is not None else None,
+    )
     return XmpRating(rating, by_aescore)
 
 

@@ -9,8 +9,10 @@ The page's "Export decisions" downloads a JSON file::
 ``rating`` is the ``xmp:Rating`` to write: -1 rejected, 0 unrated, 1-5 stars. A *pick* ("keep
 this one") carries the suggested stars (at least 1) and ``"pick": true``; it is applied without
 replacing a rating the sidecar already has (your earlier rating of a photo you keep stands), while
-a star key or a reject replaces it. ``score`` is recorded as ``aescore:Score``, as ``--write-xmp``
-does. Everything else in a sidecar is kept (see :func:`aescore.inference.xmp.write_rating_sidecar`).
+a star key or a reject replaces it. Every rating written is recorded as the user's own
+(``aescore:RatingSource="user"``), so ``aescore learn`` learns from it; a pick that keeps the
+sidecar's rating leaves that rating's provenance as it was. ``score`` is recorded as
+``aescore:Score``, as ``--write-xmp`` does. Everything else in a sidecar is kept (see :func:`aescore.inference.xmp.write_rating_sidecar`).
 
 Sidecars are written only for image files aescore scores, by the rules of ``--write-xmp``
 (:func:`aescore.inference.xmp.write_rating_sidecars`): a sidecar name shared by several photos
@@ -143,7 +145,7 @@ def apply_decisions(
 
     Same naming, merge, shared-name and atomic-write rules as ``--write-xmp``
     (:func:`~aescore.inference.xmp.write_rating_sidecars`); a rating already in the sidecar is
-    replaced, except by a pick. The sidecars a photo already has are written, both alike where it
+    replaced, except by a pick, and recorded as the user's (``by_user``). The sidecars a photo already has are written, both alike where it
     has both styles; one in ``style`` is created only when it has none; one outcome per sidecar,
     in decision order. ``dry_run`` writes nothing. A sidecar aescore refuses to change
     (malformed, declaring entities, a link out of the photo's folder, shared with another photo)
@@ -152,7 +154,7 @@ def apply_decisions(
     """
     decisions = list(decisions)
     results = write_rating_sidecars(
-        [RatingToWrite(d.path, d.rating, d.score, overwrite_rating=not d.pick) for d in decisions],
+        [RatingToWrite(d.path, d.rating, d.score, overwrite_rating=not d.pick, by_user=True) for d in decisions],
         style=style, dry_run=dry_run, model=model,
     )
     return [DecisionOutcome(decisions[i], change, error) for i, change, error in results]
