@@ -242,15 +242,18 @@ def _compute(
     for w in todo:
         sizes = [c.needs.image_size for c in w.missing if c.needs.image_size]
         jobs.append(Job(files[w.index].path, network=w.needs_network(want), image_size=max(sizes) if sizes else None))
-    # Outputs the checks need come from the same pass; the embedding always does (it is the
-    # pooled features of that pass, ~2 kB a photo in the cache), so `learn` or `--similarity`
-    # after a plain `rank` decodes nothing again.
+    # One pass computes everything (issue 25): the outputs the checks need, the embedding (the
+    # pooled features of that pass, ~2 kB a photo in the cache) and every other output the model
+    # declares and the runtime gives from the same pass (see pass_outputs), so `learn`,
+    # `--similarity`, `rank --reasons` or `report` after a plain `rank` decode nothing again.
     net_want = want.union({"embedding"}, *(c.needs.outputs for c in checks))
     n_network = sum(j.network for j in jobs)
     # The model found once by the caller (aescore.inference.loading.ModelRef): its card is not read again.
     model = open_model(
         ref, settings.device, settings.runtime, want=net_want, tta_crops=settings.tta_crops, n_photos=n_network,
     ) if n_network else None
+    if model is not None:
+        net_want = net_want | pass_outputs(ref.card, model.runtime, settings.tta_crops)
     advance = progress(len(todo), total - len(todo)) if progress is not None else None
     results = infer(
         model, jobs, preprocess=recipe, want=net_want, tta_crops=settings.tta_crops,
@@ -269,9 +272,53 @@ def _compute(
             computed += 1
             w.outputs.update(out.outputs)
             writer.score(key, w.outputs["p_high"], w.outputs.get("embedding"))
+            _cache_output_checks(files[w.index].path, w, checks, writer, key, model_key)
         _run_checks(files[w.index].path, w, out.image, writer, key, model_key, out.size)
         writer.maybe_flush()
     return computed
+
+
+#: The built-in checks computed from network outputs alone (no pixels, no EXIF). Whenever the
+#: network runs on a photo their rows are cached too, asked for or not, so a later run that asks
+#: for them finds them without decoding (issue 25: one pass computes everything).
+OUTPUT_CHECKS = ("reasons", "regions")
+
+
+def pass_outputs(card: dict[str, Any], runtime: Any, tta_crops: int | None) -> frozenset[str]:
+    """The outputs a forward pass of the model of ``card`` gives at no extra cost under ``runtime``.
+
+    Every output the model declares (:func:`model_outputs`: the score, the embedding, the fault
+    probabilities of a reasons head), except the region map where it would cost a pass of its
+    own: ONNX programs have no region-map output (asking for one forces PyTorch, a ~3 s start), and
+    multi-crop TTA leaves it out. Under PyTorch without TTA the map is the head applied at every
+    location of the feature map the pass computes anyway.
+    """
+    from aescore.inference.onnx_runtime import Runtime
+
+    have = model_outputs(card)
+    if runtime is not Runtime.torch or tta_crops:
+        have = have - {"region_map"}
+    return have
+
+
+def _cache_output_checks(path: str, w: _Work, checks: Sequence[Check], writer: _Writer, key: Any, model_key: str) -> None:
+    """Queue the cache rows of the :data:`OUTPUT_CHECKS` this run did not ask for, computed from the
+    network outputs ``w`` just got (only those whose every needed output is there: a region map left
+    out by the runtime is not cached as None). The photo's own fields are left alone."""
+    from aescore.checks.base import get_check
+
+    asked = {c.name for c in checks}
+    data: PhotoData | None = None
+    for name in OUTPUT_CHECKS:
+        if name in asked:
+            continue
+        check = get_check(name)
+        if not check.cached or check.needs.image_size or check.needs.exif or not check.needs.outputs:
+            continue
+        if any(o not in w.outputs for o in check.needs.outputs):
+            continue
+        data = data or PhotoData(path, None, w.outputs, None)
+        writer.check(check.cache_key(model_key), key, check.compute(data))
 
 
 def _run_checks(
