@@ -181,6 +181,9 @@ def test_absolute_for_an_uncalibrated_model_is_a_usage_error(tiny_weights: Path,
     base = ["--model", tiny_weights, "--workers", "0", "--device", "cpu"]
     code, out = cli(["rank", *files, *base, "--star-scale", "absolute", "--jsonl"])
     assert code == 2 and out == ""
+    # Refused before any photo was read: the next run finds nothing of it in the cache.
+    first = CliRunner().invoke(get_app(), [str(a) for a in ["rank", *files, *base, "--jsonl"]])
+    assert f"({0} cached, {len(files)} computed)" in first.stderr
     code, out = cli(["rank", *files, *base, "--stars", "--jsonl"])  # auto: relative for this model
     rows = _rows(out)
     assert code == 0 and rows[0]["stars"] == 5 and rows[-1]["stars"] == 1

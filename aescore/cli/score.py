@@ -416,6 +416,16 @@ def run(o: Options, ranked: bool, emit: bool = True) -> int:
         settings = o.settings()
     except ConfigError as exc:
         raise UsageError(config_error_line(exc)) from None
+    if o.star_scale is StarScaleOpt.absolute:
+        # Refused before any photo is read: the model's card (read without torch) names its scale.
+        from aescore.inference.loading import find_model
+        from aescore.inference.stars import resolve_star_scale
+
+        ref = find_model(settings.model)
+        try:
+            resolve_star_scale("absolute", str(ref.card.get("name") or ref.path.stem), str(ref.card["sha256"]))
+        except ValueError as exc:
+            raise UsageError(f"--star-scale: {exc}") from None
     err = _Stderr()
     files, problems = cull.find_photos(_read_inputs(o))
     for s in problems:
