@@ -6,13 +6,20 @@ from pathlib import Path
 
 import pytest
 
-from helpers import make_tiny_weights
+from helpers import make_tiny_faultnet, make_tiny_weights
 
 
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real (random) MPA model on a tiny timm backbone with a 64 px recipe, saved with its card."""
     return make_tiny_weights(tmp_path_factory.mktemp("weights"))
+
+
+@pytest.fixture(scope="session")
+def tiny_faultnet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random faultnet (reasons head, region map, embedding) with a 64-px whole view and two
+    48-px detail crops, saved with its card."""
+    return make_tiny_faultnet(tmp_path_factory.mktemp("faultnet"))
 
 
 @pytest.fixture(autouse=True)

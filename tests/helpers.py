@@ -127,6 +127,25 @@ def randomise_batchnorm(model: Any, seed: int = 0) -> None:
             mod.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
 
 
+def make_tiny_faultnet(folder: Path) -> Path:
+    """A random faultnet (reasons head, region map, embedding) on a small timm backbone, with a
+    64-px whole view and two 48-px detail crops, saved with its card as ``tinyfault``."""
+    import torch
+
+    from aescore.models import create_model
+    from aescore.weights import save_weights
+
+    torch.manual_seed(0)
+    model = create_model("faultnet", backbone="resnet10t").eval()
+    randomise_batchnorm(model)
+    recipe = {"mean": [0.5] * 3, "std": [0.5] * 3,
+              "eval": {"mode": "shorter", "size": 64, "max_aspect": 1.5,
+                       "detail": {"crops": 2, "size": 48, "decode_shorter": 200}}}
+    path = folder / "tinyfault.safetensors"
+    save_weights(model, path, {"name": "tinyfault", "preprocess": recipe, "training": {"dataset": "none"}})
+    return path
+
+
 def make_tiny_weights(folder: Path) -> Path:
     """A real (random) MPA model on a tiny timm backbone, with a 64 px eval size for speed."""
     import torch

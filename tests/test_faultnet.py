@@ -27,18 +27,6 @@ def _recipe(**detail: Any) -> dict[str, Any]:
             "eval": {"mode": "shorter", "size": 64, "max_aspect": 1.5, "detail": {"crops": 2, "size": 48, **detail}}}
 
 
-@pytest.fixture(scope="module")
-def tiny_faultnet(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random faultnet on a small timm backbone with a 64-px whole view and two 48-px crops."""
-    from aescore.models import create_model
-    from aescore.weights import save_weights
-
-    torch.manual_seed(0)
-    model = create_model("faultnet", backbone="resnet10t").eval()
-    randomise_batchnorm(model)
-    path = tmp_path_factory.mktemp("faultnet") / "tinyfault.safetensors"
-    save_weights(model, path, {"name": "tinyfault", "preprocess": _recipe(decode_shorter=200), "training": {"dataset": "none"}})
-    return path
 
 
 def _folder(root: Path, n: int = 3) -> list[Path]:

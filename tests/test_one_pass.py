@@ -9,31 +9,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from aescore import cull
-from tests.helpers import pattern, randomise_batchnorm
+from tests.helpers import pattern
 
 
-def _recipe() -> dict[str, Any]:
-    return {"mean": [0.5] * 3, "std": [0.5] * 3,
-            "eval": {"mode": "shorter", "size": 64, "max_aspect": 1.5,
-                     "detail": {"crops": 2, "size": 48, "decode_shorter": 200}}}
-
-
-@pytest.fixture(scope="module")
-def tiny_faultnet(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random faultnet (reasons head, region map, embedding) on a small timm backbone."""
-    from aescore.models import create_model
-    from aescore.weights import save_weights
-
-    torch.manual_seed(0)
-    model = create_model("faultnet", backbone="resnet10t").eval()
-    randomise_batchnorm(model)
-    path = tmp_path_factory.mktemp("faultnet") / "tinyfault.safetensors"
-    save_weights(model, path, {"name": "tinyfault", "preprocess": _recipe(), "training": {"dataset": "none"}})
-    return path
 
 
 def _folder(root: Path, n: int = 4) -> Path:
