@@ -15,23 +15,21 @@ import re
 from pathlib import Path
 from typing import Any
 
+import helpers
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
+from test_faces import eyes_painted_closed, face_blurred, only_face, portrait
+from test_score_cli import cli
 
 from aescore import cull
 from aescore.checks import PhotoData, get_check
-from aescore.cli.main import get_app
 from aescore.cull import Photo, crops, output, people
 from aescore.cull.crops import crop_box, parse_crop
 from aescore.data.images import decode_rgb
-from aescore.errors import AescoreError, UsageError
+from aescore.errors import UsageError
 from aescore.faces import analyse
 from aescore.inference import bursts, stars
-
-import helpers
-from test_faces import eyes_painted_closed, face_blurred, only_face, portrait
 
 T0 = 1_700_000_000  # mtimes: PNGs have no EXIF capture time
 
@@ -59,24 +57,6 @@ def shoot(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         os.utime(path, (t, t))
         paths[name] = path
     return paths
-
-
-class Result:
-    def __init__(self, code: int, out: str, err: str) -> None:
-        self.code, self.out, self.err = code, out, err
-
-    def rows(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.out.splitlines()]
-
-
-def cli(args: list[Any]) -> Result:
-    result = CliRunner().invoke(get_app(), [str(a) for a in args])
-    code = result.exit_code
-    if isinstance(result.exception, AescoreError):
-        code = result.exception.exit_code
-    elif result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return Result(code, result.stdout_bytes.decode("utf-8"), result.stderr)
 
 
 def base(weights: Path) -> list[Any]:
@@ -218,14 +198,14 @@ def test_reasons_with_faces_on_the_command_line(shoot: dict[str, Path], shipped_
 def test_every_format_shows_the_faces_fields(shoot: dict[str, Path], tiny_weights: Path) -> None:
     files = [shoot["closed"], shoot["plain"]]
     args = ["score", *files, *base(tiny_weights), "--check", "faces"]
-    tsv = cli([*args, "--format", "tsv"]).out.splitlines()
+    tsv = cli([*args, "--format", "tsv"]).text.splitlines()
     assert tsv[0].split("\t")[1:] == ["1", "1", "0", "eyes closed", str(shoot["closed"])]
     assert tsv[1].split("\t")[1:] == ["0", "0", "0", "none", str(shoot["plain"])]
-    header, first = cli([*args, "--csv"]).out.splitlines()[:2]
+    header, first = cli([*args, "--csv"]).text.splitlines()[:2]
     assert header == "rank,score,label,faces,eyes_closed,faces_soft,people,face_list,path"
     assert ",1,1,0,eyes closed,\"[{" in first
     for fmt in ("--json", "--jsonl"):
-        out = cli([*args, fmt]).out
+        out = cli([*args, fmt]).text
         rows = json.loads(out) if fmt == "--json" else [json.loads(x) for x in out.splitlines()]
         (face,) = rows[0]["face_list"]
         assert (rows[0]["faces"], rows[0]["eyes_closed"], rows[0]["people"]) == (1, 1, "eyes closed")
@@ -354,7 +334,7 @@ def test_framing_check_without_faces_places_the_crop_on_the_structure() -> None:
 
 def test_crop_column_in_every_format(shoot: dict[str, Path], tiny_weights: Path) -> None:
     args = ["score", shoot["open"], shoot["plain"], *base(tiny_weights), "--crop", "60x80"]
-    tsv = cli([*args, "--format", "tsv"]).out.splitlines()
+    tsv = cli([*args, "--format", "tsv"]).text.splitlines()
     fields = tsv[0].split("\t")
     assert len(fields) == 3 and re.fullmatch(r"\d+,\d+,\d+,\d+", fields[1]) and fields[2] == str(shoot["open"])
     rows = cli([*args, "--jsonl"]).rows()
@@ -365,7 +345,7 @@ def test_crop_column_in_every_format(shoot: dict[str, Path], tiny_weights: Path)
     left, top, right, bottom = rows[1]["crop"]
     assert (right - left, bottom - top) == (150, 200)  # no face: the largest 3:4 box of the 300 x 200 photo
     assert "people" not in rows[0]  # faces ran for the crop, its fields were not asked for
-    header, first = cli([*args, "--csv"]).out.splitlines()[:2]
+    header, first = cli([*args, "--csv"]).text.splitlines()[:2]
     assert header == "rank,score,label,crop,path" and re.search(r',"\d+,\d+,\d+,\d+",', first)
 
 

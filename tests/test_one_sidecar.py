@@ -9,16 +9,13 @@ import re
 from pathlib import Path
 from typing import Any
 
+import helpers
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
+from test_score_cli import cli
 
-from aescore.cli.main import get_app
-from aescore.errors import AescoreError
 from aescore.inference.xmp import RatingToWrite, sidecar_targets, write_rating_sidecars
 from aescore.ratings.xmp import parse_packet
-
-import helpers
 
 SIDECAR = """<x:xmpmeta xmlns:x="adobe:ns:meta/">
  <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
@@ -63,12 +60,8 @@ def _score(path: Path) -> str | None:
 
 def _cli(args: list[Any]) -> tuple[int, str]:
     """Run the CLI in-process: exit status and stderr."""
-    result = CliRunner().invoke(get_app(), [str(a) for a in args])
-    if isinstance(result.exception, AescoreError):
-        return result.exception.exit_code, result.stderr
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stderr
+    result = cli(args)
+    return result.code, result.err
 
 
 def _rank(folder: Path, weights: Path, *extra: str) -> tuple[int, str]:

@@ -16,17 +16,19 @@ import re
 from pathlib import Path
 from typing import Any
 
+import helpers
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
+from test_score_cli import cli
 
-from aescore.cli.main import get_app
-from aescore.errors import AescoreError
-from aescore.inference.xmp import RatingToWrite, rating_set_by_aescore, write_rating_sidecar, write_rating_sidecars
+from aescore.inference.xmp import (
+    RatingToWrite,
+    rating_set_by_aescore,
+    write_rating_sidecar,
+    write_rating_sidecars,
+)
 from aescore.ratings import collect_ratings
 from aescore.ratings.xmp import parse_packet
-
-import helpers
 
 #: A sidecar as Lightroom writes it (its toolkit in ``x:xmptk``), holding the user's rating.
 LIGHTROOM = """<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="Adobe XMP Core 7.0-c000 1.000000, 0000/00/00-00:00:00">
@@ -54,12 +56,8 @@ def _photos(folder: Path, names: list[str]) -> list[Path]:
 
 def _cli(args: list[Any]) -> tuple[int, str]:
     """Run the CLI in-process: exit status and stderr (also when it refuses)."""
-    result = CliRunner().invoke(get_app(), [str(a) for a in args])
-    if isinstance(result.exception, AescoreError):
-        return result.exception.exit_code, result.stderr
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return result.exit_code, result.stderr
+    result = cli(args)
+    return result.code, result.err
 
 
 def _rank_write_xmp(folder: Path, weights: Path) -> None:

@@ -48,6 +48,10 @@ class Result:
     def text(self) -> str:
         return self.out.decode("utf-8")
 
+    def rows(self) -> list[dict[str, Any]]:
+        """stdout's JSON lines (``--jsonl``)."""
+        return [json.loads(line) for line in self.text.splitlines()]
+
     def summary(self) -> dict[str, int]:
         m = re.search(r"(\d+) scored \((\d+) cached, (\d+) computed\), (\d+) skipped", self.err)
         assert m, self.err
@@ -444,8 +448,8 @@ def test_decode_failures_are_keyed_on_the_recipe(photos: dict[str, Path], weight
     assert cli(["score", truncated, "--model", other, "--workers", "0", "--device", "cpu"]).code == 3
     with ScoreCache() as cache:
         assert cache.info()["failures"] == 1  # one row per file; the new recipe's replaced it
-        from aescore.inference.cache import CacheKey
         from aescore.cull.pipeline import decoder_tag
+        from aescore.inference.cache import CacheKey
 
         st = os.stat(truncated)
         key = CacheKey(os.path.realpath(truncated), st.st_size, st.st_mtime_ns)

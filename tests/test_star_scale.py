@@ -10,12 +10,10 @@ from typing import Any
 import helpers
 import pytest
 from helpers import GOOD
-from typer.testing import CliRunner
+from test_score_cli import cli
 
 from aescore import cull
-from aescore.cli.main import get_app
 from aescore.cull import Photo
-from aescore.errors import AescoreError
 from aescore.inference import stars
 from aescore.inference.stars import (
     REJECTED,
@@ -130,14 +128,10 @@ def test_cull_assign_stars_uses_the_models_scale_and_the_faces_cap() -> None:
 # --------------------------------------------------------------------------- the commands
 
 
-def cli(args: list[Any]) -> tuple[int, str]:
-    result = CliRunner().invoke(get_app(), [str(a) for a in args])
-    code = result.exit_code
-    if isinstance(result.exception, AescoreError):
-        code = result.exception.exit_code
-    elif result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return code, result.stdout
+def _cli(args: list[Any]) -> tuple[int, str]:
+    """Run the CLI in-process: exit status and stdout."""
+    result = cli(args)
+    return result.code, result.text
 
 
 @pytest.fixture()
@@ -158,18 +152,18 @@ def test_rank_star_scale_option_and_the_page_carry_the_same_stars(
 ) -> None:
     files = [p for n, p in helpers.make_photo_folder(tmp_path / "photos").items() if n in GOOD]
     base = ["--model", tiny_weights, "--workers", "0", "--device", "cpu"]
-    code, out = cli(["rank", *files, *base, "--stars", "--jsonl"])
+    code, out = _cli(["rank", *files, *base, "--stars", "--jsonl"])
     absolute = _rows(out)
     assert code == 0 and max(r["stars"] for r in absolute) == 3  # the calibrated scale is the default
-    code, out = cli(["rank", *files, *base, "--star-scale", "relative", "--jsonl"])  # implies --stars
+    code, out = _cli(["rank", *files, *base, "--star-scale", "relative", "--jsonl"])  # implies --stars
     relative = _rows(out)
     assert code == 0 and relative[0]["stars"] == 5 and relative[-1]["stars"] == 1
     assert [min(r["stars"], 3) for r in relative] == [r["stars"] for r in absolute]
-    code, out = cli(["rank", *files, *base, "--star-scale", "absolute", "--jsonl"])
+    code, out = _cli(["rank", *files, *base, "--star-scale", "absolute", "--jsonl"])
     assert code == 0 and [r["stars"] for r in _rows(out)] == [r["stars"] for r in absolute]
 
     page = tmp_path / "cull.html"
-    code, out = cli(["rank", *files, *base, "--jsonl", "--html", page])
+    code, out = _cli(["rank", *files, *base, "--jsonl", "--html", page])
     assert code == 0
     data = json.loads(re.search(r'id="report-data">(.*?)</script>', page.read_text(encoding="utf-8"), re.DOTALL).group(1))  # type: ignore[union-attr]
     on_page = {p["rank"]: p["stars"] for p in data["photos"]}
@@ -179,11 +173,10 @@ def test_rank_star_scale_option_and_the_page_carry_the_same_stars(
 def test_absolute_for_an_uncalibrated_model_is_a_usage_error(tiny_weights: Path, tmp_path: Path) -> None:
     files = [p for n, p in helpers.make_photo_folder(tmp_path / "photos").items() if n in GOOD]
     base = ["--model", tiny_weights, "--workers", "0", "--device", "cpu"]
-    code, out = cli(["rank", *files, *base, "--star-scale", "absolute", "--jsonl"])
+    code, out = _cli(["rank", *files, *base, "--star-scale", "absolute", "--jsonl"])
     assert code == 2 and out == ""
     # Refused before any photo was read: the next run finds nothing of it in the cache.
-    first = CliRunner().invoke(get_app(), [str(a) for a in ["rank", *files, *base, "--jsonl"]])
-    assert f"({0} cached, {len(files)} computed)" in first.stderr
-    code, out = cli(["rank", *files, *base, "--stars", "--jsonl"])  # auto: relative for this model
+    assert cli(["rank", *files, *base, "--jsonl"]).summary()["computed"] == len(files)
+    code, out = _cli(["rank", *files, *base, "--stars", "--jsonl"])  # auto: relative for this model
     rows = _rows(out)
     assert code == 0 and rows[0]["stars"] == 5 and rows[-1]["stars"] == 1
