@@ -238,6 +238,7 @@ def _compute(
     from aescore.inference.loading import open_model
 
     model_key = f"{writer.sha}:{writer.recipe}"
+    unasked = [c for c in output_checks() if c.name not in {a.name for a in checks}]  # cached from each pass
     jobs = []
     for w in todo:
         sizes = [c.needs.image_size for c in w.missing if c.needs.image_size]
@@ -272,16 +273,21 @@ def _compute(
             computed += 1
             w.outputs.update(out.outputs)
             writer.score(key, w.outputs["p_high"], w.outputs.get("embedding"))
-            _cache_output_checks(files[w.index].path, w, checks, writer, key, model_key)
+            _cache_output_checks(files[w.index].path, w, unasked, writer, key, model_key)
         _run_checks(files[w.index].path, w, out.image, writer, key, model_key, out.size)
         writer.maybe_flush()
     return computed
 
 
-#: The built-in checks computed from network outputs alone (no pixels, no EXIF). Whenever the
-#: network runs on a photo their rows are cached too, asked for or not, so a later run that asks
-#: for them finds them without decoding (issue 25: one pass computes everything).
-OUTPUT_CHECKS = ("reasons", "regions")
+def output_checks() -> list[Check]:
+    """The registered checks computed from network outputs alone (no pixels, no EXIF) and cached:
+    whenever the network runs on a photo their rows are cached too, asked for or not, so a later
+    run that asks for them finds them without decoding (issue 25: one pass computes everything).
+    Derived from the checks' declarations (today: reasons, regions), not listed."""
+    from aescore.checks.base import available_checks
+
+    return [c for c in available_checks()
+            if c.cached and c.needs.outputs and not c.needs.image_size and not c.needs.exif]
 
 
 def pass_outputs(card: dict[str, Any], runtime: Any, tta_crops: int | None) -> frozenset[str]:
@@ -301,20 +307,12 @@ def pass_outputs(card: dict[str, Any], runtime: Any, tta_crops: int | None) -> f
     return have
 
 
-def _cache_output_checks(path: str, w: _Work, checks: Sequence[Check], writer: _Writer, key: Any, model_key: str) -> None:
-    """Queue the cache rows of the :data:`OUTPUT_CHECKS` this run did not ask for, computed from the
-    network outputs ``w`` just got (only those whose every needed output is there: a region map left
-    out by the runtime is not cached as None). The photo's own fields are left alone."""
-    from aescore.checks.base import get_check
-
-    asked = {c.name for c in checks}
+def _cache_output_checks(path: str, w: _Work, unasked: Sequence[Check], writer: _Writer, key: Any, model_key: str) -> None:
+    """Queue the cache rows of ``unasked`` (the :func:`output_checks` this run did not ask for),
+    computed from the network outputs ``w`` just got (only those whose every needed output is there:
+    a region map left out by the runtime is not cached as None). The photo's own fields are left alone."""
     data: PhotoData | None = None
-    for name in OUTPUT_CHECKS:
-        if name in asked:
-            continue
-        check = get_check(name)
-        if not check.cached or check.needs.image_size or check.needs.exif or not check.needs.outputs:
-            continue
+    for check in unasked:
         if any(o not in w.outputs for o in check.needs.outputs):
             continue
         data = data or PhotoData(path, None, w.outputs, None)
