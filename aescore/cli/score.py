@@ -423,7 +423,7 @@ def run(o: Options, ranked: bool, emit: bool = True) -> int:
 
         ref = find_model(settings.model)
         try:
-            resolve_star_scale("absolute", str(ref.card.get("name") or ref.path.stem), str(ref.card["sha256"]))
+            resolve_star_scale("absolute", ref.name, str(ref.card["sha256"]))
         except ValueError as exc:
             raise UsageError(f"--star-scale: {exc}") from None
     err = _Stderr()
@@ -450,11 +450,9 @@ def run(o: Options, ranked: bool, emit: bool = True) -> int:
     if o.group_bursts is not None:
         cull.group_bursts(photos, o.group_bursts, o.similarity)
     if o.stars or o.reject_below is not None or o.write_xmp or o.html or o.reject_closed_eyes or o.star_scale is not StarScaleOpt.auto:
-        try:
-            cull.assign_stars(photos, o.reject_below, face_cap=not o.no_face_cap, reject_closed_eyes=o.reject_closed_eyes,
-                              model_name=result.model_name, model_sha256=result.model_sha256, scale=o.star_scale.value)
-        except ValueError as exc:
-            raise UsageError(f"--star-scale: {exc}") from None
+        # (--star-scale absolute for a model without a scale was refused before scoring.)
+        cull.assign_stars(photos, o.reject_below, face_cap=not o.no_face_cap, reject_closed_eyes=o.reject_closed_eyes,
+                          model_name=result.model_name, model_sha256=result.model_sha256, scale=o.star_scale.value)
     crop = o.crop_size()
     if crop is not None:
         cull.assign_crops(photos, crop)

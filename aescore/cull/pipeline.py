@@ -102,8 +102,8 @@ def run_pipeline(
     from aescore.inference.loading import find_model
 
     ref = find_model(settings.model)  # resolved, and its card read, once for the run
-    weights_path, card = ref.path, ref.card
-    checks = usable_checks(checks, optional_checks, card, str(card.get("name") or weights_path.stem))
+    card = ref.card
+    checks = usable_checks(checks, optional_checks, card, ref.name)
     recipe_obj = Preprocess.from_card(card["preprocess"])
     recipe = recipe_obj.recipe(settings.tta_crops)
     sha = str(card["sha256"])
@@ -112,7 +112,7 @@ def run_pipeline(
     own_cache = cache is None and settings.use_cache
     if own_cache:
         cache = ScoreCache(settings.cache_path)
-    run = ScoreRun([], [], checks, str(card.get("name") or weights_path.stem), sha, card=card)
+    run = ScoreRun([], [], checks, ref.name, sha, card=card)
 
     def skip(path: str, reason: str) -> None:
         run.skipped.append(Skipped(path, reason))

@@ -43,6 +43,11 @@ class ModelRef:
     card: dict[str, Any]
 
     @property
+    def name(self) -> str:
+        """The model's name: its card's, else the file's stem (what runs and sidecars record)."""
+        return str(self.card.get("name") or self.path.stem)
+
+    @property
     def capabilities(self) -> "Capabilities":
         """What the network gives, as its card says (:func:`aescore.weights.card_capabilities`)."""
         from aescore.weights import card_capabilities
