@@ -393,3 +393,53 @@ def _write_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> Non
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
+
+
+# --------------------------------------------------------------------------- without PyTorch
+
+#: The training stack: what the light install (``pip install aescore``, issue 26) does not have.
+TRAINING_PACKAGES = ("torch", "torchvision", "timm")
+
+_BLOCKER = '''\
+"""Installed by tests/helpers.py: this interpreter behaves as if PyTorch, torchvision and timm
+were not installed (``import torch`` raises ModuleNotFoundError, as in the light install)."""
+import sys
+
+_BLOCKED = {blocked!r}
+
+
+class _NotInstalled:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in _BLOCKED:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _NotInstalled())
+'''
+
+
+def torch_free_env(folder: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    """An environment for a subprocess in which ``torch``, ``torchvision`` and ``timm`` cannot be
+    imported (a ``sitecustomize`` in ``folder`` refuses them, as a venv without them would), for
+    testing the culling commands of the light install. ``base``: the environment to extend
+    (default: this process's)."""
+    import os
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(_BLOCKER.format(blocked=TRAINING_PACKAGES))
+    env = dict(os.environ if base is None else base)
+    env["PYTHONPATH"] = os.pathsep.join([str(folder), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def run_torch_free(args: list[str], folder: Path, *, env: dict[str, str] | None = None, cwd: Path | None = None,
+                   timeout: float = 300) -> Any:
+    """``python -m aescore *args`` in a subprocess that cannot import the training stack
+    (:func:`torch_free_env`); the ``subprocess.CompletedProcess`` (text mode). ``env``: the
+    environment to start from (e.g. with the test's XDG folders)."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "aescore", *args], env=torch_free_env(folder, env), cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
