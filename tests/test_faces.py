@@ -153,6 +153,41 @@ def test_fifty_faces_are_counted_and_judged() -> None:
     assert len({(round(f.box[0] / tile.shape[1]), round(f.box[1] / tile.shape[0])) for f in faces}) == 50  # one per tile
 
 
+def test_the_mirror_pass_maps_faces_back_to_the_photo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A face found only in the mirror image comes back where it is in the photo, its keypoints
+    relabelled (the subject's right eye stays the one on the image's left), and with its score."""
+    from aescore.faces import detect as detect_module
+
+    rgb = portrait()
+    (plain,) = detect_module.detect(rgb, min_score=0.5, mirror=False)
+    real_run = detect_module._run
+    calls: list[int] = []
+
+    def plain_pass_finds_nothing(pixels: np.ndarray, min_score: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        calls.append(1)
+        boxes, scores, points = real_run(pixels, min_score)
+        return (boxes[:0], scores[:0], points[:0]) if len(calls) == 1 else (boxes, scores, points)
+
+    monkeypatch.setattr(detect_module, "_run", plain_pass_finds_nothing)
+    (mirrored,) = detect_module.detect(rgb, min_score=0.5, mirror=True)
+    assert len(calls) == 2
+    assert np.allclose(mirrored.box, plain.box, atol=4.0)  # the same face, found on the mirror image
+    assert np.allclose(mirrored.landmarks, plain.landmarks, atol=6.0)  # right eye, left eye, nose, mouth corners
+    assert mirrored.landmarks[0, 0] < mirrored.landmarks[1, 0]
+    assert 0.5 <= mirrored.score <= 1.0
+
+
+def test_a_face_both_passes_find_is_one_face_with_the_plain_box_and_the_better_score() -> None:
+    from aescore.faces.detect import detect
+
+    rgb = portrait()
+    (plain,) = detect(rgb, min_score=0.5, mirror=False)
+    (mirror_only,) = detect(np.ascontiguousarray(rgb[:, ::-1]), min_score=0.5, mirror=False)
+    (both,) = detect(rgb, min_score=0.5, mirror=True)
+    assert both.box == plain.box
+    assert both.score == pytest.approx(max(plain.score, mirror_only.score), abs=1e-6)
+
+
 def test_a_painting_without_faces_has_none() -> None:
     rng = np.random.default_rng(7)
     canvas = Image.new("RGB", (640, 480), (200, 180, 150))

@@ -1,9 +1,17 @@
-"""Face detection with YuNet 2023mar: the network on a <= 640 px copy, its outputs decoded in numpy.
+"""Face detection with YuNet 2023mar: the network on a <= 640 px copy and on its mirror image, its
+outputs decoded in numpy.
 
 YuNet is anchor-free: for each stride s in (8, 16, 32) and each cell (row r, column c) of the
 s-strided grid it predicts a class and an objectness probability (the face score is their
 geometric mean, as OpenCV's ``FaceDetectorYN`` computes it), a box centre offset and log-size in
 units of s, and five keypoints in units of s. The decode below is that scheme; OpenCV is not used.
+
+Why the mirror pass (``mirror=True``): YuNet's score for a face turned away, half covered or in
+profile often differs a lot between a photo and its mirror image (0.38 against 0.64, 0.48 against
+0.77 on faces of the labelled ImageNet photos that the single pass missed), so the candidates of
+both passes are pooled before non-maximum suppression, each face keeping the better of its two
+readings. It doubles the detector's cost (the landmarks still run once per face found); the
+thresholds of :mod:`aescore.faces.judge` were calibrated with it (``scripts/validate_faces.py``).
 """
 
 from __future__ import annotations
@@ -40,12 +48,17 @@ class Detection:
         return max(self.box[2] - self.box[0], self.box[3] - self.box[1])
 
 
-def detect(rgb: np.ndarray, min_score: float = 0.5, max_side: int = INPUT_SIDE) -> list[Detection]:
+#: Keypoint order after mirroring: the subject's right eye of the mirror image is their left eye.
+_MIRRORED_KEYPOINTS = [1, 0, 2, 4, 3]
+
+
+def detect(rgb: np.ndarray, min_score: float = 0.5, max_side: int = INPUT_SIDE, mirror: bool = True) -> list[Detection]:
     """Faces in an RGB uint8 H x W x 3 image, strongest first.
 
     The image is scaled (never up) so its long side is at most ``max_side`` <= 640 and placed in
     the top-left corner of the network's 640 x 640 input (zero padding, which YuNet was trained
-    with); boxes and landmarks come back in ``rgb``'s pixels, clipped to it.
+    with); boxes and landmarks come back in ``rgb``'s pixels, clipped to it. ``mirror``: also run
+    the network on the mirror image and pool both passes' candidates (see the module docstring).
     """
     height, width = rgb.shape[:2]
     if height < 2 or width < 2:
@@ -59,20 +72,40 @@ def detect(rgb: np.ndarray, min_score: float = 0.5, max_side: int = INPUT_SIDE) 
         img = img.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BILINEAR, reducing_gap=1.0)
     w, h = img.size
     sx, sy = width / w, height / h  # exact back-projection (rounding of the resized size)
-    x = np.zeros((1, 3, INPUT_SIDE, INPUT_SIDE), np.float32)
-    x[0, :, :h, :w] = np.asarray(img, np.float32)[:, :, ::-1].transpose(2, 0, 1)  # BGR 0-255, as trained
-    sess = session(DETECTOR)
-    names = [o.name for o in sess.get_outputs()]
-    outputs = dict(zip(names, sess.run(None, {sess.get_inputs()[0].name: x})))
-    boxes, scores, points = _decode(outputs, min_score)
+    pixels = np.asarray(img, np.float32)[:, :, ::-1].transpose(2, 0, 1)  # BGR 0-255, as trained
+    boxes, scores, points = _run(pixels, min_score)
+    plain = len(scores)  # candidates [0, plain) are the plain pass's
+    if mirror:
+        mb, ms, mp = _run(np.ascontiguousarray(pixels[:, :, ::-1]), min_score)
+        # back to the unmirrored frame: x -> w - x (left and right edges swap), keypoints relabelled
+        mb = np.stack([w - mb[:, 2], mb[:, 1], w - mb[:, 0], mb[:, 3]], axis=1)
+        mp = mp[:, _MIRRORED_KEYPOINTS] * np.array([-1.0, 1.0]) + np.array([w, 0.0])
+        boxes, scores, points = np.concatenate([boxes, mb]), np.concatenate([scores, ms]), np.concatenate([points, mp])
     found: list[Detection] = []
     for i in _nms(boxes, scores, NMS_IOU):
+        score = float(scores[i])
+        if i >= plain:
+            # A face the plain pass found too keeps the plain pass's box and keypoints (the face
+            # mesh and the judges were made on those) with the better of the two scores.
+            twins = [j for j in range(plain) if _iou(boxes[i], boxes[j]) > NMS_IOU]
+            if twins:
+                i = max(twins, key=lambda j: scores[j])
         l, t, r, b = boxes[i]
         box = (max(0.0, l * sx), max(0.0, t * sy), min(float(width), r * sx), min(float(height), b * sy))
         if box[2] - box[0] < 1 or box[3] - box[1] < 1:
             continue
-        found.append(Detection(box, float(scores[i]), points[i] * np.array([sx, sy])))
+        found.append(Detection(box, score, points[i] * np.array([sx, sy])))
     return found
+
+
+def _run(pixels: np.ndarray, min_score: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The network on a 3 x h x w BGR float image (h, w <= 640) placed top-left in its 640 x 640
+    input; the decoded candidates (:func:`_decode`)."""
+    x = np.zeros((1, 3, INPUT_SIDE, INPUT_SIDE), np.float32)
+    x[0, :, : pixels.shape[1], : pixels.shape[2]] = pixels
+    sess = session(DETECTOR)
+    names = [o.name for o in sess.get_outputs()]
+    return _decode(dict(zip(names, sess.run(None, {sess.get_inputs()[0].name: x}))), min_score)
 
 
 def _decode(outputs: dict[str, np.ndarray], min_score: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -98,6 +131,14 @@ def _decode(outputs: dict[str, np.ndarray], min_score: float) -> tuple[np.ndarra
     if not all_boxes:
         return np.zeros((0, 4)), np.zeros(0), np.zeros((0, 5, 2))
     return np.concatenate(all_boxes), np.concatenate(all_scores), np.concatenate(all_points)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two (l, t, r, b) boxes."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return float(w * h / union) if union > 0 else 0.0
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:

@@ -23,12 +23,13 @@ from aescore.faces.landmarks import (
 )
 
 # -- which detections count, which are judged -------------------------------------------------------
-#: A detection counts as a face from this YuNet score. Lower, the count fills with dogs, statues and
-#: patterns; at 0.6 an ImageNet sample still counts ~5 non-faces (mostly dogs) per 100 photos.
-FACE_MIN_SCORE = 0.6
+#: A detection counts as a face from this YuNet score (the better of the plain and the mirror pass,
+#: :mod:`aescore.faces.detect`). Lower, the count fills with dogs, statues and patterns; at 0.75 an
+#: ImageNet sample still counts ~3-5 non-faces (mostly dogs) per 100 photos.
+FACE_MIN_SCORE = 0.75
 #: Verdicts only from this score. Calibrated as the lowest score at which no non-face detection got
 #: a "closed" or "soft" verdict (animal faces read open or unknown); it may be raised on its own.
-JUDGE_MIN_SCORE = 0.6
+JUDGE_MIN_SCORE = 0.75
 #: The Face Mesh's own face flag: below it the landmarks are not of a face.
 MIN_PRESENCE = 0.5
 #: Outer eye corner to outer eye corner, px of the analysed image: smaller faces are too few
