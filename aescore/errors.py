@@ -70,6 +70,40 @@ class CheckUnavailable(ConfigError):
         self.need = problem  # ``problem`` (from ConfigError) also names the check
 
 
+#: What ``pip install aescore`` leaves out: the training stack, in the ``train`` extra (issue 26).
+TRAINING_PACKAGES = ("torch", "torchvision", "timm")
+TRAIN_EXTRA_INSTALL = "pip install 'aescore[train]'"
+
+
+def needs_training_stack(package: str = "torch") -> str:
+    """The end of every refusal for lack of the training stack, one phrase with the pip command:
+    ``needs PyTorch, which is not installed (...): pip install 'aescore[train]'``."""
+    name = {"torch": "PyTorch"}.get(package, package)
+    return f"needs {name}, which is not installed (the light install culls without it): {TRAIN_EXTRA_INSTALL}"
+
+
+def missing_training_package(err: BaseException) -> str | None:
+    """The training package (:data:`TRAINING_PACKAGES`) whose absence raised ``err`` (a
+    ``ModuleNotFoundError``), or None when ``err`` is about something else."""
+    # The package itself, not a module inside an installed one (that is a broken install, not a light one).
+    name = err.name if isinstance(err, ModuleNotFoundError) else None
+    return name if name in TRAINING_PACKAGES else None
+
+
+class MissingExtra(ConfigError):
+    """A setting of a run that needs the training stack (PyTorch), which this install lacks: the
+    light install (``pip install aescore``) culls without it (exit status 2).
+
+    ``setting`` as for :class:`ConfigError` (the CLI names its flag); ``lead`` what about it needs
+    PyTorch (``"torch"`` for ``runtime``, a model's name for ``model``): the message is
+    ``"<setting> <lead> needs PyTorch, which is not installed (...): pip install 'aescore[train]'"``.
+    """
+
+    def __init__(self, setting: str, lead: str = "", package: str = "torch") -> None:
+        super().__init__(setting, f"{lead} {needs_training_stack(package)}".strip())
+        self.package = package
+
+
 class DeviceError(AescoreError):
     """A compute device was asked for by name but PyTorch cannot use it on this machine."""
 

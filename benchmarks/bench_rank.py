@@ -1,8 +1,9 @@
 """Benchmark 1: scoring a folder of camera-size JPEGs, four ways side by side in one run.
 
 (a) ``aescore rank`` with its defaults (``--runtime``: the CLI's default ``auto``, which is ONNX
-    Runtime for runs of at most 64 photos, as the default 48, and PyTorch for longer runs: pass
-    ``--runtime torch`` for a long run's steady state): the :class:`aescore.inference.scorer.Scorer` with the model
+    Runtime on a machine without a CUDA GPU, whatever the number of photos; ``--also-runtime
+    torch`` measures PyTorch's path too, in the same rounds, alternating: issue 26's side-by-side
+    comparison): the :class:`aescore.inference.scorer.Scorer` with the model
     already loaded (what a long run converges to), in a fresh child process per round that sets
     itself up as the CLI does before torch loads (``prefer_passive_openmp``), and the real CLI as a subprocess
     (``--files-from LIST --no-cache``, output to /dev/null): wall time including interpreter start-up, and the run time
@@ -33,6 +34,7 @@ reads come from the OS page cache, so this measures CPU cost, not disk speed.
 
 Usage: python benchmarks/bench_rank.py [--images 48] [--rounds 2] [--workdir DIR] [--no-cli]
        [--batch-size B] [--workers W] [--quick] [--weights FILE] [--runtime auto|torch|onnx]
+       [--also-runtime auto|torch|onnx]
 """
 
 from __future__ import annotations
@@ -192,8 +194,9 @@ def scorer_child(spec: dict[str, Any]) -> dict[str, Any]:
     from aescore.sysinfo import prefer_passive_openmp
 
     prefer_passive_openmp()  # exactly what the CLI's score/rank do before torch is imported
+    import contextlib
+
     import numpy as np
-    import torch
 
     from aescore.inference.scorer import Scorer
 
@@ -203,8 +206,14 @@ def scorer_child(spec: dict[str, Any]) -> dict[str, Any]:
     from aescore.data.transforms import DetailViews
 
     arrays = scorer.loaded.runtime.value == "onnx"
-    zeros = (lambda *sh: np.zeros(sh, np.float32)) if arrays else (lambda *sh: torch.zeros(*sh))
-    with torch.inference_mode():
+    if arrays:  # as the CLI under ONNX Runtime: torch is never imported in this process
+        zeros: Callable[..., Any] = lambda *sh: np.zeros(sh, np.float32)  # noqa: E731
+        mode: Any = contextlib.nullcontext()
+    else:
+        import torch
+
+        zeros, mode = (lambda *sh: torch.zeros(*sh)), torch.inference_mode()
+    with mode:
         for shape in spec["shapes"]:
             if isinstance(shape[0], list):  # a detail input: (whole frame shape, crops shape)
                 x: Any = DetailViews(zeros(1, *shape[0]), zeros(1, *shape[1]))
@@ -217,7 +226,8 @@ def scorer_child(spec: dict[str, Any]) -> dict[str, Any]:
     failed = [s for s in scored if s.score is None]
     if failed:
         raise RuntimeError(f"scorer skipped files: {failed[:3]}")
-    return {"seconds": seconds, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+    return {"seconds": seconds, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "runtime": scorer.loaded.runtime.value,
+            "torch_imported": "torch" in sys.modules}
 
 
 def naive_child(spec: dict[str, Any]) -> None:
@@ -267,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--quick", action="store_true", help="tiny images, one round: a smoke test, not a measurement")
     ap.add_argument("--weights", type=Path, default=None, help="model to time (default: the default model)")
     ap.add_argument("--runtime", default="auto", choices=("auto", "torch", "onnx"), help="(a)'s runtime (default: the CLI's default, auto)")
+    ap.add_argument("--also-runtime", default=None, choices=("auto", "torch", "onnx"),
+                    help="also time (a) and (a') under this runtime, in the same rounds (order alternating)")
     ap.add_argument("--scorer-child", metavar="JSON", help=argparse.SUPPRESS)  # internal: one (a) round
     ap.add_argument("--naive-child", metavar="JSON", help=argparse.SUPPRESS)  # internal: (b) as a whole process
     args = ap.parse_args(argv)
@@ -297,8 +309,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     scorer.load()
     batch_size = args.batch_size or default_batch_size("cpu")
     workers = args.workers if args.workers is not None else default_workers("cpu", n, batch_size)
-    cli_extra = (["--batch-size", str(args.batch_size)] if args.batch_size else []) + (
-        ["--workers", str(args.workers)] if args.workers is not None else []) + ["--runtime", args.runtime]
+    cli_common = (["--batch-size", str(args.batch_size)] if args.batch_size else []) + (
+        ["--workers", str(args.workers)] if args.workers is not None else [])
     naive_model, _ = load_weights(weights)  # a plain fp32, contiguous copy, as a user would load it
     recipe = scorer.loaded.preprocess
     dataset = DecodeDataset([Job(str(p)) for p in paths], RecipeInput(recipe, None), recipe.decode_size())
@@ -318,7 +330,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     plain = unfolded_forward(naive_model)
     times: dict[str, list[float]] = {"scorer": [], "naive": [], "decode": [], "network": [], "network_unfolded": [],
-                                     "cli_wall": [], "cli_run": [], "naive_wall": []}
+                                     "cli_wall": [], "cli_run": [], "naive_wall": [],
+                                     "also_scorer": [], "also_cli_wall": [], "also_cli_run": []}
+
+    resolved: dict[str, dict[str, Any]] = {}  # what (a)'s child ran: the runtime auto chose, torch imported or not
+
+    def time_a(runtime: str, prefix: str) -> None:
+        """(a) and (a') under ``runtime``, into the ``prefix``-ed series."""
+        nonlocal child
+        child = run_scorer_child({**child_spec, "runtime": runtime}, env)
+        times[prefix + "scorer"].append(child["seconds"])
+        resolved[prefix] = {"runtime": child["runtime"], "torch_imported": child["torch_imported"]}
+        if not args.no_cli:
+            wall, run_s = cli_rank(weights, file_list, env, [*cli_common, "--runtime", runtime])
+            times[prefix + "cli_wall"].append(wall)
+            if run_s is not None:
+                times[prefix + "cli_run"].append(run_s)
+
     try:
         # warm-up: page cache, pool processes, allocator, oneDNN kernels for every input shape
         # ((a)'s child process warms its own kernels up)
@@ -328,8 +356,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         naive_scores(naive_model, paths[: min(2, n)])
         for r in range(rounds):
             log(f"round {r + 1}/{rounds}")
-            child = run_scorer_child(child_spec, env)
-            times["scorer"].append(child["seconds"])
+            # Both runtimes' (a) in every round, the order flipping each round (same machine load).
+            sides = [(args.runtime, "")] + ([(args.also_runtime, "also_")] if args.also_runtime else [])
+            for runtime, prefix in (sides if r % 2 == 0 else sides[::-1]):
+                time_a(runtime, prefix)
             start = time.perf_counter()
             naive_scores(naive_model, paths)
             times["naive"].append(time.perf_counter() - start)
@@ -337,10 +367,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             times["network"].append(network_only(folded, tensors, batch_size))
             times["network_unfolded"].append(network_only(plain, tensors, batch_size))
             if not args.no_cli:
-                wall, run_s = cli_rank(weights, file_list, env, cli_extra)
-                times["cli_wall"].append(wall)
-                if run_s is not None:
-                    times["cli_run"].append(run_s)
                 times["naive_wall"].append(naive_end_to_end(naive_spec, env))
             log("  " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items() if v))
     finally:
@@ -371,6 +397,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "scorer_settings": "overridden" if (args.batch_size or args.workers is not None) else "defaults",
             "scorer_workers": workers,
             "runtime_a": args.runtime,
+            "runtime_a_ran": resolved.get("", {}).get("runtime"),
+            "torch_imported_a": resolved.get("", {}).get("torch_imported"),
             "decode_pool_processes": cores,
             "rounds": rounds,
             "omp_wait_policy_a": child.get("omp_wait_policy"),
@@ -400,7 +428,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "ratio_a_over_naive": (a / b >= 2.0) if a and b else None,
             "efficiency_a_over_bound": (a / bound >= 0.85) if a and bound else None,
         },
-        "seconds": {k: [round(t, 4) for t in v] for k, v in times.items()},
+        "also": None if not args.also_runtime else {
+            "runtime": args.also_runtime,
+            "runtime_ran": resolved.get("also_", {}).get("runtime"),
+            "torch_imported": resolved.get("also_", {}).get("torch_imported"),
+            "a_rank_scorer": ips("also_scorer"),
+            "a_rank_cli_end_to_end": ips("also_cli_wall"),
+            "a_rank_cli_reported_run": ips("also_cli_run"),
+            "ratio_a_over_naive": ratio(ips("also_scorer"), b),
+            "ratio_cli_over_naive_script_end_to_end": ratio(ips("also_cli_wall"), ips("naive_wall")),
+            "efficiency_a_over_bound": ratio(ips("also_scorer"), bound),
+            "ratio_runtime_a_over_also": ratio(a, ips("also_scorer")),
+            "ratio_runtime_cli_over_also": ratio(ips("cli_wall"), ips("also_cli_wall")),
+        },
+        "seconds": {k: [round(t, 4) for t in v] for k, v in times.items() if v},
         "torch_threads_main": torch.get_num_threads(),
     }
     return emit(result)

@@ -807,18 +807,20 @@ def section_amp_cpu(ctx: Ctx) -> dict[str, Any]:
 
 
 def section_runtime_choice(ctx: Ctx) -> dict[str, Any]:
-    """What ``--runtime auto`` and ``--device auto`` choose here for the default model."""
-    from aescore.devices import resolve_device
+    """What ``--runtime auto`` and ``--device auto`` choose here for the default model: PyTorch
+    where it sees a CUDA GPU, else ONNX Runtime on the CPU, whatever the number of photos (issue 26),
+    for the plain score and for the contact sheet (which asks for the region map too)."""
+    from aescore.devices import cuda_gpu_likely, cuda_usable, resolve_device
     from aescore.inference.loading import find_model
-    from aescore.inference.onnx_runtime import AUTO_ONNX_MAX_PHOTOS, Runtime, choose_runtime
+    from aescore.inference.onnx_runtime import Runtime, choose_runtime
 
     ref = find_model(None)
-    want = frozenset({"p_high"})
-    choice = {str(n): choose_runtime(Runtime.auto, ref.path, ref.card, "auto", want, None, n).value
-              for n in (1, AUTO_ONNX_MAX_PHOTOS, AUTO_ONNX_MAX_PHOTOS + 1, len(ctx.photos))}
+    choice = {what: choose_runtime(Runtime.auto, ref.path, ref.card, "auto", want, None).value
+              for what, want in (("score", frozenset({"p_high"})), ("report", frozenset({"p_high", "region_map"})))}
     device = resolve_device("auto")
-    return {"model": str(ref.card.get("name") or ref.path.stem), "auto_runtime_by_photos": choice, "auto_device_for_torch": device,
-            "onnx_runs_on": "cpu", "ok": True}
+    return {"model": str(ref.card.get("name") or ref.path.stem), "auto_runtime": choice, "auto_device_for_torch": device,
+            "cuda_gpu_likely": cuda_gpu_likely(), "cuda_usable": cuda_usable(), "onnx_runs_on": "cpu",
+            "ok": choice["score"] == ("torch" if cuda_usable() else "onnx")}
 
 
 # --------------------------------------------------------------------------- main

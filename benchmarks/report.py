@@ -68,19 +68,44 @@ def render_rank(d: dict[str, Any]) -> str:
         ("(d, reference) network alone without BatchNorm folding", ips.get("d_network_only_without_bn_folding")),
         ("bound = 1 / (1/c + 1/d)", d["bound_images_per_s"]),
     ]
+    also = d.get("also")
+    ran = s.get("runtime_a_ran") or s.get("runtime_a", "torch")
+    if also:  # the second runtime, timed in the same rounds (bench_rank.py --also-runtime)
+        name = also.get("runtime_ran") or also["runtime"]
+        rows[0] = (rows[0][0] + f" — {ran}", rows[0][1])
+        rows[1] = (rows[1][0] + f" — {ran}", rows[1][1])
+        rows[2] = (rows[2][0] + f" — {ran}", rows[2][1])
+        rows[3:3] = [
+            (f"(a) the same — {name}", also["a_rank_scorer"]),
+            (f"(a') the same — {name}", also["a_rank_cli_end_to_end"]),
+            (f"(a'') the same — {name}", also["a_rank_cli_reported_run"]),
+        ]
     t1 = _table(["pipeline", "images/s"], rows)
     g = d["goals_met"]
-    t2 = _table(["ratio", "measured", "goal", "met"], [
+    ratios = [
         ("(a) / (b) naive", d["ratio_a_over_naive"], ">= 2", g["ratio_a_over_naive"]),
         ("(a) / bound (efficiency)", d["efficiency_a_over_bound"], ">= 0.85", g["efficiency_a_over_bound"]),
         ("(a') CLI end to end / (b) naive", d["ratio_cli_over_naive"], "", ""),
         ("(a') CLI end to end / (b') naive script end to end", d.get("ratio_cli_over_naive_script_end_to_end"), ">= 1.8",
          g.get("ratio_cli_over_naive_script_end_to_end", "")),
-    ])
+    ]
+    if also:
+        name = also.get("runtime_ran") or also["runtime"]
+        ratios = [(f"{label} — {ran}", *rest) for label, *rest in ratios] + [
+            (f"(a) / (b) naive — {name}", also["ratio_a_over_naive"], ">= 2", ""),
+            (f"(a) / bound (efficiency) — {name}", also["efficiency_a_over_bound"], ">= 0.85", ""),
+            (f"(a') CLI end to end / (b') naive script end to end — {name}", also["ratio_cli_over_naive_script_end_to_end"], ">= 1.8", ""),
+            (f"(a) {ran} / (a) {name}", also["ratio_runtime_a_over_also"], ">= 1", ""),
+            (f"(a') {ran} / (a') {name}, end to end", also["ratio_runtime_cli_over_also"], ">= 1", ""),
+        ]
+    t2 = _table(["ratio", "measured", "goal", "met"], [tuple(r) for r in ratios])
     setup = (f"{s['images']} JPEGs, {min(s['sizes_mp'])}-{max(s['sizes_mp'])} MP ({s['progressive']} progressive), "
              f"{s['bytes_total'] / 2**20:.0f} MiB; {s['architecture']} ({s['weights']} weights), recipe `{s['recipe']}`, "
              f"network inputs {', '.join(s['network_input_shapes'])}; scorer batch {s['scorer_batch_size']}, "
-             f"{s['scorer_workers']} decode worker(s) ({s['scorer_settings']}), runtime {s.get('runtime_a', 'torch')} for (a) and (a'); decode pool {s['decode_pool_processes']} processes; "
+             f"{s['scorer_workers']} decode worker(s) ({s['scorer_settings']}), runtime {s.get('runtime_a', 'torch')}"
+             + (f" (ran: {ran}, torch imported: {'yes' if s.get('torch_imported_a') else 'no'})" if s.get("runtime_a_ran") else "")
+             + (f" and {also['runtime']} (ran: {also.get('runtime_ran')}), alternating," if also else "")
+             + f" for (a) and (a'); decode pool {s['decode_pool_processes']} processes; "
              f"median of {s['rounds']} rounds; OMP_WAIT_POLICY {s.get('omp_wait_policy_a') or 'unset'} for (a) "
              f"(as `aescore rank` sets it), {s.get('omp_wait_policy_b_to_d') or 'unset'} for (b)-(d).")
     return f"{setup}\n\n{t1}\n\n{t2}{_load_note(d)}"

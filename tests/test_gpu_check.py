@@ -85,7 +85,7 @@ def test_gpu_check_quick_runs_the_cpu_stand_ins(tmp_path: Path) -> None:
     assert all(c["loss_finite"] and c["steps"] == 2 for c in amp["cases"])
 
     choice = r["runtime_choice"]
-    assert choice["auto_runtime_by_photos"]["1"] == "onnx" and choice["auto_runtime_by_photos"]["65"] == "torch"
+    assert choice["ok"] and choice["auto_runtime"] == {"score": "onnx", "report": "onnx"}  # no CUDA GPU here
 
     # nothing left behind in the temporary folder
     assert not list(tmp_path.glob("aescore-gpu-check-*"))

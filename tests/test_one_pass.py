@@ -110,8 +110,13 @@ def test_contact_sheet_model_checks_and_embeddings_come_from_the_first_pass(
         np.testing.assert_allclose(got[path].embedding, photo.embedding, atol=1e-6)
 
 
-def test_onnx_first_pass_leaves_the_region_map_on_demand(tiny_faultnet: Path, tmp_path: Path, shipped_models_only: None) -> None:
-    """Where the pass cannot give a region map, none is cached (never a None standing in for it)."""
+def test_onnx_first_pass_caches_the_region_map_its_program_gives(tiny_faultnet: Path, tmp_path: Path, shipped_models_only: None) -> None:
+    """The default model's program gives the region map (issue 26): the first pass under ONNX
+    Runtime caches it. Where the pass cannot give one (a program exported before, TTA), none is
+    cached (never a None standing in for it)."""
+    import json
+    import shutil
+
     from aescore.checks import get_check
     from aescore.cull.pipeline import pass_outputs
     from aescore.inference.cache import CacheKey, ScoreCache
@@ -120,21 +125,35 @@ def test_onnx_first_pass_leaves_the_region_map_on_demand(tiny_faultnet: Path, tm
     from aescore.weights.card import read_card
 
     card = read_card(tiny_faultnet)
-    assert "region_map" not in pass_outputs(card, Runtime.onnx, None)
     assert "region_map" not in pass_outputs(card, Runtime.torch, 5)
     assert {"p_high", "embedding", "faults", "region_map"} <= pass_outputs(card, Runtime.torch, None)
+    ref = find_model(None)
+    assert {"p_high", "embedding", "faults", "region_map"} <= pass_outputs(ref.card, Runtime.onnx, None)
 
-    lib = _folder(tmp_path / "lib", n=1)
-    cache_path = tmp_path / "c.sqlite"
-    first = cull.score_photos([lib], _settings(None, cache_path, "onnx"))  # the default model's program
-    with ScoreCache(cache_path) as cache:
-        photo = Path(first.photos[0].path).resolve()
-        st = photo.stat()
-        key = CacheKey(str(photo), st.st_size, st.st_mtime_ns)
-        card0 = find_model(None).card
-        model_key = f"{card0['sha256']}:{_recipe_name(card0)}"
-        assert cache.get_checks([key], get_check("reasons").cache_key(model_key))
-        assert not cache.get_checks([key], get_check("regions").cache_key(model_key))
+    # The same program, its card saying what a program exported before issue 26 gave.
+    old = tmp_path / "old" / ref.path.with_suffix(".safetensors").name
+    old.parent.mkdir()
+    for suffix in (".safetensors", ".onnx"):
+        shutil.copy(ref.path.with_suffix(suffix), old.with_suffix(suffix))
+    old_card = {**ref.card, "onnx": {**ref.card["onnx"], "outputs": ["logits", "embedding", "faults"]}}
+    old.with_suffix(".json").write_text(json.dumps(old_card), encoding="utf-8")
+    assert "region_map" not in pass_outputs(old_card, Runtime.onnx, None)
+
+    model_key = f"{ref.card['sha256']}:{_recipe_name(ref.card)}"
+    for model, cached in ((None, True), (str(old), False)):
+        lib = _folder(tmp_path / f"lib-{cached}", n=1)
+        cache_path = tmp_path / f"c-{cached}.sqlite"
+        first = cull.score_photos([lib], _settings(model, cache_path, "onnx"))
+        with ScoreCache(cache_path) as cache:
+            photo = Path(first.photos[0].path).resolve()
+            st = photo.stat()
+            key = CacheKey(str(photo), st.st_size, st.st_mtime_ns)
+            assert cache.get_checks([key], get_check("reasons").cache_key(model_key))
+            regions = cache.get_checks([key], get_check("regions").cache_key(model_key))
+            if cached:
+                assert regions[str(photo)]["region_map"]  # rows of logits, not None
+            else:
+                assert not regions
 
 
 def _recipe_name(card: dict[str, Any]) -> str:

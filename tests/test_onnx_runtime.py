@@ -15,9 +15,10 @@ import pytest
 from PIL import Image
 
 from aescore import cull
-from aescore.errors import ConfigError, WeightsError
+from aescore import devices
+from aescore.errors import ConfigError, MissingExtra, WeightsError
 from aescore.inference import core, loading
-from aescore.inference.onnx_runtime import AUTO_ONNX_MAX_PHOTOS, Runtime, choose_runtime, onnx_unusable
+from aescore.inference.onnx_runtime import Runtime, choose_runtime, onnx_unusable
 from aescore.weights import default_weights_path, read_card
 
 pytestmark = pytest.mark.usefixtures("shipped_models_only")
@@ -63,10 +64,15 @@ def _assert_same(a: cull.ScoreRun, b: cull.ScoreRun, fields: tuple[str, ...] = (
 
 def test_default_model_scores_the_same_under_both_runtimes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     photos = _photos(tmp_path)
-    torch_run = _run(photos, None, "torch", workers=0, checks=("reasons",))
+    torch_run = _run(photos, None, "torch", workers=0, checks=("reasons", "regions"))
     _forbid_torch_load(monkeypatch)
-    onnx_run = _run(photos, None, "onnx", workers=2, checks=("reasons",))  # decode threads
+    onnx_run = _run(photos, None, "onnx", workers=2, checks=("reasons", "regions"))  # decode processes
     _assert_same(onnx_run, torch_run, ("faults",))
+    # The contact sheet's region map comes from the program too (issue 26), as PyTorch draws it.
+    for x, y in zip(onnx_run.photos, torch_run.photos):
+        a, b = np.asarray(x.fields["region_map"]), np.asarray(y.fields["region_map"])
+        assert a.shape == b.shape and a.ndim == 2 and a.size > 1
+        assert np.abs(a - b).max() <= 2e-3  # rounded to 3 places in the check's fields
     assert "torch" in sys.modules  # (this process imported it for the torch run; the CLI test checks a fresh one)
 
 
@@ -112,17 +118,41 @@ def test_runtime_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert choose(Runtime.torch) is Runtime.torch
     assert choose(Runtime.auto) is Runtime.onnx and choose(Runtime.onnx) is Runtime.onnx
+    # The program draws the region map (issue 26): the contact sheet stays under ONNX Runtime.
+    assert choose(Runtime.auto, want=p | {"region_map"}) is Runtime.onnx
     # What ONNX Runtime cannot do goes to torch under auto, and is one clear error under onnx.
-    for kwargs, phrase in (({"tta": 3}, "TTA"), ({"want": p | {"region_map"}}, "region map"),
-                           ({"device": "cuda"}, "CPU only")):
+    for kwargs, phrase in (({"tta": 3}, "TTA"), ({"device": "cuda"}, "CPU only")):
         assert choose(Runtime.auto, **kwargs) is Runtime.torch
         with pytest.raises(ConfigError, match=phrase):
             choose(Runtime.onnx, **kwargs)
-    # A big run goes to torch (decode processes, GPUs) under auto, on any device.
+    # No photo count switches runtimes any more: decoding runs in processes under both.
     for device in ("auto", "cpu"):
-        assert choose(Runtime.auto, device=device, n=AUTO_ONNX_MAX_PHOTOS) is Runtime.onnx
-        assert choose(Runtime.auto, device=device, n=AUTO_ONNX_MAX_PHOTOS + 1) is Runtime.torch
+        assert choose(Runtime.auto, device=device, n=10_000) is Runtime.onnx
         assert choose(Runtime.onnx, device=device, n=10_000) is Runtime.onnx
+    # A program exported before region maps: PyTorch draws the map when it is installed, else the
+    # map is left out; --runtime onnx says what is missing.
+    old = {**card, "onnx": {**card["onnx"], "outputs": ["logits", "embedding", "faults"]}}
+    assert choose(Runtime.auto, want=p | {"region_map"}, c=old) is Runtime.torch
+    assert choose(Runtime.auto, c=old) is Runtime.onnx
+    with pytest.raises(ConfigError, match="region map"):
+        choose(Runtime.onnx, want=p | {"region_map"}, c=old)
+    # A CUDA GPU that PyTorch can use is PyTorch's under auto (--device auto only).
+    with monkeypatch.context() as m:
+        m.setattr(devices, "cuda_usable", lambda: True)
+        assert choose(Runtime.auto) is Runtime.torch
+        assert choose(Runtime.auto, device="cpu") is Runtime.onnx
+    # Without PyTorch (the light install): auto stays on ONNX Runtime, and what needs PyTorch is
+    # refused in one line naming the setting and the pip command of the train extra.
+    with monkeypatch.context() as m:
+        m.setattr(devices, "torch_installed", lambda: False)
+        assert choose(Runtime.auto) is Runtime.onnx
+        assert choose(Runtime.auto, want=p | {"region_map"}, c=old) is Runtime.onnx
+        for kwargs, setting in (({"runtime": Runtime.torch}, "runtime"), ({"tta": 2}, "tta_crops"),
+                                ({"device": "cuda"}, "device"), ({"c": {k: v for k, v in card.items() if k != "onnx"}}, "model")):
+            runtime = kwargs.pop("runtime", Runtime.auto)
+            with pytest.raises(MissingExtra, match=r"needs PyTorch.*pip install 'aescore\[train\]'") as err:
+                choose(runtime, **kwargs)  # type: ignore[arg-type]
+            assert err.value.setting == setting and err.value.exit_code == 2
     # A card without a program, with a program of other weights, or a missing file.
     stale = {**card, "onnx": {**card["onnx"], "weights_sha256": "0" * 64}}
     for c, phrase in (({k: v for k, v in card.items() if k != "onnx"}, "no ONNX program"), (stale, "other weights")):
@@ -156,7 +186,7 @@ def test_cli_refuses_a_tampered_program_and_impossible_requests(tmp_path: Path) 
     assert proc.returncode == 2 and "TTA" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_threaded_decoding_keeps_order_and_reports_failures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_process_decoding_keeps_order_and_reports_failures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     photos = _photos(tmp_path)
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(photos[0].read_bytes()[:300])
@@ -176,3 +206,20 @@ def test_settings_refuse_an_unknown_runtime() -> None:
         cull.Settings(runtime="tensorflow")  # type: ignore[arg-type]
     assert cull.Settings(runtime="onnx").runtime is Runtime.onnx  # type: ignore[arg-type]
     assert json.dumps(cull.Settings().runtime.value) == '"auto"'
+
+
+def _die(index: int, job: object) -> None:
+    import os
+
+    os._exit(9)  # a decode worker killed mid-photo (the OOM killer, say)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the workers are forks (they see the patch) on Linux")
+def test_a_killed_decode_worker_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aescore.errors import AescoreError
+
+    photos = _photos(tmp_path)
+    model = loading.open_model(default_weights_path(), "cpu", Runtime.onnx)
+    monkeypatch.setattr(core, "_decode_one", _die)
+    with pytest.raises(AescoreError, match="decoding process ended unexpectedly"):
+        list(core.infer(model, [core.Job(str(p)) for p in photos], batch_size=2, workers=2))

@@ -188,6 +188,14 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as err:  # an unexpected bug: one line for users, the traceback with --debug
         if debug:
             raise
+        from aescore.errors import UsageError, missing_training_package, needs_training_stack
+
+        package = missing_training_package(err)
+        if package is not None:
+            # The light install (pip install aescore) has no torch, torchvision or timm: whatever
+            # command reached for one needs the train extra. One place for every command.
+            say(f"aescore: error: `{_asked_for(argv if argv is not None else sys.argv[1:])}` {needs_training_stack(package)}")
+            sys.exit(UsageError.exit_code)
         say(f"aescore: internal error: {type(err).__name__}: {err} (run with --debug for the traceback)")
         sys.exit(1)
 
@@ -207,6 +215,26 @@ def config_error_line(err: Any, flags: dict[str, str] | None = None) -> str:
         return f"{get_check(err.check).flag or f'--check {err.check}'} {err.need}"
     flag = (flags or {}).get(err.setting) or "--" + err.setting.replace("_", "-")
     return f"{flag} {err.problem}"
+
+
+#: Options that exist only to use PyTorch: named in the missing-extra line beside the command.
+_TORCH_OPTIONS = ("--fine-tune", "--tta-crops")
+
+
+def _asked_for(args: list[str]) -> str:
+    """What the command line asked for, as the missing-extra line names it: ``aescore`` and the
+    command words (``data pairwise``), plus any option of :data:`_TORCH_OPTIONS` it used."""
+    words: list[str] = []
+    for a in args:
+        if a.startswith("-"):
+            if words:
+                break
+            continue
+        words.append(a)
+    groups = {g.name for g in app.registered_groups}  # `data`, `cache`: the next word is a subcommand
+    words = words[:2] if words and words[0] in groups else words[:1]  # (the rest are paths)
+    used = [o for o in _TORCH_OPTIONS if any(a == o or a.startswith(o + "=") for a in args)]
+    return " ".join(["aescore", *words, *used])
 
 
 def _first_word(args: list[str]) -> str | None:

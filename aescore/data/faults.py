@@ -37,7 +37,7 @@ high-key versions where the subject keeps its exposure and only the surroundings
 bright (a globally darker or brighter copy stays a fault).
 
 Everything is deterministic given the ``numpy`` generator; albumentations is seeded from it.
-albumentations is optional (``aescore[train]``): without it those implementations are left out.
+albumentations is optional (``aescore[faults]``): without it those implementations are left out.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ decode (worker processes) -> group equal shapes -> one batched forward -> per-ph
 
 Two runtimes (:mod:`aescore.inference.onnx_runtime`): PyTorch (:class:`LoadedModel`; decoding in
 DataLoader worker processes) and ONNX Runtime (:class:`~aescore.inference.onnx_runtime.OnnxModel`;
-decoding in threads, and torch is never imported). Both are fed the same NumPy pixels
+decoding in a pool of worker processes of its own, :func:`_process_batches`, and torch is never
+imported). Both are fed the same NumPy pixels
 (:meth:`~aescore.data.transforms.Preprocess.array`); :func:`aescore.inference.loading.open_model`
 opens a model under one of them. The network is driven through the model contract
 (:mod:`aescore.models.contract`): one call, whatever the architecture.
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,7 +285,7 @@ def infer(
         batches = _torch_batches(dataset, bs, n_workers, device)
         context: contextlib.AbstractContextManager[Any] = torch.inference_mode()
     else:
-        batches, context = _threaded_batches(dataset, bs, n_workers), contextlib.nullcontext()
+        batches, context = _process_batches(dataset, bs, n_workers), contextlib.nullcontext()
     with context:
         for batch in batches:
             results: dict[int, PhotoOutputs] = {}
@@ -324,30 +326,83 @@ def _torch_batches(dataset: DecodeDataset, bs: int, n_workers: int, device: str)
         return iter(loader)
 
 
-def _threaded_batches(dataset: DecodeDataset, bs: int, n_workers: int) -> Iterator[list[Any]]:
-    """Batches of decoded items from ``n_workers`` threads (0: in this thread), in order, at most
-    two batches per thread decoded ahead (memory stays bounded). Threads need no torch and no
-    process start-up (Pillow's decoding and resizing, NumPy and ONNX Runtime release the GIL for
-    their heavy work); in steady state they are slower than processes (docs/performance.md)."""
+def _process_batches(dataset: DecodeDataset, bs: int, n_workers: int) -> Iterator[list[Any]]:
+    """Batches of decoded items from a pool of ``n_workers`` processes (0: in this thread), in
+    order, at most two batches per worker decoded ahead (memory stays bounded): the decoding of
+    the ONNX Runtime path, without torch.
+
+    Why processes: decoding is mostly Python-level work around Pillow and NumPy, which threads
+    serialise on the GIL; with threads this path ran at 0.68 of the decode/network bound against
+    0.91 for PyTorch's DataLoader processes (docs/performance.md, sections 7 and 12). They ignore
+    SIGINT and SIGTERM (:func:`ignore_stop_signals`): the main process alone decides when to stop,
+    and flushes the score cache first. How they start: :func:`_decode_context`.
+    """
     if n_workers <= 0:
         for start in range(0, len(dataset), bs):
             yield [dataset[i] for i in range(start, min(start + bs, len(dataset)))]
         return
     from collections import deque
-    from concurrent.futures import Future, ThreadPoolExecutor
+    from concurrent.futures import Future, ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from aescore.errors import AescoreError
 
     ahead = bs * 2 * (n_workers + 1)
     pending: deque[Future[Any]] = deque()
     next_index = 0
-    pool = ThreadPoolExecutor(n_workers, thread_name_prefix="aescore-decode")
+    pool = ProcessPoolExecutor(n_workers, mp_context=_decode_context(), initializer=_start_decoder,
+                               initargs=(dataset.make_input, dataset.min_shorter))
     try:
         while pending or next_index < len(dataset):
             while next_index < len(dataset) and len(pending) < ahead:
-                pending.append(pool.submit(dataset.__getitem__, next_index))
+                pending.append(pool.submit(_decode_one, next_index, dataset.jobs[next_index]))
                 next_index += 1
-            yield [pending.popleft().result() for _ in range(min(bs, len(pending)))]
+            try:
+                batch = [pending.popleft().result() for _ in range(min(bs, len(pending)))]
+            except BrokenProcessPool:  # a worker was killed (by the OOM killer, say): no photo's fault
+                raise AescoreError("a photo-decoding process ended unexpectedly (killed, perhaps for lack of "
+                                   "memory); fewer workers, or decoding in the main process (workers 0), avoids it") from None
+            yield batch
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # also on Ctrl-C or an early stop
+        # Also on Ctrl-C or an early stop: drop what is queued, let the running decodes finish.
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _decode_context() -> Any:
+    """The multiprocessing context of the decode workers: *fork* on Linux, else the platform's
+    default (spawn on macOS and Windows), as PyTorch's DataLoader does.
+
+    Why fork although ONNX Runtime's threads may be running here: a forked child has only the
+    thread that forked; the workers never call into ONNX Runtime (Pillow and NumPy only) and end
+    with ``os._exit``, so the parent's idle thread pool is nothing to them. Forkserver and spawn
+    would instead re-run the user's main script in each worker (an unguarded script, such as
+    docs/usage.md's Python API example, would then start itself again) and cost a fresh
+    interpreter and its imports before the first photo: forkserver added 0.15-0.19 s to a whole
+    `rank` of 8-12 photos on 2 cores (docs/performance.md, section 12). Python 3.14 makes
+    forkserver the Linux default: hence fork is named here."""
+    import multiprocessing
+
+    if str(sys.platform).startswith("linux"):  # (str: mypy would judge the branch by its own platform)
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context()
+
+
+_WORKER_DATASET: DecodeDataset | None = None
+
+
+def _start_decoder(make_input: Callable[[Any, str], Any], min_shorter: int | None) -> None:
+    """Decode worker initialiser: ignore stop signals; keep the recipe for every job it gets."""
+    global _WORKER_DATASET
+    ignore_stop_signals()
+    _WORKER_DATASET = DecodeDataset([], make_input, min_shorter)
+
+
+def _decode_one(index: int, job: Job) -> tuple[int, Any, Any, str | None, bool, tuple[int, int] | None]:
+    """One job decoded in a worker: :meth:`DecodeDataset.__getitem__`'s item for ``index``."""
+    assert _WORKER_DATASET is not None
+    _WORKER_DATASET.jobs = [job]
+    item = _WORKER_DATASET[0]
+    return (index, *item[1:])
 
 
 def stack_inputs(xs: Sequence[Any]) -> Any:

@@ -23,20 +23,22 @@ _OPSET = 17
 _TOLERANCE = 1e-4  # what issue 16 allows between the runtimes' scores
 
 
-def program_outputs(capabilities: Capabilities) -> list[str]:
-    """The program's outputs for a model of ``capabilities``: ``logits``, ``embedding`` and, with a
-    reasons head, ``faults`` (:data:`~aescore.inference.onnx_runtime.ONNX_OUTPUTS`, in that order)."""
+def export_outputs(capabilities: Capabilities) -> list[str]:
+    """The program's outputs for a model of ``capabilities``: ``logits``, ``embedding`` and, where
+    the model has them, ``faults`` (a reasons head) and ``region_map`` (the whole frame's
+    per-region logits: the contact sheet's overlay) (:data:`~aescore.inference.onnx_runtime.ONNX_OUTPUTS`,
+    in that order)."""
     return [name for name in ONNX_OUTPUTS if name == "logits" or name in capabilities.outputs()]
 
 
 class ExportViews(nn.Module):
-    """A model's scoring views as one graph: ``(whole[, crops]) -> (logits, embedding[, faults])``,
-    one call of the model contract (the crops pooled by the model itself)."""
+    """A model's scoring views as one graph: ``(whole[, crops]) -> (logits, embedding[, faults][,
+    region_map])``, one call of the model contract (the crops pooled by the model itself)."""
 
     def __init__(self, model: ScoringModel, detail: bool) -> None:
         super().__init__()
         self.model, self.detail = model, detail
-        self.outputs = program_outputs(model.capabilities)
+        self.outputs = export_outputs(model.capabilities)
 
     def forward(self, whole: torch.Tensor, crops: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         out = self.model.forward_outputs(ModelInputs(whole, crops if self.detail else None), self.outputs[1:])
@@ -50,7 +52,8 @@ def export_onnx(weights: str | os.PathLike[str], check_shapes: tuple[tuple[int, 
 
     The graph is the scoring form (eval mode, BatchNorm folded) of the model's views: the whole
     frame ``[B, 3, H, W]`` (any batch and size) and, for a detail recipe, the crops ``[B, K, 3, c,
-    c]``; outputs ``logits``, ``embedding`` and, with a reasons head, ``faults`` logits. Before
+    c]``; outputs ``logits``, ``embedding`` and, where the model has them, ``faults`` logits (a
+    reasons head) and ``region_map`` ``[B, h, w]`` (the whole frame's per-region logits). Before
     anything is written, the program runs under ONNX Runtime at ``check_shapes`` (a batch of 1,
     then 2) beside PyTorch; :class:`WeightsError` when an output differs by more than 1e-4.
     """
@@ -74,13 +77,17 @@ def export_onnx(weights: str | os.PathLike[str], check_shapes: tuple[tuple[int, 
         return (whole, torch.randn(batch, *crop_shape, generator=gen)) if crop_shape else (whole,)
 
     gen = torch.Generator().manual_seed(0)
-    axes = {"whole": {0: "batch", 2: "height", 3: "width"}, "crops": {0: "batch"}, **{o: {0: "batch"} for o in outputs}}
+    axes = {"whole": {0: "batch", 2: "height", 3: "width"}, "crops": {0: "batch"}, **{o: {0: "batch"} for o in outputs},
+            "region_map": {0: "batch", 1: "regions_y", 2: "regions_x"}}
     buf = io.BytesIO()
     # The TorchScript-based exporter (dynamo=False): it traces the size-dependent "SAME" padding
     # of the plain Lite network into graph arithmetic, and needs only the onnx package (the
     # torch.export-based one needs onnxscript too). It warns that it is deprecated.
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
+        # The region map's head-shape test is a constant of the weights, rightly traced as one
+        # (the program is checked at two input shapes below).
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module="aescore.models.regions")
         torch.onnx.export(
             # torch types f as a path; the TorchScript exporter writes to a file object too
             wrapper, sample(1, *check_shapes[0], gen), buf,  # type: ignore[arg-type]
@@ -94,6 +101,10 @@ def export_onnx(weights: str | os.PathLike[str], check_shapes: tuple[tuple[int, 
         with torch.no_grad():
             ref = wrapper(*xs)
         got = session.run(outputs, {n: x.numpy() for n, x in zip(inputs, xs)})
+        shapes = [(name, g.shape, tuple(r.shape)) for name, g, r in zip(outputs, got, ref) if g.shape != tuple(r.shape)]
+        if shapes:  # e.g. a size traced into the graph as a constant: the program would fit one photo shape only
+            raise WeightsError(f"ONNX export of {weights_path.name}: output {shapes[0][0]} has shape {shapes[0][1]}, "
+                               f"PyTorch's {shapes[0][2]} at {h}x{w}; nothing written")
         diff = max(float(np.abs(g - r.numpy()).max()) for g, r in zip(got, ref))
         if not diff <= _TOLERANCE:
             raise WeightsError(f"ONNX export of {weights_path.name} differs from PyTorch by {diff:.2g} at {h}x{w}; nothing written")

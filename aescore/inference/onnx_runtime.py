@@ -9,17 +9,19 @@ and its outputs match the PyTorch path within 1e-4 (``tests/test_onnx_runtime.py
 
 Which runtime runs a model (:func:`choose_runtime`, ``--runtime``):
 
-* ``torch``: PyTorch, always possible: GPUs, multi-crop TTA, region maps, every architecture.
 * ``onnx``: ONNX Runtime on the CPU: needs the card's ONNX program and the ``onnxruntime``
-  package; refused (one line) for what it cannot do (TTA, region maps, a GPU device).
-* ``auto`` (default): ``onnx`` where it can run and the run has at most
-  :data:`AUTO_ONNX_MAX_PHOTOS` photos to compute (start-up is then most of the time); ``torch``
-  otherwise.
+  package (a dependency of every install); refused (one line) for what it cannot do (TTA, a GPU
+  device, a region map its program lacks).
+* ``torch``: PyTorch: GPUs, multi-crop TTA, every architecture. Needs the ``train`` extra
+  (``pip install 'aescore[train]'``); without it, a one-line refusal naming that command.
+* ``auto`` (default): ``torch`` on a machine where PyTorch is installed and sees a CUDA GPU (found
+  without importing torch on machines without one: :func:`aescore.devices.cuda_usable`); else
+  ``onnx`` where it can run; else ``torch`` (a model without an ONNX program, TTA, ``--device
+  cuda``), refused in one line when PyTorch is not installed.
 
-Decoding runs in threads under ONNX Runtime (:func:`aescore.inference.core.infer`): no process
-start-up, and Pillow, NumPy and ONNX Runtime release the GIL for their heavy work; the
-Python-level rest still serialises, so in steady state threads were slower than PyTorch's
-decode processes (docs/performance.md, section 7): hence the limit for ``auto``.
+Decoding runs in worker processes under either runtime (:func:`aescore.inference.core.infer`), so
+ONNX Runtime is as fast on a big folder as PyTorch was (docs/performance.md, section 12): there is
+no photo count above which ``auto`` switches runtimes.
 """
 
 from __future__ import annotations
@@ -34,19 +36,14 @@ from aescore.errors import ConfigError, WeightsError
 if TYPE_CHECKING:
     from aescore.data.transforms import Preprocess
 
-__all__ = ["AUTO_ONNX_MAX_PHOTOS", "ONNX_INPUTS", "ONNX_OUTPUTS", "OnnxModel", "Runtime", "choose_runtime", "load_onnx_model", "onnx_unusable"]
-
-#: ``--runtime auto`` uses ONNX Runtime for at most this many photos to compute. Below it start-up
-#: decides: importing torch costs ~3 s on 2 cores (and starting CUDA more). Above it PyTorch's
-#: steady state wins: its decoding in processes ran at 6.7 photos/s against 5.5 for ONNX
-#: Runtime's decode threads (benchmarks/bench_rank.py, docs/performance.md), so PyTorch catches
-#: up ~3 s after ~75 camera photos; and a GPU, where there is one, is PyTorch's.
-AUTO_ONNX_MAX_PHOTOS = 64
+__all__ = ["ONNX_INPUTS", "ONNX_OUTPUTS", "OnnxModel", "Runtime", "choose_runtime", "load_onnx_model", "onnx_unusable",
+           "program_outputs"]
 
 _MAX_ONNX_BYTES = 512 << 20
-#: The program's input and output names (:mod:`aescore.inference.onnx_export` writes them).
+#: The program's input and output names (:mod:`aescore.inference.onnx_export` writes them):
+#: ``region_map`` since issue 26 (programs exported before lack it; the card's ``onnx.outputs`` says).
 ONNX_INPUTS = ("whole", "crops")
-ONNX_OUTPUTS = ("logits", "embedding", "faults")
+ONNX_OUTPUTS = ("logits", "embedding", "faults", "region_map")
 
 
 class Runtime(str, Enum):
@@ -85,31 +82,56 @@ def onnx_unusable(weights_path: str | os.PathLike[str], card: dict[str, Any]) ->
     return None
 
 
+def program_outputs(card: dict[str, Any]) -> frozenset[str]:
+    """The outputs the card's ONNX program gives (its ``onnx.outputs``), without reading the program."""
+    block = card.get("onnx")
+    outputs = block.get("outputs") if isinstance(block, dict) else None
+    return frozenset(o for o in outputs if isinstance(o, str)) if isinstance(outputs, list) else frozenset()
+
+
 def choose_runtime(
     runtime: Runtime, weights_path: str | os.PathLike[str], card: dict[str, Any], device: str,
-    want: frozenset[str], tta_crops: int | None, n_photos: int,
+    want: frozenset[str], tta_crops: int | None, n_photos: int = 0,
 ) -> Runtime:
     """The runtime for a run (``torch`` or ``onnx``) per the rules of the module docstring.
-    Raises :class:`ConfigError` when ``onnx`` was asked for and cannot run this."""
+    Raises :class:`ConfigError` when ``onnx`` was asked for and cannot run this, or when PyTorch
+    is needed and not installed (the message ends in the pip command that adds it).
+    ``n_photos`` is no longer used (kept for callers; issue 26 removed the 64-photo switch)."""
+    from aescore.devices import cuda_usable, torch_installed
+    from aescore.errors import MissingExtra
+
     if runtime is Runtime.torch:
+        if not torch_installed():
+            raise MissingExtra("runtime", "torch")
         return Runtime.torch
     device = str(device).strip().lower()
     why = None
+    # What ONNX Runtime cannot run, and the setting to name when PyTorch would be needed for it.
     if device not in ("auto", "cpu"):
-        why = f"runs on the CPU only (asked for --device {device})"
+        why, setting, lead = f"runs on the CPU only (asked for --device {device})", "device", device
     elif tta_crops:
-        why = "has no multi-crop TTA (--tta-crops)"
-    elif "region_map" in want:
-        why = "has no region map (use --runtime torch)"
+        why, setting, lead = "has no multi-crop TTA (--tta-crops)", "tta_crops", ""
     else:
         why = onnx_unusable(weights_path, card)
+        name = str(card.get("name") or Path(weights_path).stem)
+        said = why[len(f"model {name} "):] if why and why.startswith(f"model {name} ") else f": {why}"
+        setting, lead = "model", f"{name} {said}; scoring it".replace(" : ", ": ")
+    lacks_map = "region_map" in want and "region_map" not in program_outputs(card)
     if runtime is Runtime.onnx:
+        if not why and lacks_map:
+            why = "its program has no region map (export it again, or use --runtime torch)"
         if why:
             raise ConfigError("runtime", f"onnx: {why}")
         return Runtime.onnx
-    if why or n_photos > AUTO_ONNX_MAX_PHOTOS:
+    if why:
+        if not torch_installed():
+            raise MissingExtra(setting, lead)
         return Runtime.torch
-    return Runtime.onnx
+    if device == "auto" and cuda_usable():
+        return Runtime.torch  # a CUDA GPU is PyTorch's (its start-up is then the small part)
+    if lacks_map and torch_installed():
+        return Runtime.torch  # a program exported before region maps: PyTorch still draws them
+    return Runtime.onnx  # (without torch, such a program runs and the region map is left out)
 
 
 class OnnxModel:
@@ -132,7 +154,8 @@ class OnnxModel:
 
     def forward(self, x: Any, want: frozenset[str]) -> dict[str, Any]:
         """``[B, 3, H, W]`` float32 (or batched :class:`DetailViews` of arrays) -> the asked-for
-        outputs as float32 numpy: ``p_high`` ``[B]``, ``embedding``, ``faults`` (probabilities)."""
+        outputs as float32 numpy: ``p_high`` ``[B]``, ``embedding``, ``faults`` (probabilities),
+        ``region_map`` (the whole frame's per-region logits, where the program has them)."""
         import numpy as np
 
         from aescore.data.transforms import DetailViews
@@ -140,7 +163,7 @@ class OnnxModel:
 
         self.forward_calls += 1
         feeds = {"whole": x.whole, "crops": x.crops} if isinstance(x, DetailViews) else {"whole": x}
-        names = ["logits", *(n for n in ("embedding", "faults") if n in want and n in self.outputs)]
+        names = ["logits", *(n for n in ("embedding", "faults", "region_map") if n in want and n in self.outputs)]
         got = dict(zip(names, self.session.run(names, feeds)))
         logits = got.pop("logits").astype(np.float32)
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -150,6 +173,8 @@ class OnnxModel:
             out["embedding"] = got["embedding"].astype(np.float32)
         if "faults" in got:
             out["faults"] = (1.0 / (1.0 + np.exp(-got["faults"].astype(np.float32)))).astype(np.float32)
+        if "region_map" in got:
+            out["region_map"] = got["region_map"].astype(np.float32)
         return out
 
 
