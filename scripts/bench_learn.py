@@ -54,7 +54,7 @@ def main() -> int:
 
     for run in ("first (fills the cache)", "second (embeddings cached)"):
         t = time.perf_counter()
-        result = learn([lib], "bench", model=args.model, device="cpu")
+        result = learn([lib], "bench", model=args.model, device="cpu", replace=True)
         steps = ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
         print(f"{run}: {time.perf_counter() - t:.1f}s ({steps}); held-out accuracy {result.held_out.personal_accuracy.value:.3f}")
     return 0

@@ -1,5 +1,7 @@
 """Measure `aescore learn` on simulated photographers: held-out pairwise accuracy of the personal
 model vs the generic model, against the number of rated photos (docs/models.md, "Personal models").
+The head here reads the embedding and the generic score, not the fault probabilities (the head
+before issue 25, `aescore learn --no-faults`); scripts/measure_learn_faults.py compares the two.
 
 Photos: the 1,000 photographs of ../shared/photos (one per ImageNet class). A seeded 40 % of them
 are replaced by a copy with one technical fault (aescore.data.degrade: a random kind of the ten,

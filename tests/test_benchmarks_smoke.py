@@ -41,7 +41,7 @@ def run_bench(name: str, argv: list[str], capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_bench_rank(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = run_bench("bench_rank", ["--quick", "--workdir", str(workdir)], capsys)
+    out = run_bench("bench_rank", ["--quick", "--workdir", str(workdir), "--also-runtime", "torch"], capsys)
     ips = out["images_per_s"]
     for key in ("a_rank_scorer", "a_rank_cli_end_to_end", "b_naive", "b_naive_script_end_to_end", "c_decode_all_cores", "d_network_only"):
         assert ips[key] > 0
@@ -50,6 +50,15 @@ def test_bench_rank(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "1/decode_all_cores + 1/network_only" in out["bound_formula"]
     assert out["setup"]["images"] == 4 and out["setup"]["progressive"] == 1
     assert out["setup"]["runtime_a"] == "auto" and out["ratio_cli_over_naive_script_end_to_end"] > 0
+    # auto ran ONNX Runtime without importing torch; PyTorch's path was timed in the same rounds
+    assert out["setup"]["runtime_a_ran"] == "onnx" and out["setup"]["torch_imported_a"] is False
+    also = out["also"]
+    assert also["runtime_ran"] == "torch" and also["torch_imported"] is True
+    assert also["a_rank_scorer"] > 0 and also["a_rank_cli_end_to_end"] > 0 and also["ratio_runtime_a_over_also"] > 0
+    import report
+
+    table = report.render_rank(out)
+    assert "(a) the same — torch" in table and "(a) onnx / (a) torch" in table
 
 
 def test_bench_warm_cache(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -94,6 +103,7 @@ def test_bench_startup(workdir: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert b["onnx"]["torch_imported"] is False and b["torch"]["timm_imported"] is False and b["old_way"]["timm_imported"] is True
     assert b["score_difference"] < 1e-4 and out["first_score_runtime_torch_s"]["median_s"] > 0
     assert out["first_score_first_run_s"] > 0 and out["baseline"] is None
+    assert out["first_score_personal_s"]["median_s"] > 0  # a head-only personal model on the default
 
 
 def test_report_updates_marked_blocks(tmp_path: Path) -> None:

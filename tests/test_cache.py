@@ -245,3 +245,28 @@ def test_cache_info_is_a_table_on_a_terminal(tmp_path: Path, monkeypatch: pytest
     cache_cli.info_cmd(as_json=False)
     out = capsys.readouterr().out
     assert "Scores per model and recipe" in out and "Last used" in out and "\t" not in out
+
+
+def test_fault_probabilities_are_cached_and_an_older_cache_gains_the_column(tmp_path: Path) -> None:
+    """`learn` reads a reasons head's fault probabilities from the cache beside the embedding; a
+    cache made before that column existed gets it when opened, its rows kept (as misses for a run
+    that needs the faults)."""
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE scores (path TEXT NOT NULL, weights TEXT NOT NULL, recipe TEXT NOT NULL, size INTEGER NOT NULL, "
+        "mtime_ns INTEGER NOT NULL, score REAL NOT NULL, embedding BLOB, updated REAL NOT NULL, "
+        "PRIMARY KEY (path, weights, recipe)) WITHOUT ROWID"
+    )
+    conn.execute("INSERT INTO scores VALUES ('/p/a.jpg', ?, ?, 10, 123, 0.5, ?, 0)", (W, R, b"\1" * 8))
+    conn.commit()
+    conn.close()
+    k = CacheKey("/p/a.jpg", 10, 123)
+    with ScoreCache(path) as cache:
+        hit = cache.get_many([k], W, R, need_embedding=True)[k.path]
+        assert hit.score == 0.5 and hit.embedding == b"\1" * 8 and hit.faults is None
+        assert cache.get_many([k], W, R, need_faults=True) == {}
+        cache.put_many([(k, 0.25, b"\2" * 8, b"\3" * 40)], W, R)
+        assert cache.get_many([k], W, R, need_embedding=True, need_faults=True)[k.path].faults == b"\3" * 40
+    with ScoreCache(path) as again:  # opened again: the column is there once
+        assert again.get_many([k], W, R, need_faults=True)[k.path].score == 0.25

@@ -254,6 +254,8 @@ def test_cli_pairwise_with_a_stub_model(tmp_path: Path, monkeypatch: pytest.Monk
     stub = types.ModuleType("aescore.weights")
     stub.resolve_model = lambda spec: Path(str(spec))  # type: ignore[attr-defined]
     stub.read_card = lambda path: card  # type: ignore[attr-defined]
+    stub.head_only_base = lambda card: None  # type: ignore[attr-defined]  # a whole network, not a personal head
+    stub.resolve_base = lambda card: None  # type: ignore[attr-defined]
     stub.load_weights = lambda path, device="cpu", **_: (Sharpness().eval(), card)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "aescore.weights", stub)
     import aescore

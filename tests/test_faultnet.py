@@ -151,7 +151,7 @@ def test_personal_model_on_a_faultnet_base_scores_and_keeps_the_reasons(tiny_fau
         log_odds = torch.logit(torch.tensor(g.outputs["p_high"], dtype=torch.float64)).float()
         with torch.no_grad():
             expected = head._head(torch.stack([torch.zeros(()), log_odds])[None],
-                                  torch.as_tensor(g.outputs["embedding"])[None])
+                                  torch.as_tensor(g.outputs["embedding"])[None], None)
         assert m.outputs["p_high"] == pytest.approx(float(torch.softmax(expected, 1)[0, 1]), abs=1e-4)
 
 

@@ -108,3 +108,37 @@ def test_whole_shoots_rated_alike_leave_nothing_to_judge() -> None:
     r = np.array([1 + i // 10 for i in range(50)])
     with pytest.raises(NoHeldOutPairs):
         held_out(np.random.default_rng(0).normal(size=(50, 4)), np.random.default_rng(1).random(50), r, shoots, np.zeros(50))
+
+
+def test_fault_inputs_are_learned_when_the_ratings_follow_them_and_dropped_when_they_are_noise() -> None:
+    """A photographer who rates by two of the base's faults (one liked, one hated), with
+    embeddings that know nothing: the head that reads the faults learns it (penalty chosen
+    finite), the embedding head cannot. With faults that are pure noise and ratings that follow
+    the generic score, the head still ranks as the generic model does (both penalties may go to
+    infinity: the generic score alone)."""
+    from aescore.learn.evaluate import select_penalties
+    from aescore.models.personal_head import log_odds
+
+    rng = np.random.default_rng(7)
+    n = 240
+    x = rng.normal(size=(n, 64))
+    faults = rng.beta(0.5, 2.0, size=(n, 10))
+    taste = 2.0 * log_odds(faults[:, 2]) - 1.5 * log_odds(faults[:, 0])  # likes grain, hates blur
+    r = np.digitize(taste, np.quantile(taste, [0.25, 0.5, 0.75])) + 1
+    generic = rng.random(n)
+    shoots = [f"s{i % 12}" for i in range(n)]
+    without = held_out(x, generic, r, shoots, np.zeros(n))
+    seen = held_out(x, generic, r, shoots, np.zeros(n), faults=faults)
+    assert seen.personal_accuracy.value > 0.9 > without.personal_accuracy.value + 0.25, (seen, without)
+    l2, l2_faults = select_penalties(x, log_odds(generic), r, shoots, np.zeros(n), 0, log_odds(faults))
+    assert np.isfinite(l2_faults)
+    head = fit_ranker(x, log_odds(generic), r, l2, f=log_odds(faults), l2_faults=l2_faults)
+    assert head.n_faults == 10 and head.fault_weight[2] > 0 > head.fault_weight[0]
+    assert head.fault_weight[2] == max(head.fault_weight) and head.fault_weight[0] == min(head.fault_weight)
+
+    r = np.digitize(generic, [0.25, 0.5, 0.75]) + 1  # agrees with the generic model; faults are noise
+    noise = held_out(x, generic, r, shoots, np.zeros(n), faults=rng.random((n, 10)))
+    assert noise.personal_accuracy.value >= noise.generic_accuracy.value - 0.03
+    head = fit_ranker(x, log_odds(generic), r, float("inf"), f=log_odds(faults), l2_faults=float("inf"))
+    assert head.n_faults == 0 and not head.weight.any()
+    assert (np.argsort(head.score(x, log_odds(generic))) == np.argsort(generic)).all()

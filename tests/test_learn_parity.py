@@ -67,8 +67,8 @@ def _tiny_faultnet(folder: Path) -> Path:
 
 
 def test_learn_held_out_scores_are_what_score_gives_the_model_of_each_fold(tmp_path: Path) -> None:
-    from aescore.learn import _build_net, learn
-    from aescore.weights import save_weights, user_models_dir
+    from aescore.learn import learn
+    from aescore.weights import read_card, save_head, user_models_dir
 
     base = make_tiny_weights(tmp_path)
     ratings = _library(tmp_path / "lib")
@@ -80,10 +80,9 @@ def test_learn_held_out_scores_are_what_score_gives_the_model_of_each_fold(tmp_p
 
     worst = 0.0
     for fold, head in held.heads.items():
-        # The personal model the fold's head makes, saved as learn saves one; `score` runs it.
-        net, base_card, _ = _build_net(str(base), head)
-        save_weights(net, user_models_dir() / f"mine-fold{fold}.safetensors",
-                     {"name": f"mine-fold{fold}", "preprocess": base_card["preprocess"], "training": {"dataset": "none"}})
+        # The personal model the fold's head makes, saved as learn saves one (head-only); `score` runs it.
+        save_head(head, user_models_dir() / f"mine-fold{fold}.safetensors", {"name": f"mine-fold{fold}", "training": {"dataset": "none"}},
+                  base_card=read_card(base), base_name="tiny", base_path=base)
         photos = sorted(p for p, f in held.folds.items() if f == fold)
         scored = _score(f"mine-fold{fold}", photos)
         worst = max(worst, max(abs(scored[p] - held.scores[p]) for p in photos))

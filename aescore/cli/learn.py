@@ -15,9 +15,9 @@ from aescore.errors import UsageError
 
 _HELP = """Learn your taste: a personal model from the star ratings and rejects you already gave.
 
-Ratings are read (never written) from XMP sidecars (IMG_1.xmp and IMG_1.JPG.xmp), XMP embedded in the photos, a Lightroom Classic catalog (--catalog), a digiKam database (--digikam-db) or a CSV file (--ratings). Unrated photos are left out. The base model's embeddings come from the score cache when `aescore rank` already saw the photos.
+Ratings are read (never written) from XMP sidecars (IMG_1.xmp and IMG_1.JPG.xmp), XMP embedded in the photos, a Lightroom Classic catalog (--catalog), a digiKam database (--digikam-db) or a CSV file (--ratings). Unrated photos are left out. The head reads the base model's embedding, generic score and fault probabilities (--no-generic, --no-faults leave them out); they come from the score cache when `aescore rank` already saw the photos.
 
-The personal model is evaluated against the generic model on held-out shoots (capture date, else folder) and always saved under $XDG_DATA_HOME/aescore/models/ (use it as `aescore rank --model NAME`); an existing personal model of that name is replaced only with --replace. --set-default makes it the default only when it beats the generic model.
+The personal model is evaluated against the generic model on held-out shoots (capture date, else folder) and always saved under $XDG_DATA_HOME/aescore/models/ (use it as `aescore rank --model NAME`): the head alone, which scores on top of its base model (keep that model installed; with --fine-tune, the whole network); an existing personal model of that name is replaced only with --replace. --set-default makes it the default only when it beats the generic model.
 
 stdout: the result (text, or one JSON object with --json); stderr: progress, the ratings summary and warnings. Exit status: 0 done; 3 done, but some photos were skipped as unreadable or rated files were missing; 2 usage error; 1 too few ratings or another error.
 """
@@ -37,7 +37,8 @@ def learn_cmd(
     ratings: Annotated[Optional[str], typer.Option("--ratings", metavar="FILE.csv", help="CSV of path,rating (-1 rejected, 0-5 stars).")] = None,
     no_xmp: Annotated[bool, typer.Option("--no-xmp", help="Do not read XMP sidecars or embedded XMP.")] = False,
     include_aescore: Annotated[bool, typer.Option("--include-aescore-ratings", help="Also learn from ratings aescore wrote itself (--write-xmp); off by default: that would be circular.")] = False,
-    no_generic: Annotated[bool, typer.Option("--no-generic", help="Do not give the head the generic score as an input (embeddings only).")] = False,
+    no_generic: Annotated[bool, typer.Option("--no-generic", help="Do not give the head the generic score as an input.")] = False,
+    no_faults: Annotated[bool, typer.Option("--no-faults", help="Do not give the head the base model's fault probabilities (its reasons head) as inputs.")] = False,
     set_default: Annotated[bool, typer.Option("--set-default", help="Make the personal model the default for score/rank, if it beats the generic model on held-out shoots.")] = False,
     force: Annotated[bool, typer.Option("--force", help="With --set-default: make it the default even if it does not beat the generic model.")] = False,
     replace: Annotated[bool, typer.Option("--replace", help="Overwrite an existing personal model of this name (refused without it); a warning says so when it is the default model.")] = False,
@@ -80,7 +81,7 @@ def learn_cmd(
     try:
         result = learn(
             paths or [], name, model=model, ratings_csv=ratings, catalog=catalog, digikam_db=digikam_db,
-            read_xmp=not no_xmp, include_aescore=include_aescore, use_generic=not no_generic,
+            read_xmp=not no_xmp, include_aescore=include_aescore, use_generic=not no_generic, use_faults=not no_faults,
             use_cache=not no_cache, device=device, folds=folds, min_rated=min_ratings,
             fine_tune=fine_tune, fine_tune_config=config, replace=replace,
             progress=err.progress_factory(), on_skip=err.skipped,
@@ -147,6 +148,13 @@ def _print_ratings(report: Any, err: Any) -> None:
         err.line(f"aescore: {len(report.unreadable)} XMP packet(s) unreadable{_examples([p for p, _ in report.unreadable])}")
 
 
+def _features(result: Any) -> list[str]:
+    """What the saved head reads (its card's ``training.head.features``), in words."""
+    words = {"embedding": "embedding", "generic_score": "generic score", "faults": "fault probabilities"}
+    head = (result.card.get("training") or {}).get("head") or {}
+    return [words.get(f, f) for f in head.get("features", [])]
+
+
 def _fmt(iv: Any, signed: bool = False) -> str:
     sign = "+" if signed else ""
     return f"{iv.value:{sign}.3f} [95% CI {iv.low:{sign}.3f}, {iv.high:{sign}.3f}]"
@@ -169,15 +177,21 @@ def _print_result(result: Any, as_json: bool, set_default: bool, made_default: b
             "unreadable": len(result.ratings.unreadable) + len(result.skipped),
             "held_out": h.to_dict(),
             "held_out_embedding_head": result.baseline.to_dict() if result.baseline is not None else None,
+            "features": _features(result),
+            "base_model": (result.card.get("training") or {}).get("base_model", {}).get("name"),
             "default": made_default,
             "seconds": {k: round(v, 2) for k, v in result.seconds.items()},
         }
         sys.stdout.write(json.dumps(out, indent=1) + "\n")
         return
-    size_mb = weights.stat().st_size / 1e6 if weights.exists() else 0.0
+    size = weights.stat().st_size if weights.exists() else 0
+    shown = f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
+    base = (result.card.get("training") or {}).get("base_model", {}).get("name", "?")
     gain = h.accuracy_gain
     lines = [
-        f"personal model {result.name!r} saved: {display_path(str(weights))} ({size_mb:.1f} MB; use --model {display_path(result.name)})",
+        f"personal model {result.name!r} saved: {display_path(str(weights))} ({shown}; use --model {display_path(result.name)})",
+        f"its head reads {', '.join(_features(result)) or 'nothing'} of base model {display_path(str(base))}"
+        + ("" if result.card.get("head_only") is None else " (the file holds the head; the base model must stay installed)"),
         f"learned from {result.photos} rated photos; held out: {h.folds} folds by {h.split}, {h.shoots} shoot(s), {h.pairs} pairs with different ratings",
         f"  pairwise accuracy  personal {_fmt(h.personal_accuracy)}",
         f"                     generic  {_fmt(h.generic_accuracy)}",

@@ -26,6 +26,7 @@ class Photo:
     best: bool | None = None  # best of its burst group
     stars: int | None = None  # 1..5, -1 = rejected (with star assignment)
     crop: tuple[int, int, int, int] | None = None  # left, top, right, bottom in the photo's own pixels (--crop)
+    faults: Any = None  # float32 numpy fault probabilities (a reasons head's) when asked for (with_faults)
 
     @property
     def score(self) -> float:

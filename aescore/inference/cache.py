@@ -37,9 +37,12 @@ CREATE TABLE IF NOT EXISTS scores (
     score     REAL    NOT NULL,
     embedding BLOB,
     updated   REAL    NOT NULL,
+    faults    BLOB,
     PRIMARY KEY (path, weights, recipe)
 ) WITHOUT ROWID
 """
+# ``faults`` (a reasons head's fault probabilities, float32 bytes: what `learn` reads beside the
+# embedding) came later: a cache made before has the column added when it is opened (_add_columns).
 # Files that could not be decoded, so a re-run does not load the model just to fail on them
 # again. Valid while size and mtime_ns match and for the same ``decoder`` (aescore and Pillow
 # versions: an upgrade may read a file the old one could not).
@@ -87,10 +90,24 @@ class CacheKey:
 
 @dataclass(frozen=True)
 class CachedScore:
-    """A cached result: the score and, if it was computed, the embedding as float32 bytes."""
+    """A cached result: the score and, if they were computed, the embedding and the fault
+    probabilities as float32 bytes."""
 
     score: float
     embedding: bytes | None
+    faults: bytes | None = None
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Add the ``faults`` column to a ``scores`` table made before it existed (another process may
+    add it at the same moment: then it is there)."""
+    if "faults" in {row[1] for row in conn.execute("PRAGMA table_info(scores)").fetchall()}:
+        return
+    try:
+        conn.execute("ALTER TABLE scores ADD COLUMN faults BLOB")
+    except sqlite3.OperationalError as err:
+        if "duplicate column" not in str(err).lower():
+            raise
 
 
 def _db_path(path: str) -> str | bytes:
@@ -150,6 +167,7 @@ class ScoreCache:
             conn.execute(_SCHEMA)
             conn.execute(_FAILURES_SCHEMA)
             conn.execute(_CHECKS_SCHEMA)
+            _add_columns(conn)
             conn.execute("SELECT 1 FROM scores LIMIT 1").fetchall()  # touches the table's pages
         except BaseException:
             conn.close()
@@ -235,29 +253,34 @@ class ScoreCache:
         self.close()
 
     # -- scores ---------------------------------------------------------------------------------
-    def get_many(self, keys: Sequence[CacheKey], weights: str, recipe: str, need_embedding: bool = False) -> dict[str, CachedScore]:
+    def get_many(
+        self, keys: Sequence[CacheKey], weights: str, recipe: str, need_embedding: bool = False, need_faults: bool = False,
+    ) -> dict[str, CachedScore]:
         """Cached results for ``keys`` (by path) whose size and mtime_ns still match.
 
-        With ``need_embedding``, rows cached without an embedding count as misses.
+        With ``need_embedding`` (``need_faults``), rows cached without an embedding (fault
+        probabilities) count as misses.
         """
         rows = self._valid_rows(
             keys,
-            "SELECT path, size, mtime_ns, score, embedding FROM scores WHERE weights = ? AND recipe = ? AND path IN ({marks})",
+            "SELECT path, size, mtime_ns, score, embedding, faults FROM scores WHERE weights = ? AND recipe = ? AND path IN ({marks})",
             (weights, recipe),
         )
         return {
-            key.path: CachedScore(float(score), emb)
-            for key, (score, emb) in rows
-            if emb is not None or not need_embedding
+            key.path: CachedScore(float(score), emb, faults)
+            for key, (score, emb, faults) in rows
+            if (emb is not None or not need_embedding) and (faults is not None or not need_faults)
         }
 
-    def put_many(self, rows: Iterable[tuple[CacheKey, float, bytes | None]], weights: str, recipe: str) -> None:
-        """Store ``(key, score, embedding bytes or None)`` rows in one short transaction."""
+    def put_many(self, rows: Iterable[tuple[Any, ...]], weights: str, recipe: str) -> None:
+        """Store ``(key, score, embedding bytes or None[, fault probabilities' bytes or None])``
+        rows in one short transaction."""
         now = time.time()
         self._insert_many(
-            "INSERT OR REPLACE INTO scores (path, weights, recipe, size, mtime_ns, score, embedding, updated) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            ((_db_path(k.path), weights, recipe, k.size, k.mtime_ns, float(s), e, now) for k, s, e in rows),
+            "INSERT OR REPLACE INTO scores (path, weights, recipe, size, mtime_ns, score, embedding, faults, updated) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ((_db_path(k.path), weights, recipe, k.size, k.mtime_ns, float(s), e, rest[0] if rest else None, now)
+             for k, s, e, *rest in rows),
         )
 
     # -- files that could not be decoded ------------------------------------------------------

@@ -14,6 +14,15 @@ models here and nowhere else:
    the card already read) and prepared for its device: an
    :class:`~aescore.inference.onnx_runtime.OnnxModel` or a :class:`~aescore.inference.core.LoadedModel`.
 
+A **head-only personal model** (``aescore learn`` without ``--fine-tune``; its card's
+``head_only`` block, :func:`aescore.weights.head_only_base`) holds its head alone: its base model
+is found by the sha256 its card records (:func:`aescore.weights.resolve_base`; a missing or
+changed base is one line, never a traceback), the runtime is chosen for the base, and the model is
+either the base's ONNX program with the head applied in NumPy (:class:`PersonalOnnxModel`: no torch)
+or, under PyTorch, a :class:`~aescore.models.personal.PersonalNet` built from the base's weights
+and the head (GPUs, TTA, region maps as for any network). Both compute the head of
+:mod:`aescore.models.personal_head`.
+
 Heavy imports stay inside the functions: finding a model never imports torch.
 """
 
@@ -24,14 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aescore.inference.onnx_runtime import Runtime
+from aescore.inference.onnx_runtime import OnnxModel, Runtime
 
 if TYPE_CHECKING:
     from aescore.inference.core import LoadedModel
-    from aescore.inference.onnx_runtime import OnnxModel
     from aescore.models.contract import Capabilities
+    from aescore.models.personal_head import PersonalHead
 
-__all__ = ["ModelRef", "find_model", "open_model", "prepare_network"]
+__all__ = ["ModelRef", "PersonalOnnxModel", "find_base", "find_model", "open_model", "prepare_network"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,22 @@ def find_model(model: "str | os.PathLike[str] | ModelRef | None" = None) -> Mode
     return ModelRef(path, read_card(path))
 
 
+def find_base(ref: ModelRef) -> ModelRef | None:
+    """For a head-only personal model, its base model found and its card read (a
+    :class:`~aescore.errors.WeightsError` in one line when it is missing or holds other weights);
+    None for every other model."""
+    from aescore.weights import head_only_base, resolve_base
+
+    if head_only_base(ref.card) is None:
+        return None
+    base = find_model(resolve_base(ref.card, ref.path.with_suffix(".json")))
+    if head_only_base(base.card) is not None:  # resolve_base skips heads; a card edited by hand
+        from aescore.errors import WeightsError
+
+        raise WeightsError(f"{ref.path}: its base model {base.path} is itself a head-only personal model")
+    return base
+
+
 def open_model(
     model: "str | os.PathLike[str] | ModelRef | None" = None,
     device: str = "auto",
@@ -99,15 +124,25 @@ def open_model(
     """The model ready for a run of ``n_photos`` photos asking for ``want`` (the core's output
     names) with ``tta_crops``: under ONNX Runtime or PyTorch as
     :func:`~aescore.inference.onnx_runtime.choose_runtime` decides (``runtime="onnx"`` that cannot
-    run this is a :class:`~aescore.errors.ConfigError`). Under PyTorch: verified weights, eval
+    run this is a :class:`~aescore.errors.ConfigError`; a run that needs PyTorch where it is not
+    installed, a :class:`~aescore.errors.MissingExtra`). Under PyTorch: verified weights, eval
     mode, BatchNorm folded, channels_last, on ``device`` (auto: CUDA, MPS, then CPU), in float16
-    on a GPU when ``half`` (~2x throughput; scores move by ~1e-3)."""
+    on a GPU when ``half`` (~2x throughput; scores move by ~1e-3). A head-only personal model
+    runs on its base's program or network (the module docstring)."""
     from aescore.inference.onnx_runtime import choose_runtime, load_onnx_model
 
     ref = find_model(model)
-    if choose_runtime(Runtime(runtime), ref.path, ref.card, device, want, tta_crops, n_photos) is Runtime.onnx:
-        return load_onnx_model(ref.path, ref.card)
-    return _open_torch(ref, device, half)
+    base = find_base(ref)
+    run_on = base or ref  # the runtime is the base network's: a head has none of its own
+    chosen = choose_runtime(Runtime(runtime), run_on.path, run_on.card, device, want, tta_crops, n_photos)
+    if base is None:
+        return load_onnx_model(ref.path, ref.card) if chosen is Runtime.onnx else _open_torch(ref, device, half)
+    from aescore.weights import load_head
+
+    head = load_head(ref.path, ref.card)
+    if chosen is Runtime.onnx:
+        return PersonalOnnxModel(load_onnx_model(base.path, base.card), head, ref.card, ref.path)
+    return _open_personal_torch(ref, base, head, device, half)
 
 
 def _open_torch(ref: ModelRef, device: str, half: bool) -> "LoadedModel":
@@ -117,6 +152,57 @@ def _open_torch(ref: ModelRef, device: str, half: bool) -> "LoadedModel":
     dev = resolve_device(device)
     module, card = load_weights(ref.path, device="cpu", card=ref.card)
     return prepare_network(module, card, dev, path=ref.path, half=half)
+
+
+def _open_personal_torch(ref: ModelRef, base: ModelRef, head: "PersonalHead", device: str, half: bool) -> "LoadedModel":
+    """A head-only personal model under PyTorch: its base network (verified weights, built without
+    timm where :mod:`aescore.models.plain` covers it) with the head, as ``learn --fine-tune``'s
+    models are built, prepared like any network."""
+    from aescore.devices import resolve_device
+    from aescore.models.personal import PersonalNet
+    from aescore.weights import load_weights
+
+    dev = resolve_device(device)
+    module, base_card = load_weights(base.path, device="cpu", card=base.card)
+    net = PersonalNet(str(base_card["architecture"]), dict(base_card["arch_args"]), head.embed_dim, base=module, n_faults=head.n_faults)
+    net.load_head(head)
+    net.arch_name, net.arch_args = "personal_ranker", dict(ref.card["arch_args"])
+    return prepare_network(net.eval(), ref.card, dev, path=ref.path, half=half)
+
+
+class PersonalOnnxModel(OnnxModel):
+    """A head-only personal model under ONNX Runtime: its base model's program (the session of
+    :func:`~aescore.inference.onnx_runtime.load_onnx_model`) and the personal head applied in
+    NumPy (:meth:`aescore.models.personal_head.PersonalHead.score_outputs`) to the base's
+    embedding, P(high) and fault probabilities — the very numbers ``learn`` fitted the head on.
+    An :class:`~aescore.inference.onnx_runtime.OnnxModel` to the inference core: ``card``,
+    ``path`` and ``sha256`` (the cache key) are the personal model's, every output but ``p_high``
+    is the base's."""
+
+    def __init__(self, base: OnnxModel, head: "PersonalHead", card: dict[str, Any], path: Path | None = None) -> None:
+        super().__init__(base.session, base.preprocess, card, path)
+        self.head = head
+        missing = {"embedding"} | ({"faults"} if head.n_faults else set())
+        if not missing <= self.outputs:
+            from aescore.errors import WeightsError
+
+            raise WeightsError(f"{path}: its base model's ONNX program gives no {' or '.join(sorted(missing - self.outputs))}, "
+                               "which the personal head reads (use --runtime torch)")
+
+    def forward(self, x: Any, want: frozenset[str]) -> dict[str, Any]:
+        """As :meth:`OnnxModel.forward`, with ``p_high`` the sigmoid of the personal head's score."""
+        import numpy as np
+
+        from aescore.models.personal_head import sigmoid
+        from aescore.tensorutil import ensure_finite_scores
+
+        need = want | {"embedding"} | ({"faults"} if self.head.n_faults else set())
+        out = super().forward(x, frozenset(need))
+        s = self.head.score_outputs(out["embedding"], out["p_high"], out.get("faults"))
+        got: dict[str, Any] = {"p_high": sigmoid(s).astype(np.float32)}
+        ensure_finite_scores(got["p_high"], str(self.card.get("name") or "the model"))
+        got.update({k: v for k, v in out.items() if k != "p_high" and k in want})
+        return got
 
 
 def prepare_network(module: Any, card: dict[str, Any], device: str, *, path: Path | None = None, half: bool = True) -> "LoadedModel":

@@ -1,17 +1,21 @@
 """Learn one photographer's taste from the ratings they already have (``aescore learn``).
 
 Workflow: :func:`aescore.ratings.collect_ratings` reads the ratings (sidecars, embedded XMP,
-catalogs, CSV); :func:`aescore.learn.features.embed_photos` gets the base model's embedding and
-generic score of every rated photo (through the score cache); :mod:`aescore.learn.evaluate`
-compares a pairwise ranking head with the generic model on held-out shoots; the head fitted on
-all ratings is saved with the base network as a normal model (architecture ``personal_ranker``)
-under :func:`aescore.weights.user_models_dir`, usable as ``aescore rank --model NAME``.
+catalogs, CSV); :func:`aescore.learn.features.embed_photos` gets the base model's embedding,
+generic score and (a base with a reasons head) fault probabilities of every rated photo (through
+the score cache); :mod:`aescore.learn.evaluate` compares a pairwise ranking head with the generic
+model on held-out shoots; the head fitted on all ratings is saved as a normal model (architecture
+``personal_ranker``) under :func:`aescore.weights.user_models_dir`, usable as
+``aescore rank --model NAME``: a **head-only** file (:func:`aescore.weights.save_head`, a few kB,
+written with NumPy) whose card names its base model by name and sha256, or with ``--fine-tune``
+the whole fine-tuned network. Without ``--fine-tune`` nothing here imports torch: the base runs
+under ONNX Runtime, the head is NumPy.
 
 The held-out figures are computed from what ``score`` computes: each held-out photo's P(high)
 (:attr:`LearnResult.held_out_scores`) is the score ``score --model`` gives it with the personal
-model that held it out — the head of its fold on the base model's embedding and generic score,
-both from the inference core (through the score cache); with ``--fine-tune``, the fine-tuned
-network itself, run by the inference core (:func:`core_scores`) on the held-out photos' files.
+model that held it out — the head of its fold on the base model's outputs from the inference core
+(through the score cache); with ``--fine-tune``, the fine-tuned network itself, run by the
+inference core (:func:`core_scores`) on the held-out photos' files.
 
 Example::
 
@@ -144,6 +148,7 @@ def learn(
     read_xmp: bool = True,
     include_aescore: bool = False,
     use_generic: bool = True,
+    use_faults: bool = True,
     use_cache: bool = True,
     device: str = "auto",
     folds: int = 5,
@@ -162,7 +167,8 @@ def learn(
     ``paths``: photos and folders (searched like ``aescore rank``); may be empty when a catalog,
     database or CSV names the photos. ``model``: the base model (None = the default). Ratings
     sources and precedence: :mod:`aescore.ratings`. ``use_generic``: give the head the base
-    model's generic score as an input. ``folds``: held-out folds (whole shoots each).
+    model's generic score as an input; ``use_faults``: its fault probabilities too (a base with a
+    reasons head). ``folds``: held-out folds (whole shoots each).
     ``on_ratings(report)`` is called once the ratings are read (before the slow part).
     ``fine_tune``: also train the backbone (:mod:`aescore.learn.finetune`; meant for a GPU) on
     the training shoots of one split; the held-out figures are then those of the fine-tuned model
@@ -180,8 +186,10 @@ def learn(
     import numpy as np
 
     from aescore.inference.discover import discover
+    from aescore.inference.loading import find_model
     from aescore.learn.evaluate import HeldOutScores, NoHeldOutPairs, compare, cross_validate, fit_personal, single_threaded_blas
-    from aescore.learn.features import embed_photos, generic_logit, shoots_of, unreadable_photos
+    from aescore.learn.features import embed_photos, shoots_of, unreadable_photos
+    from aescore.models.personal_head import log_odds, sigmoid
     from aescore.ratings import collect_ratings
 
     validate_name(name)
@@ -219,7 +227,7 @@ def learn(
     t1 = time.perf_counter()
     rating_of = {r.path: r.rating for r in report.ratings}
     emb = embed_photos([r.path for r in report.ratings], model, use_cache=use_cache, device=device,
-                       progress=progress, on_skip=on_skip, warn=warn)
+                       progress=progress, on_skip=on_skip, warn=warn, with_faults=use_faults)
     seconds["embeddings"] = time.perf_counter() - t1
     r = np.array([rating_of[p] for p in emb.paths], dtype=np.int64)
     _check_enough(list(r), min_rated, "the photos that could be read")
@@ -230,32 +238,37 @@ def learn(
     t3 = time.perf_counter()
     with single_threaded_blas():
         try:
-            cv = cross_validate(emb.embeddings, emb.generic, r, shoots.keys, shoots.times, use_generic=use_generic, k=folds, seed=seed)
+            cv = cross_validate(emb.embeddings, emb.generic, r, shoots.keys, shoots.times, use_generic=use_generic, k=folds, seed=seed,
+                                faults=emb.faults)
             result = compare(cv.scores, emb.generic, r, shoots.keys, cv.folds, seed=seed, split=cv.split)
         except NoHeldOutPairs:
             raise NotEnoughRatings(
                 "cannot check the personal model on held-out shoots: no held-out part has two photos with "
                 "different ratings (are whole shoots rated alike?); rate within shoots as well"
             ) from None
-        g = generic_logit(emb.generic)
-        head = fit_personal(emb.embeddings, g if use_generic else None, r, shoots.keys, shoots.times, seed)
+        g = log_odds(emb.generic)
+        f = None if emb.faults is None else log_odds(emb.faults)
+        head = fit_personal(emb.embeddings, g if use_generic else None, r, shoots.keys, shoots.times, seed, f)
     seconds["learning"] = time.perf_counter() - t3
     evaluated = np.flatnonzero(cv.folds >= 0)
     # P(high) as `score` prints it: the personal model's logits are [0, s], softmax[:, 1] = sigmoid(s)
     # (compare() above ranked the logits s themselves: the same order, without float rounding ties).
-    scores = HeldOutScores({emb.paths[i]: float(_sigmoid(cv.scores[i])) for i in evaluated},
+    scores = HeldOutScores({emb.paths[i]: float(sigmoid(cv.scores[i])) for i in evaluated},
                            {emb.paths[i]: int(cv.folds[i]) for i in evaluated}, cv.heads)
 
-    net, base_card, base_path = _build_net(model, head)
+    base_ref = find_model(model)
     extra: dict[str, Any] = {}
     baseline = None
+    net = None
     if fine_tune:
         t4 = time.perf_counter()
         baseline = result
-        result, extra, head, scores = _fine_tune(net, base_card, emb, r, shoots, head_fn=lambda x, g_, rr, sh, tm: fit_personal(x, g_ if use_generic else None, rr, sh, tm, seed),
-                                                 device=device, config=fine_tune_config, seed=seed, folds=folds, name=name)
+        net, result, extra, head, scores = _fine_tune(
+            base_ref, emb, r, shoots,
+            head_fn=lambda x, g_, rr, sh, tm, f_: fit_personal(x, g_ if use_generic else None, rr, sh, tm, seed, f_),
+            device=device, config=fine_tune_config, seed=seed, folds=folds, name=name)
         seconds["fine_tune"] = time.perf_counter() - t4
-    path, card = _save(name, net, base_card, base_path, head, report, result, use_generic, len(r), extra, baseline)
+    path, card = _save(name, net, base_ref, head, report, result, use_generic, len(r), extra, baseline)
     if replaces_default and warn is not None:
         warn(
             f"the default model {name!r} was replaced by the new one: score and rank now use it"
@@ -263,11 +276,6 @@ def learn(
         )
     seconds["total"] = time.perf_counter() - t0
     return LearnResult(report, problems + emb.skipped, result, path, card, len(r), seconds, baseline, replaces_default, scores)
-
-
-def _sigmoid(s: float) -> float:
-    """P(high) of a personal score ``s`` (the logit), without overflow for large ``|s|``."""
-    return 1.0 / (1.0 + math.exp(-s)) if s >= 0 else math.exp(s) / (1.0 + math.exp(s))
 
 
 def core_scores(net: Any, card: dict[str, Any], paths: Sequence[str], device: str) -> list[float]:
@@ -312,36 +320,42 @@ def _base_model(model: Any) -> Any:
     raise UsageError(f"{base_path.stem} is itself a personal model; learn on a generic base model")
 
 
-def _build_net(model: Any, head: Any) -> tuple[Any, dict[str, Any], Path]:
-    """``personal_ranker`` = the base network (its verified weights) + ``head``."""
+def _build_net(base: Any, head: Any) -> Any:
+    """``personal_ranker`` = the base network of ``base`` (a model name or file, or an
+    :class:`~aescore.inference.loading.ModelRef`; its verified weights) + ``head`` (a
+    :class:`~aescore.models.personal_head.PersonalHead`), as a network ``learn --fine-tune`` trains
+    and saves whole. Needs torch."""
+    from aescore.inference.loading import find_model
     from aescore.models import create_model
-    from aescore.weights import load_weights, resolve_model
+    from aescore.weights import load_weights
 
-    base_path = resolve_model(None if model is None else str(model))
-    base, base_card = load_weights(base_path)
+    ref = find_model(base)
+    module, base_card = load_weights(ref.path, card=ref.card)
     net = create_model(
         "personal_ranker",
         base_architecture=str(base_card["architecture"]),
         base_args=dict(base_card["arch_args"]),
-        embed_dim=int(head.mean.shape[0]),
+        embed_dim=head.embed_dim,
+        n_faults=head.n_faults,
     )
-    net.base.load_state_dict(base.state_dict(), strict=True)
-    net.set_head(head.mean, head.scale, head.weight, head.generic_weight, head.g_mean, head.g_scale)
-    return net.eval(), base_card, base_path
+    net.base.load_state_dict(module.state_dict(), strict=True)
+    net.load_head(head)
+    return net.eval()
 
 
-def _fine_tune(net: Any, base_card: dict[str, Any], emb: Any, r: Any, shoots: Any, head_fn: Any, device: str, config: Any, seed: int,
-               folds: int, name: str) -> tuple[Any, dict[str, Any], Any, Any]:
-    """Fine-tune on all but one fold of shoots: ``(held-out metrics on that fold, card fields,
-    the starting head fitted on the training shoots, the held-out scores)`` (see :func:`learn`).
-    The held-out photos are scored by the fine-tuned network as ``score --model NAME`` scores
-    them (:func:`core_scores`)."""
+def _fine_tune(base_ref: Any, emb: Any, r: Any, shoots: Any, head_fn: Any, device: str, config: Any, seed: int,
+               folds: int, name: str) -> tuple[Any, Any, dict[str, Any], Any, Any]:
+    """Fine-tune on all but one fold of shoots: ``(the fine-tuned network, held-out metrics on
+    that fold, card fields, the starting head fitted on the training shoots, the held-out
+    scores)`` (see :func:`learn`). The network is the base of ``base_ref`` with that head
+    (:func:`_build_net`). The held-out photos are scored by the fine-tuned network as
+    ``score --model NAME`` scores them (:func:`core_scores`)."""
     import numpy as np
 
     from aescore.devices import resolve_device
     from aescore.learn.evaluate import HeldOutScores, assign_folds, compare, single_threaded_blas
-    from aescore.learn.features import generic_logit
     from aescore.learn.finetune import FineTuneConfig, decode_for_model, fine_tune
+    from aescore.models.personal_head import log_odds
 
     config = config or FineTuneConfig(seed=seed)
     dev = resolve_device(device)
@@ -350,11 +364,13 @@ def _fine_tune(net: Any, base_card: dict[str, Any], emb: Any, r: Any, shoots: An
     train = ~val
     if len(set(r[train].tolist())) < 2 or len(set(r[val].tolist())) < 2:
         raise NotEnoughRatings("fine-tuning needs at least two different ratings on each side of its held-out split")
-    g = generic_logit(emb.generic)
+    g = log_odds(emb.generic)
+    f = None if emb.faults is None else log_odds(emb.faults)
     with single_threaded_blas():
-        head = head_fn(emb.embeddings[train], g[train], r[train], [shoots.keys[i] for i in np.flatnonzero(train)], shoots.times[train])
-    net.set_head(head.mean, head.scale, head.weight, head.generic_weight, head.g_mean, head.g_scale)
-    pp = base_card["preprocess"]
+        head = head_fn(emb.embeddings[train], g[train], r[train], [shoots.keys[i] for i in np.flatnonzero(train)], shoots.times[train],
+                       None if f is None else f[train])
+    net = _build_net(base_ref, head)
+    pp = base_ref.card["preprocess"]
     images = decode_for_model([emb.paths[i] for i in np.flatnonzero(train)], pp)  # the held-out fold is never decoded here
     steps = fine_tune(net, images, r[train], pp, dev, config)
     del images
@@ -362,7 +378,7 @@ def _fine_tune(net: Any, base_card: dict[str, Any], emb: Any, r: Any, shoots: An
     personal = np.zeros(len(r))
     personal[val] = core_scores(net, {"name": name, "architecture": "personal_ranker", "preprocess": pp}, val_paths, dev)
     linear = np.zeros(len(r))
-    linear[val] = head.score(emb.embeddings[val], g[val])
+    linear[val] = head.score(emb.embeddings[val], g[val], None if f is None else f[val])
     split = "shoot (one held-out fold)"
     folds_val = np.where(val, 0, -1)
     result = compare(personal, emb.generic, r, shoots.keys, folds_val, seed=seed, split=split)
@@ -376,20 +392,27 @@ def _fine_tune(net: Any, base_card: dict[str, Any], emb: Any, r: Any, shoots: An
         }
     }
     scores = HeldOutScores({p: float(personal[i]) for i, p in zip(np.flatnonzero(val), val_paths)}, dict.fromkeys(val_paths, 0), {})
-    return result, extra, head, scores
+    return net, result, extra, head, scores
 
 
-def _save(name: str, net: Any, base_card: dict[str, Any], base_path: Path, head: Any, report: Any, result: Any,
+def _save(name: str, net: Any, base: Any, head: Any, report: Any, result: Any,
           use_generic: bool, photos: int, extra: dict[str, Any], baseline: Any) -> tuple[Path, dict[str, Any]]:
-    """Save ``net`` with its card under the user models folder."""
-    from aescore.weights import save_weights, user_models_dir
+    """Save the personal model with its card under the user models folder: the fine-tuned network
+    ``net`` whole, or (``net`` None) the head-only model (:func:`aescore.weights.save_head`: the
+    head's tensors and a card naming the base model ``base``, a
+    :class:`~aescore.inference.loading.ModelRef`, by name and sha256; no torch)."""
+    from aescore.weights import save_head, save_weights, user_models_dir
 
+    base_card = base.card
     per_source = {s.value: n for s, n in report.per_source().items()}
+    features = ["embedding"] if math.isfinite(head.l2) else []
+    features += ["generic_score"] if use_generic else []
+    features += ["faults"] if head.n_faults else []
     training: dict[str, Any] = {
         "dataset": "personal ratings",
         "task": "personal-ranking",
         "base_model": {
-            "name": base_card.get("name", base_path.stem),
+            "name": base.name,
             "architecture": base_card["architecture"],
             "sha256": base_card["sha256"],
         },
@@ -398,9 +421,12 @@ def _save(name: str, net: Any, base_card: dict[str, Any], base_path: Path, head:
             "per_rating": {str(k): v for k, v in report.per_rating().items()},
             "per_source": per_source,
         },
-        # An infinite L2 (JSON has no infinity) means the head kept no embedding weight at all.
-        "head": {"kind": "pairwise logistic (linear RankNet)", "l2": head.l2 if math.isfinite(head.l2) else None,
-                 "uses_embedding": math.isfinite(head.l2), "uses_generic_score": use_generic},
+        # An infinite L2 (JSON has no infinity) means the head kept no weight at all for that block.
+        "head": {"kind": "pairwise logistic (linear RankNet)", "features": features,
+                 "l2": head.l2 if math.isfinite(head.l2) else None,
+                 "l2_faults": head.l2_faults if math.isfinite(head.l2_faults) else None,
+                 "uses_embedding": math.isfinite(head.l2), "uses_generic_score": use_generic,
+                 "uses_faults": bool(head.n_faults)},
     }
     training.update(extra)
     metrics: dict[str, Any] = {"held_out": result.to_dict()}
@@ -409,7 +435,7 @@ def _save(name: str, net: Any, base_card: dict[str, Any], base_path: Path, head:
     card = {
         "name": name,
         "summary": (
-            f"Personal ranking model learned from {photos} rated photos on top of {base_card.get('name', base_path.stem)}"
+            f"Personal ranking model learned from {photos} rated photos on top of {base.name}"
             + (" (backbone fine-tuned)" if extra.get("fine_tuned") else "")
             + ": scores how this photographer would rate a photo, not a general quality."
         ),
@@ -419,7 +445,11 @@ def _save(name: str, net: Any, base_card: dict[str, Any], base_path: Path, head:
     }
     folder = user_models_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    written = save_weights(net, folder / f"{name}.safetensors", card)
+    target = folder / f"{name}.safetensors"
+    if net is None:
+        written = save_head(head, target, card, base_card=base_card, base_name=base.name, base_path=base.path)
+    else:
+        written = save_weights(net, target, card)
     return folder / f"{name}.json", written
 
 

@@ -21,12 +21,13 @@ shoots when there are at least :data:`MIN_SHOOTS_FOR_SHOOT_BOOTSTRAP`, else over
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import asdict, dataclass
 from typing import Iterator
 
 import numpy as np
 
-from aescore.learn.ranker import L2_GRID, LinearRanker, fit_ranker, pairwise_accuracy, rated_pairs
+from aescore.learn.ranker import FAULT_L2_GRID, L2_GRID, LinearRanker, fit_ranker, pairwise_accuracy, rated_pairs
 
 MIN_SHOOTS_FOR_SHOOT_BOOTSTRAP = 10
 BOOTSTRAP_ROUNDS = 200
@@ -72,8 +73,13 @@ class HeldOut:
         return self.accuracy_gain.low > 0
 
     def to_dict(self) -> dict[str, object]:
-        """JSON-friendly form (intervals as ``{value, low, high}``)."""
+        """JSON-friendly form (intervals as ``{value, low, high}``; an undefined value, e.g. the
+        Spearman's rho of scores that are all equal, as None: JSON has no NaN, and a model card
+        holding one could not be read back)."""
         out = asdict(self)
+        for key, value in out.items():
+            if isinstance(value, dict):
+                out[key] = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in value.items()}
         out["beats_generic"] = self.beats_generic
         return out
 
@@ -141,28 +147,45 @@ def _deal_shoots(keys: list[str], k: int, seed: int) -> np.ndarray:
     return fold_of_shoot[inverse]
 
 
-def select_l2(x: np.ndarray, g: np.ndarray | None, r: np.ndarray, shoots: list[str], times: np.ndarray, seed: int) -> float:
-    """The L2 strength of :data:`L2_GRID` with the best pairwise accuracy on an inner held-out
-    third of the shoots (ties: the stronger penalty)."""
+def select_penalties(
+    x: np.ndarray, g: np.ndarray | None, r: np.ndarray, shoots: list[str], times: np.ndarray, seed: int, f: np.ndarray | None = None,
+) -> tuple[float, float]:
+    """The penalties ``(l2, l2_faults)`` — :data:`L2_GRID` for the embedding, and with fault
+    log-odds ``f`` :data:`FAULT_L2_GRID` for the faults (else ``inf``: no fault weights) — with the
+    best pairwise accuracy on an inner held-out third of the shoots (ties: the stronger penalties,
+    the faults' first)."""
     inner = assign_folds(shoots, times, 3, seed + 1)
     val = inner == 0
     if len(np.unique(r[~val])) < 2 or len(np.unique(r[val])) < 2:
-        return 1.0
+        return 1.0, (min(FAULT_L2_GRID) if f is not None else math.inf)
     hi, lo = rated_pairs(r[val], MAX_EVAL_PAIRS, np.random.default_rng(seed))
-    best, best_acc = L2_GRID[-1], -1.0
-    head = None
-    for l2 in sorted(L2_GRID, reverse=True):  # strongest first, each fit warm-starting the next
-        head = fit_ranker(x[~val], None if g is None else g[~val], r[~val], l2, seed=seed, start=head)
-        acc = pairwise_accuracy(head.score(x[val], np.zeros(val.sum()) if g is None else g[val]), r[val], hi, lo)
-        if acc > best_acc + 1e-9:
-            best, best_acc = l2, acc
+    best, best_acc = (L2_GRID[-1], math.inf), -1.0
+    g_tr = None if g is None else g[~val]
+    g_val = np.zeros(val.sum()) if g is None else g[val]
+    f_tr = None if f is None else f[~val]
+    f_val = None if f is None else f[val]
+    for l2_faults in sorted(FAULT_L2_GRID if f is not None else (math.inf,), reverse=True):
+        head = None
+        for l2 in sorted(L2_GRID, reverse=True):  # strongest first, each fit warm-starting the next
+            head = fit_ranker(x[~val], g_tr, r[~val], l2, seed=seed, start=head, f=f_tr, l2_faults=l2_faults)
+            acc = pairwise_accuracy(head.score(x[val], g_val, f_val), r[val], hi, lo)
+            if acc > best_acc + 1e-9:
+                best, best_acc = (l2, l2_faults), acc
     return best
 
 
-def fit_personal(x: np.ndarray, g: np.ndarray | None, r: np.ndarray, shoots: list[str], times: np.ndarray, seed: int = 0) -> LinearRanker:
-    """The head fitted on all photos, its L2 strength chosen on an inner split by shoot."""
-    l2 = select_l2(x, g, r, shoots, times, seed)
-    return fit_ranker(x, g, r, l2, seed=seed)
+def select_l2(x: np.ndarray, g: np.ndarray | None, r: np.ndarray, shoots: list[str], times: np.ndarray, seed: int) -> float:
+    """The embedding's L2 strength of :func:`select_penalties` for a head without fault inputs."""
+    return select_penalties(x, g, r, shoots, times, seed)[0]
+
+
+def fit_personal(
+    x: np.ndarray, g: np.ndarray | None, r: np.ndarray, shoots: list[str], times: np.ndarray, seed: int = 0, f: np.ndarray | None = None,
+) -> LinearRanker:
+    """The head fitted on all photos (embeddings ``x``, generic log-odds ``g`` and fault
+    log-odds ``f``, each None when not used), its penalties chosen on an inner split by shoot."""
+    l2, l2_faults = select_penalties(x, g, r, shoots, times, seed, f)
+    return fit_ranker(x, g, r, l2, seed=seed, f=f, l2_faults=l2_faults)
 
 
 def _midranks(values: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -230,13 +253,16 @@ def cross_validate(
     use_generic: bool = True,
     k: int = 5,
     seed: int = 0,
+    faults: np.ndarray | None = None,
 ) -> CrossValidated:
-    """Every fold of whole shoots scored by the head fitted on the others (on embeddings ``x``
-    and, with ``use_generic``, the log-odds of the generic scores ``generic``)."""
-    from aescore.learn.features import generic_logit
+    """Every fold of whole shoots scored by the head fitted on the others (on embeddings ``x``,
+    with ``use_generic`` the log-odds of the generic scores ``generic``, and those of the fault
+    probabilities ``faults`` ``[N, F]`` when given)."""
+    from aescore.models.personal_head import log_odds
 
     r = np.asarray(r)
-    g = generic_logit(generic)
+    g = log_odds(generic)
+    fl = None if faults is None else log_odds(faults)
     keys = split_large_shoots(shoots, times, k)  # cut once: the split label below needs the keys too
     folds = _deal_shoots(keys, k, seed)
     split = None  # compare() names it: by shoot, or by capture order for a single shoot
@@ -251,8 +277,9 @@ def cross_validate(
         if len(np.unique(r[train])) < 2:
             continue  # nothing to learn from: the fold is not evaluated
         tr_shoots = [shoots[i] for i in train]
-        head = fit_personal(x[train], g[train] if use_generic else None, r[train], tr_shoots, times[train], seed)
-        personal[test] = head.score(x[test], g[test])
+        head = fit_personal(x[train], g[train] if use_generic else None, r[train], tr_shoots, times[train], seed,
+                            None if fl is None else fl[train])
+        personal[test] = head.score(x[test], g[test], None if fl is None else fl[test])
         usable[test] = True
         heads[int(f)] = head
     return CrossValidated(personal, np.where(usable, folds, -1), heads, split)
@@ -268,11 +295,12 @@ def held_out(
     use_generic: bool = True,
     k: int = 5,
     seed: int = 0,
+    faults: np.ndarray | None = None,
 ) -> HeldOut:
-    """Cross-validated comparison of the personal head (on embeddings ``x`` and, with
-    ``use_generic``, the generic log-odds) with the generic scores ``generic`` (probabilities):
-    :func:`cross_validate`, then :func:`compare`."""
-    cv = cross_validate(x, generic, r, shoots, times, use_generic=use_generic, k=k, seed=seed)
+    """Cross-validated comparison of the personal head (on embeddings ``x``, with ``use_generic``
+    the generic log-odds, and with ``faults`` the fault log-odds) with the generic scores
+    ``generic`` (probabilities): :func:`cross_validate`, then :func:`compare`."""
+    cv = cross_validate(x, generic, r, shoots, times, use_generic=use_generic, k=k, seed=seed, faults=faults)
     return compare(cv.scores, generic, r, shoots, cv.folds, seed=seed, split=cv.split)
 
 
@@ -281,7 +309,7 @@ class HeldOutScores:
     """Per held-out photo, what the held-out figures were computed from, as ``score --model``
     prints it for the model that held the photo out: ``scores[path]`` = P(high). ``folds[path]``
     is the photo's fold; ``heads[f]`` the head fold ``f`` was scored with, on the base model's
-    embedding and generic score (the personal model it makes is scored alike by ``score``);
+    embedding, generic score and faults (the personal model it makes is scored alike by ``score``);
     empty with ``--fine-tune``, whose held-out fold was scored by the saved model itself, through
     the inference core."""
 

@@ -1,8 +1,10 @@
-"""What the personal head learns from: the base model's embedding and generic score per photo,
-and the shoot each photo belongs to (for held-out evaluation).
+"""What the personal head learns from: the base model's embedding, generic score and (a base with
+a reasons head) fault probabilities per photo, and the shoot each photo belongs to (for held-out
+evaluation).
 
 :func:`embed_photos` is the ONE place that runs the base network; it goes through the score cache,
-so ``learn`` after ``rank`` (same model, embeddings cached) decodes nothing again.
+so ``learn`` after ``rank`` (same model, outputs cached) decodes nothing again. It imports no torch:
+the culling pipeline runs the base under ONNX Runtime where the base has an ONNX program.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ import numpy as np
 
 class Embedded(NamedTuple):
     """Photos that went through the base model: ``paths`` (those that decoded), ``embeddings``
-    float32 ``[N, D]``, ``generic`` scores in [0, 1] ``[N]``, and ``skipped`` ``(path, reason)``."""
+    float32 ``[N, D]``, ``generic`` scores in [0, 1] ``[N]``, ``skipped`` ``(path, reason)``, and
+    ``faults``: the fault probabilities ``[N, F]`` of a base with a reasons head (None for other
+    bases, or when not asked for)."""
 
     paths: list[str]
     embeddings: np.ndarray
     generic: np.ndarray
     skipped: list[tuple[str, str]]
+    faults: np.ndarray | None = None
 
 
 def embed_photos(
@@ -33,8 +38,12 @@ def embed_photos(
     progress: Callable[[int, int], Callable[[int], None] | None] | None = None,
     on_skip: Callable[[str, str], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    with_faults: bool = True,
+    runtime: str = "auto",
 ) -> Embedded:
-    """Embeddings and generic scores of ``paths`` with ``model`` (name or file; None = the default).
+    """Embeddings, generic scores and (``with_faults``, a base with a reasons head) fault
+    probabilities of ``paths`` with ``model`` (name or file; None = the default), under
+    ``runtime`` (``auto``, ``onnx``, ``torch``: :class:`aescore.cull.Settings`).
 
     Uses the score cache unless ``use_cache`` is false. ``progress(total_to_compute, done_already)``
     may return a callable advanced by the number of files finished (the CLI's progress bar).
@@ -43,6 +52,7 @@ def embed_photos(
     from aescore import cull
     from aescore.inference.cache import ScoreCache
     from aescore.inference.discover import FoundFile
+    from aescore.inference.onnx_runtime import Runtime
 
     skipped: list[tuple[str, str]] = []
     files: list[FoundFile] = []
@@ -57,16 +67,20 @@ def embed_photos(
             continue
         files.append(FoundFile(path, os.path.realpath(path), st.st_size, st.st_mtime_ns))
     cache = (ScoreCache(warn=warn) if warn is not None else ScoreCache()) if use_cache else None
-    settings = cull.Settings(model=None if model is None else str(model), device=device, use_cache=use_cache)
+    settings = cull.Settings(model=None if model is None else str(model), device=device, use_cache=use_cache, runtime=Runtime(runtime))
     try:
-        run = cull.score_photos(files, settings, with_embeddings=True, on_skip=on_skip, progress=progress, cache=cache)
+        run = cull.score_photos(files, settings, with_embeddings=True, with_faults=with_faults, on_skip=on_skip,
+                                progress=progress, cache=cache)
     finally:
         if cache is not None:
             cache.close()
     skipped.extend((s.path, s.reason) for s in run.skipped)
     emb = np.stack([p.embedding for p in run.photos]) if run.photos else np.zeros((0, 0), dtype=np.float32)
     generic = np.array([p.score for p in run.photos], dtype=np.float64)
-    return Embedded([p.path for p in run.photos], emb.astype(np.float32), generic, skipped)
+    faults = None
+    if run.photos and all(p.faults is not None for p in run.photos):
+        faults = np.stack([p.faults for p in run.photos]).astype(np.float32)
+    return Embedded([p.path for p in run.photos], emb.astype(np.float32), generic, skipped, faults)
 
 
 def unreadable_photos(paths: Sequence[str], on_skip: Callable[[str, str], None] | None = None) -> list[tuple[str, str]]:
@@ -102,9 +116,11 @@ def unreadable_photos(paths: Sequence[str], on_skip: Callable[[str, str], None] 
 
 
 def generic_logit(p: np.ndarray) -> np.ndarray:
-    """Log-odds of generic scores (clipped at 1e-6 from 0 and 1): the input the head sees."""
-    q = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
-    return np.log(q) - np.log1p(-q)
+    """Log-odds of generic scores: the input the head sees
+    (:func:`aescore.models.personal_head.log_odds`, clipped at 1e-6 from 0 and 1)."""
+    from aescore.models.personal_head import log_odds
+
+    return log_odds(p)
 
 
 class Shoots(NamedTuple):

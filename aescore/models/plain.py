@@ -466,7 +466,7 @@ def _positive_int(value: Any) -> bool:
 
 
 _PERSONAL = "personal_ranker"  # aescore.models.personal: a base network + a personal head
-_PERSONAL_ARGS = frozenset({"base_architecture", "base_args", "embed_dim"})
+_PERSONAL_ARGS = frozenset({"base_architecture", "base_args", "embed_dim", "n_faults"})
 
 
 def plain_supported(architecture: str, arch_args: Mapping[str, Any]) -> bool:
@@ -474,7 +474,9 @@ def plain_supported(architecture: str, arch_args: Mapping[str, Any]) -> bool:
     its base network can be built)."""
     if architecture == _PERSONAL:
         base_args = arch_args.get("base_args", {})
+        n_faults = arch_args.get("n_faults", 0)
         return (set(arch_args) <= _PERSONAL_ARGS and _positive_int(arch_args.get("embed_dim"))
+                and (n_faults == 0 or _positive_int(n_faults))
                 and isinstance(base_args, Mapping) and isinstance(arch_args.get("base_architecture"), str)
                 and arch_args["base_architecture"] != _PERSONAL
                 and plain_supported(arch_args["base_architecture"], base_args))
@@ -507,7 +509,7 @@ def create_plain_model(architecture: str, arch_args: Mapping[str, Any]) -> Plain
         base_arch, base_args = arch_args["base_architecture"], dict(arch_args.get("base_args", {}))
         base = create_plain_model(base_arch, base_args)
         with torch.device("meta"):
-            personal = PersonalNet(base_arch, base_args, int(arch_args["embed_dim"]), base=base)
+            personal = PersonalNet(base_arch, base_args, int(arch_args["embed_dim"]), base=base, n_faults=int(arch_args.get("n_faults", 0)))
         personal.arch_name = architecture
         personal.arch_args = dict(arch_args)
         return personal.eval()

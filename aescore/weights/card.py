@@ -76,19 +76,42 @@ def check_card(card: dict[str, Any], where: str | os.PathLike[str] = "model card
     if not isinstance(card.get("architecture"), str) or not card["architecture"]:
         raise bad("architecture", "must be a model name", card.get("architecture"))
     sha = card.get("sha256")
-    if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha.lower())):
+    if not _is_sha256(sha):
         raise bad("sha256", "must be 64 hexadecimal digits", sha)
     if "capabilities" in card:
         try:
             Capabilities.from_card(card["capabilities"])
         except ValueError as exc:
             raise bad("capabilities", str(exc), card["capabilities"]) from None
+    if "head_only" in card:
+        head_only = card["head_only"]
+        base_name = head_only.get("base_model") if isinstance(head_only, dict) else None
+        base_sha = head_only.get("base_sha256") if isinstance(head_only, dict) else None
+        if not (isinstance(base_name, str) and base_name and _is_sha256(base_sha)):
+            raise bad("head_only", "must be an object with base_model (a name) and base_sha256 (64 hexadecimal digits)", head_only)
+        if card.get("architecture") != "personal_ranker":
+            raise bad("architecture", "of a head-only model must be personal_ranker", card.get("architecture"))
     from aescore.data.transforms import Preprocess, RecipeError
 
     try:
         Preprocess.from_card(card.get("preprocess"))  # the one validator of the recipe
     except RecipeError as exc:
         raise WeightsError(f"{where}: invalid model card: {exc}") from None
+
+
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value.lower())
+
+
+def head_only_base(card: dict[str, Any]) -> tuple[str, str] | None:
+    """For a **head-only** personal model (``aescore learn`` without ``--fine-tune``: its
+    ``.safetensors`` holds the personal head alone, and the network is its base model's), the base
+    model's ``(name, sha256)`` from the card's ``head_only`` block; None for every other model.
+    The block is checked by :func:`check_card`."""
+    block = card.get("head_only")
+    if not isinstance(block, dict):
+        return None
+    return str(block["base_model"]), str(block["base_sha256"]).lower()
 
 
 def write_card(path: str | os.PathLike[str], card: dict[str, Any]) -> None:

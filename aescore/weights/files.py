@@ -1,6 +1,7 @@
 """Weights files: a model's state dict as ``.safetensors`` (never pickled) with its card, saved
 atomically, and loaded back into the network the card describes after the sha256 (remembered,
-:mod:`aescore.weights.verified`) and the architecture are checked.
+:mod:`aescore.weights.verified`) and the architecture are checked; and a head-only personal
+model's head (:func:`save_head`, :func:`load_head`: NumPy only).
 
 Loading for inference builds the networks that :mod:`aescore.models.plain` covers (MPA and the
 default model on timm's plain ResNets and EfficientNet-Lites) without importing timm or
@@ -13,12 +14,15 @@ import datetime as _dt
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aescore.errors import AescoreError, WeightsError
 from aescore.fsutil import atomic_path, file_sha256
 from aescore.models.contract import Capabilities
-from aescore.weights.card import CARD_FORMAT, pair_paths, read_card, write_card
+from aescore.weights.card import CARD_FORMAT, head_only_base, pair_paths, read_card, write_card
+
+if TYPE_CHECKING:
+    from aescore.models.personal_head import PersonalHead
 from aescore.weights.verified import read_checked, remember_sha256
 
 
@@ -56,6 +60,53 @@ def _state_mismatch(expected: dict[str, Any], found: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def _card_fields(
+    given_card: dict[str, Any] | None, weights_path: Path, arch: str, arch_args: dict[str, Any], preprocess: Any, capabilities: Any,
+) -> dict[str, Any]:
+    """The card to write for ``weights_path`` (before its ``sha256``, version and date): the
+    caller's ``given_card`` plus the fields filled here; WeightsError when it cannot be stored."""
+    given = dict(given_card or {})
+    preprocess = given.pop("preprocess", None) or preprocess
+    if preprocess is None:
+        raise WeightsError("cannot save weights: no preprocess in the card and the model has no default_preprocess")
+    out: dict[str, Any] = {"name": given.pop("name", weights_path.stem)}
+    if "summary" in given:
+        out["summary"] = given.pop("summary")
+    out.update(format=CARD_FORMAT, architecture=arch, arch_args=dict(arch_args or {}), preprocess=preprocess)
+    if isinstance(capabilities, Capabilities):
+        out["capabilities"] = capabilities.to_card()
+    for key in ("format", "architecture", "arch_args", "capabilities", "sha256", "aescore_version", "date"):
+        given.pop(key, None)  # filled here; a caller's stale value must not win
+    out.update(given)
+    try:
+        json.dumps(out)  # fail before writing anything if the card cannot be stored
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"cannot save weights: the model card is not JSON-serialisable ({exc})") from None
+    return out
+
+
+def _write_pair(path: str | os.PathLike[str], card: dict[str, Any], write: Any) -> dict[str, Any]:
+    """``write(tmp)`` the weights file of ``path`` atomically, then its card with the file's
+    sha256, aescore's version and the date (UTC); returns the card as written."""
+    import aescore
+
+    weights_path, card_path = pair_paths(path)
+    weights_path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(weights_path) as tmp:
+        write(tmp)
+        sha = file_sha256(tmp)
+    card.update(sha256=sha, aescore_version=aescore.__version__, date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    write_card(card_path, card)
+    return card
+
+
+def _check_suffix(path: str | os.PathLike[str]) -> Path:
+    weights_path, _ = pair_paths(path)
+    if weights_path.suffix != ".safetensors" or Path(path).suffix != ".safetensors":
+        raise WeightsError(f"{path}: weights file name must end in .safetensors")
+    return weights_path
+
+
 def save_weights(model: Any, path: str | os.PathLike[str], card: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``model``'s state dict to ``path`` (``.safetensors``) and its card to ``path.with_suffix(".json")``.
 
@@ -68,49 +119,73 @@ def save_weights(model: Any, path: str | os.PathLike[str], card: dict[str, Any] 
     """
     from safetensors.torch import save_file
 
-    import aescore
-
-    weights_path, card_path = pair_paths(path)
-    if weights_path.suffix != ".safetensors" or Path(path).suffix != ".safetensors":
-        raise WeightsError(f"{path}: weights file name must end in .safetensors")
+    weights_path = _check_suffix(path)
     arch = getattr(model, "arch_name", None)
     if arch is None:
         raise WeightsError("cannot save weights: the model was not built with aescore.models.create_model")
-    given = dict(card or {})
-    preprocess = given.pop("preprocess", None) or getattr(model, "default_preprocess", None)
-    if preprocess is None:
-        raise WeightsError("cannot save weights: no preprocess in the card and the model has no default_preprocess")
-    out: dict[str, Any] = {"name": given.pop("name", weights_path.stem)}
-    if "summary" in given:
-        out["summary"] = given.pop("summary")
-    out.update(
-        format=CARD_FORMAT,
-        architecture=arch,
-        arch_args=dict(getattr(model, "arch_args", {}) or {}),
-        preprocess=preprocess,
-    )
-    capabilities = getattr(model, "capabilities", None)
-    if isinstance(capabilities, Capabilities):
-        out["capabilities"] = capabilities.to_card()
-    for key in ("format", "architecture", "arch_args", "capabilities", "sha256", "aescore_version", "date"):
-        given.pop(key, None)  # filled here; a caller's stale value must not win
-    out.update(given)
-    try:
-        json.dumps(out)  # fail before writing anything if the card cannot be stored
-    except (TypeError, ValueError) as exc:
-        raise WeightsError(f"cannot save weights: the model card is not JSON-serialisable ({exc})") from None
+    out = _card_fields(card, weights_path, arch, getattr(model, "arch_args", {}) or {}, getattr(model, "default_preprocess", None),
+                       getattr(model, "capabilities", None))
+    tensors = _state_tensors(model)
+    return _write_pair(weights_path, out, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt", "aescore_architecture": arch}))
 
-    weights_path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(weights_path) as tmp:
-        save_file(_state_tensors(model), str(tmp), metadata={"format": "pt", "aescore_architecture": arch})
-        sha = file_sha256(tmp)
-    out.update(
-        sha256=sha,
-        aescore_version=aescore.__version__,
-        date=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    )
-    write_card(card_path, out)
-    return out
+
+def save_head(head: "PersonalHead", path: str | os.PathLike[str], card: dict[str, Any], *, base_card: dict[str, Any],
+              base_name: str, base_path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """Write a **head-only** personal model: ``head``'s tensors (float32, safetensors written with
+    NumPy: no torch) to ``path`` and its card, atomically, as :func:`save_weights` writes a
+    model. The network is the base model's (``base_card``, named ``base_name``): the card's
+    ``architecture`` is ``personal_ranker`` on the base's architecture, its ``head_only`` block
+    names the base, its weights' sha256 (:func:`~aescore.weights.card.head_only_base`) and, with
+    ``base_path``, where its weights file was (found there when it is in no searched folder), its
+    recipe is the base's, and its capabilities are a personal model's on that base. Returns the
+    card as written."""
+    from safetensors.numpy import save_file
+
+    from aescore.models.contract import personal_capabilities
+    from aescore.weights.card import card_capabilities
+
+    weights_path = _check_suffix(path)
+    arch_args: dict[str, Any] = {"base_architecture": base_card["architecture"], "base_args": dict(base_card["arch_args"]),
+                                 "embed_dim": head.embed_dim}
+    if head.n_faults:
+        arch_args["n_faults"] = head.n_faults
+    block = {"base_model": base_name, "base_sha256": str(base_card["sha256"])}
+    if base_path is not None:
+        block["base_path"] = os.path.abspath(pair_paths(base_path)[0])
+    given = dict(card) | {"head_only": block}
+    out = _card_fields(given, weights_path, "personal_ranker", arch_args, base_card["preprocess"],
+                       personal_capabilities(card_capabilities(base_card)))
+    tensors = head.tensors()
+    return _write_pair(weights_path, out, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "np", "aescore_architecture": "personal_head"}))
+
+
+def load_head(path: str | os.PathLike[str], card: dict[str, Any] | None = None) -> "PersonalHead":
+    """The personal head of a head-only model (``path``: its ``.safetensors`` or card; ``card``:
+    the card already read), verified as weights are (sha256, remembered; finite values; the
+    shapes the card's ``arch_args`` name). NumPy only, never torch; never unpickles."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load as load_numpy
+
+    from aescore.models.personal_head import PersonalHead
+
+    weights_path, card_path = pair_paths(path)
+    if card is None:
+        card = read_card(card_path)
+    if not weights_path.is_file():
+        raise WeightsError(f"weights file not found: {weights_path} (named by model card {card_path})")
+    data, identity, known = read_checked(weights_path, str(card["sha256"]))
+    try:
+        tensors = load_numpy(data)
+        head = PersonalHead.from_tensors(tensors)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{weights_path}: not a personal head ({exc})") from None
+    args = card["arch_args"]
+    if (head.embed_dim, head.n_faults) != (args.get("embed_dim"), args.get("n_faults", 0)):
+        raise WeightsError(f"{weights_path}: the head reads {head.embed_dim} embedding and {head.n_faults} fault values; "
+                           f"its card says {args.get('embed_dim')} and {args.get('n_faults', 0)}")
+    if not known:
+        remember_sha256(identity, card["sha256"])
+    return head
 
 
 def load_weights(
@@ -136,6 +211,9 @@ def load_weights(
     weights_path, card_path = pair_paths(path)
     if card is None:
         card = read_card(card_path)
+    if head_only_base(card) is not None:
+        raise WeightsError(f"{card_path}: a head-only personal model; its network is built from its base model "
+                           "when it is opened (aescore.inference.loading.open_model)")
     if not weights_path.is_file():
         raise WeightsError(f"weights file not found: {weights_path} (named by model card {card_path})")
     data, identity, known = read_checked(weights_path, str(card["sha256"]))

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from aescore.errors import WeightsError
-from aescore.weights.card import card_structure, pair_paths
+from aescore.weights.card import card_structure, head_only_base, pair_paths
 
 WEIGHTS_ENV = "AESCORE_WEIGHTS_DIR"
 
@@ -207,3 +207,45 @@ def resolve_model(spec: str | os.PathLike[str] | None) -> Path:
         raise AmbiguousModelError(f"model name {text!r} is ambiguous: {len(matches)} different models answer to it ({where}); pass the file path")
     available = ", ".join(sorted({e.name for e in entries})) or "none installed"
     raise UnknownModelError(f"unknown model {text!r}; available: {available}; or pass a .safetensors/.json path")
+
+
+def resolve_base(card: dict[str, Any], where: str | os.PathLike[str]) -> Path:
+    """The card path of the base model a head-only personal model (``card``, read from ``where``)
+    was learned on: a model of :func:`weights_dirs` whose weights have the sha256 its card records
+    (the one of the recorded name first; a renamed or moved copy of those weights serves too),
+    else the file the card's ``head_only.base_path`` names (a base given to ``learn`` as a file
+    outside those folders) when its card still records that sha256.
+
+    :class:`WeightsError`, one line saying what to do, when no such model is installed: the base
+    is missing, or a model of its name holds other weights (e.g. an updated default model); a
+    head learned on one network's outputs means nothing on another's.
+    """
+    base = head_only_base(card)
+    if base is None:
+        raise WeightsError(f"{where}: not a head-only personal model")
+    name, sha = base
+    entries = list_models_found()
+    matches = [e for e in entries if str(e.card.get("sha256", "")).lower() == sha and head_only_base(e.card) is None]
+    if matches:
+        named = [e for e in matches if e.answers_to(name)]
+        return (named or matches)[0].card_path
+    # A base given to `learn` as a file outside the searched folders: where it was then.
+    recorded = card["head_only"].get("base_path")
+    if isinstance(recorded, str) and recorded:
+        try:
+            _, card_path = pair_paths(recorded)
+            found = card_structure(card_path)
+        except (WeightsError, OSError):
+            found = None
+        if found is not None and str(found.get("sha256", "")).lower() == sha and head_only_base(found) is None:
+            return card_path
+    model = Path(where).stem
+    again = f"learn it again (aescore learn ... --name {model} --replace) or install that base model"
+    others = [e for e in entries if e.answers_to(name)]
+    if others:
+        theirs = str(others[0].card.get("sha256", ""))[:12]
+        raise WeightsError(
+            f"{where}: personal model {model!r} was learned on base model {name!r} with weights sha256 {sha[:12]}..., "
+            f"but the installed {name!r} has other weights ({theirs}...); {again}"
+        )
+    raise WeightsError(f"{where}: personal model {model!r} needs its base model {name!r} (sha256 {sha[:12]}...), which is not installed; {again}")
