@@ -8,6 +8,7 @@ actually has to go through the network, so a fully cached re-rank finishes in a 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import inspect
@@ -35,6 +36,7 @@ Exit status: 0 every input was scored (also when no photos were found: a warning
 """
 
 _IN, _MODEL, _OUT, _CULL, _ACT = "Input", "Model", "Output", "Culling", "Actions"
+_CLUSTER = "Cluster"
 RANK_ONLY = "rank-only"  # Annotated marker: the option exists on `rank` only
 PRINTING = "printing"  # Annotated marker: an option about stdout, which `report` does not print
 
@@ -48,6 +50,13 @@ class Format(str, enum.Enum):
     jsonl = "jsonl"
     csv = "csv"
     print0 = "print0"
+
+
+class EngineOpt(str, enum.Enum):
+    """``--engine``: :class:`aescore.cull.engines.Engine`, declared here so ``--help`` imports no culling code."""
+
+    local = "local"
+    ray = "ray"
 
 
 class StarScaleOpt(str, enum.Enum):
@@ -83,11 +92,15 @@ class Options:
     shard: Annotated[Optional[str], _opt("--shard", metavar="I/N", panel=_IN, help="Score only the I-th of N deterministic parts of the input (1-based).")] = None
     model: ModelOption = None
     device: DeviceOption = "auto"
-    runtime: Annotated[Runtime, _opt("--runtime", panel=_MODEL, help="What runs the network: onnx = ONNX Runtime on the CPU (starts in a fraction of a second: torch is never imported; needs the model's exported ONNX program, which the default model has); torch = PyTorch (GPUs, --tta-crops, region maps, every model); auto = onnx where it can run and at most 64 photos need the network (start-up dominates), else torch (faster on big folders). Scores agree within 1e-4.", show_default=True)] = Runtime.auto
+    runtime: Annotated[Runtime, _opt("--runtime", panel=_MODEL, help="What runs the network: onnx = ONNX Runtime on the CPU (starts in a fraction of a second, torch is never imported; needs the model's exported ONNX program, which the default model has); torch = PyTorch (GPUs, --tta-crops, models without an ONNX program; needs pip install 'aescore[train]'); auto = torch where PyTorch is installed and sees a CUDA GPU, else onnx where it can run, else torch. Scores agree within 1e-4.", show_default=True)] = Runtime.auto
     batch_size: Annotated[Optional[int], _opt("--batch-size", min=1, metavar="N", panel=_MODEL, help="Images per forward pass (default: 4 on CPU, 64 on GPU).")] = None
-    workers: Annotated[Optional[int], _opt("--workers", min=0, metavar="N", panel=_MODEL, help="Decoding workers: processes under PyTorch, threads under ONNX Runtime (default: from the core count; 0 = decode in the main thread).")] = None
+    workers: Annotated[Optional[int], _opt("--workers", min=0, metavar="N", panel=_MODEL, help="Decoding worker processes (default: one per core, none for a run of one batch; 0 = decode in the main process). With --engine ray: the number of Ray workers instead, each decoding and scoring its share with its own copy of the model (default: as many as the cluster's CPUs hold, or its GPUs with --gpus-per-worker).")] = None
     tta_crops: Annotated[Optional[int], _opt("--tta-crops", min=0, metavar="N", panel=_MODEL, help="Average N random crops of the model's training crop size (the MPA paper's evaluation) instead of one pass over the whole photo; ~N times slower.")] = None
     no_cache: Annotated[bool, _opt("--no-cache", panel=_MODEL, help="Neither read nor write the score cache.")] = False
+    engine: Annotated[EngineOpt, _opt("--engine", panel=_CLUSTER, help="Where the photos the cache lacks are decoded and scored: local = this process (with --workers decode workers); ray = Ray Data workers on this machine or a Ray cluster (RAY_ADDRESS or --ray-address; needs pip install 'aescore\\[ray]'). Listing, the cache, outputs and sidecars stay in this process; the scores are the same.", show_default=True)] = EngineOpt.local
+    ray_address: Annotated[Optional[str], _opt("--ray-address", metavar="ADDR", panel=_CLUSTER, help="With --engine ray: the Ray cluster to join (HOST:PORT of its head, as `ray start --head` prints). Default: RAY_ADDRESS, else a cluster `ray start` runs on this machine, else a Ray started for this run on this machine.")] = None
+    gpus_per_worker: Annotated[Optional[float], _opt("--gpus-per-worker", min=0, metavar="X", panel=_CLUSTER, help="With --engine ray: GPUs each Ray worker reserves (e.g. 1, or 0.5 to share one); it then runs PyTorch on its GPU. Default 0: CPU workers.")] = None
+    cpus_per_worker: Annotated[Optional[float], _opt("--cpus-per-worker", metavar="X", panel=_CLUSTER, help="With --engine ray: CPUs each Ray worker reserves (default 1); the network's threads, and for 2 or more, decode processes beside the network (one per CPU beyond the first: worth it for GPU workers).")] = None
     format: Annotated[Optional[Format], _opt("--format", "-f", panel=_OUT, help="table (TSV when piped), tsv, json (one array), jsonl, csv, print0 (paths, NUL-separated)."), PRINTING] = None
     json: Annotated[bool, _opt("--json", panel=_OUT, help="Same as --format json."), PRINTING] = False
     jsonl: Annotated[bool, _opt("--jsonl", panel=_OUT, help="Same as --format jsonl."), PRINTING] = False
@@ -155,6 +168,11 @@ class Options:
             raise UsageError("--dry-run needs --write-xmp, --copy-to, --link-to or --thumbs")
         if self.from0 and not self.files_from:
             raise UsageError("--from0 needs --files-from")
+        if self.engine is not EngineOpt.ray:
+            given = [flag for flag, value in (("--ray-address", self.ray_address), ("--gpus-per-worker", self.gpus_per_worker),
+                                              ("--cpus-per-worker", self.cpus_per_worker)) if value is not None]
+            if given:
+                raise UsageError(f"{' and '.join(given)} {'needs' if len(given) == 1 else 'need'} --engine ray")
         self.asked_checks()  # an unknown --check NAME is a usage error before any photo is read
         if self.html:
             # Checked before scoring, so a long run does not end in this error (nor overwrite a photo).
@@ -167,10 +185,11 @@ class Options:
 
     def settings(self) -> Any:
         """The :class:`aescore.cull.Settings` these options ask for."""
-        from aescore.cull import Settings
+        from aescore.cull import Engine, RayOptions, Settings
 
+        ray = RayOptions(self.ray_address, self.gpus_per_worker or 0.0, 1.0 if self.cpus_per_worker is None else self.cpus_per_worker)
         return Settings(self.model, self.device or "auto", self.batch_size, self.workers, self.tta_crops, not self.no_cache,
-                        runtime=self.runtime)
+                        runtime=self.runtime, engine=Engine(self.engine.value), ray=ray)
 
     def asked_checks(self) -> list[Any]:
         """The checks the user asked for (``--check`` and the checks' own flags): their fields are printed."""
@@ -435,11 +454,15 @@ def run(o: Options, ranked: bool, emit: bool = True) -> int:
     if shard_spec:
         files = shard(files, *shard_spec)
     cache = None if o.no_cache else ScoreCache(warn=lambda m: err.line(f"aescore: warning: {m}"))
+    # Ray prints its own notes (a task retried after a worker died) on stdout, which carries the
+    # results only: during a Ray run (its shutdown included) they go to stderr.
+    ray_notes = contextlib.redirect_stdout(sys.stderr) if o.engine is EngineOpt.ray else contextlib.nullcontext()
     try:
-        result = cull.score_photos(
-            files, settings, o.checks(), with_embeddings=o.similarity is not None,
-            on_skip=err.skipped, progress=err.progress_factory(), cache=cache, optional_checks=o.page_checks(),
-        )
+        with ray_notes:
+            result = cull.score_photos(
+                files, settings, o.checks(), with_embeddings=o.similarity is not None,
+                on_skip=err.skipped, progress=err.progress_factory(), cache=cache, optional_checks=o.page_checks(),
+            )
     finally:
         err.stop()
         if cache is not None:

@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from aescore.checks.base import Check, get_check
+from aescore.cull.engines import Engine, RayOptions
 from aescore.cull.photo import Photo, Skipped, assign_ranks, select
 from aescore.inference.discover import FoundFile
 from aescore.inference.onnx_runtime import Runtime
 
 __all__ = [
-    "Photo", "ScoreRun", "Settings", "Skipped", "assign_crops", "assign_ranks", "assign_stars", "copy_photos",
+    "Engine", "Photo", "RayOptions", "ScoreRun", "Settings", "Skipped", "assign_crops", "assign_ranks", "assign_stars", "copy_photos",
     "find_photos", "group_bursts", "resolve_checks", "score_photos", "select", "write_sidecars", "write_thumbs",
 ]
 
@@ -42,6 +43,10 @@ class Settings:
     ``draft``: reduced-size JPEG decoding (off only for full-resolution reference runs).
     ``runtime``: which library runs the network, ``auto``, ``torch`` or ``onnx``
     (:mod:`aescore.inference.onnx_runtime`; the same scores within 1e-4).
+    ``engine``: what computes the photos the cache lacks (:mod:`aescore.cull.engines`): ``local``
+    (this process), or ``ray`` (Ray Data actors on this machine or the cluster of ``ray``, a
+    :class:`RayOptions`; ``workers`` is then the number of actors, None: as many as the
+    cluster's CPUs, or GPUs for GPU actors, hold). The cache, outputs and sidecars stay here.
     """
 
     model: str | None = None
@@ -53,11 +58,15 @@ class Settings:
     cache_path: str | None = None
     draft: bool = True
     runtime: Runtime = Runtime.auto
+    engine: Engine = Engine.local
+    ray: RayOptions = RayOptions()
 
     def __post_init__(self) -> None:
+        from aescore.cull.engines import check_engine_options
         from aescore.inference.loading import check_run_options
 
         object.__setattr__(self, "runtime", check_run_options(self.runtime, self.batch_size, self.workers, self.tta_crops))
+        object.__setattr__(self, "engine", check_engine_options(self.engine, self.ray, self.device, self.runtime, self.workers))
 
 
 @dataclass
@@ -107,6 +116,7 @@ def score_photos(
     progress: Callable[[int, int], Callable[[int], None] | None] | None = None,
     cache: Any = None,
     optional_checks: Iterable[str | Check] = (),
+    with_faults: bool = False,
 ) -> ScoreRun:
     """Score ``inputs`` (paths, folders or :class:`FoundFile` s) and run ``checks`` on each photo.
 
@@ -117,7 +127,8 @@ def score_photos(
     face reports that as its ``top_fault`` (:func:`aescore.cull.people.combine_reasons`).
 
     Each photo is decoded at most once, whatever the number of checks; the network runs only for
-    photos whose score (and embedding, with ``with_embeddings``) is not cached. Unreadable inputs
+    photos whose score (and embedding, with ``with_embeddings``; fault probabilities, with
+    ``with_faults`` and a model with a reasons head: :attr:`Photo.faults`) is not cached. Unreadable inputs
     are skipped (``on_skip(path, reason)`` for each), never raised. ``progress(total, done)`` may
     return a callable advanced by the number of photos finished. ``cache``: an open
     :class:`~aescore.inference.cache.ScoreCache` to use (else one is opened per ``settings``).
@@ -136,7 +147,7 @@ def score_photos(
         files += found
     files += [p for p in inputs if isinstance(p, FoundFile)]
     optional = [c if isinstance(c, Check) else get_check(c) for c in optional_checks]
-    run = run_pipeline(files, settings, resolve_checks(checks), with_embeddings, on_skip, progress, cache, optional)
+    run = run_pipeline(files, settings, resolve_checks(checks), with_embeddings, on_skip, progress, cache, optional, with_faults)
     run.skipped[:0] = skipped
     if {"reasons", "faces"} <= {c.name for c in run.checks}:
         from aescore.cull.people import combine_reasons

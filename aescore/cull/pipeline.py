@@ -1,6 +1,6 @@
 """The cached scoring pipeline behind :func:`aescore.cull.score_photos`.
 
-For each photo: look up its score (and embedding) and every check's fields in the cache; decode
+For each photo: look up its score (and embedding, fault probabilities) and every check's fields in the cache; decode
 only the photos that miss something, once, for the network and all checks together; run the
 network only for photos whose model outputs are missing; compute the missing check fields; write
 new rows back in small transactions (also when the run is interrupted). Hits are found with
@@ -11,7 +11,7 @@ torch or loads the model.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from aescore.checks.base import Check, PhotoData
 from aescore.cull.photo import Photo, Skipped
@@ -55,13 +55,14 @@ class _Writer:
 
     def __init__(self, cache: Any, sha: str, recipe: str, decoder: str) -> None:
         self.cache, self.sha, self.recipe, self.decoder = cache, sha, recipe, decoder
-        self.scores: list[tuple[Any, float, bytes | None]] = []
+        self.scores: list[tuple[Any, float, bytes | None, bytes | None]] = []
         self.checks: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
         self.failures: list[tuple[Any, str]] = []
 
-    def score(self, key: Any, p_high: float, embedding: Any) -> None:
+    def score(self, key: Any, p_high: float, embedding: Any, faults: Any = None) -> None:
         emb = embedding.astype("float32").tobytes() if embedding is not None else None
-        self.scores.append((key, p_high, emb))
+        fts = faults.astype("float32").tobytes() if faults is not None else None
+        self.scores.append((key, p_high, emb, fts))
 
     def check(self, check_key: str, key: Any, fields: dict[str, Any]) -> None:
         self.checks.setdefault(check_key, []).append((key, fields))
@@ -94,6 +95,7 @@ def run_pipeline(
     progress: Callable[[int, int], Callable[[int], None] | None] | None,
     cache: Any = None,
     optional_checks: Sequence[Check] = (),
+    with_faults: bool = False,
 ) -> "ScoreRun":
     """See :func:`aescore.cull.score_photos` (``files`` already discovered)."""
     from aescore.cull import ScoreRun
@@ -108,7 +110,9 @@ def run_pipeline(
     recipe = recipe_obj.recipe(settings.tta_crops)
     sha = str(card["sha256"])
     model_key = f"{sha}:{recipe}"
-    want = frozenset({"p_high"} | ({"embedding"} if with_embeddings else set()))
+    # Fault probabilities only from a model with a reasons head (others give none: never a miss).
+    with_faults = with_faults and "faults" in model_outputs(card)
+    want = frozenset({"p_high"} | ({"embedding"} if with_embeddings else set()) | ({"faults"} if with_faults else set()))
     own_cache = cache is None and settings.use_cache
     if own_cache:
         cache = ScoreCache(settings.cache_path)
@@ -122,7 +126,7 @@ def run_pipeline(
     try:
         keys = [CacheKey(f.real, f.size, f.mtime_ns) for f in files]
         work = [_Work(i) for i in range(len(files))]
-        _fill_from_cache(cache, keys, work, checks, sha, recipe, model_key, with_embeddings)
+        _fill_from_cache(cache, keys, work, checks, sha, recipe, model_key, with_embeddings, with_faults)
         decoder = decoder_tag(recipe)
         writer = _Writer(cache, sha, recipe, decoder)
         pending = [w for w in work if w.needs_network(want) or _needs_pixels(w)]
@@ -148,7 +152,8 @@ def run_pipeline(
             writer.flush()  # also on Ctrl-C: what was finished stays cached
         for w in work:
             if "p_high" in w.outputs:
-                run.photos.append(Photo(files[w.index].path, w.fields, w.outputs.get("embedding")))
+                run.photos.append(Photo(files[w.index].path, w.fields, w.outputs.get("embedding"),
+                                        faults=w.outputs.get("faults") if with_faults else None))
         run.from_cache = len(run.photos) - run.computed
     finally:
         if own_cache and cache is not None:
@@ -194,18 +199,21 @@ def _needs_pixels(w: _Work) -> bool:
 
 
 def _fill_from_cache(
-    cache: Any, keys: list[Any], work: list[_Work], checks: list[Check], sha: str, recipe: str, model_key: str, with_embeddings: bool
+    cache: Any, keys: list[Any], work: list[_Work], checks: list[Check], sha: str, recipe: str, model_key: str, with_embeddings: bool,
+    with_faults: bool = False,
 ) -> None:
-    """Put every cached score, embedding and check field into ``work``; note the checks still missing."""
-    hits = cache.get_many(keys, sha, recipe, need_embedding=with_embeddings) if cache is not None else {}
+    """Put every cached score, embedding, fault probabilities and check field into ``work``; note
+    the checks still missing."""
+    hits = cache.get_many(keys, sha, recipe, need_embedding=with_embeddings, need_faults=with_faults) if cache is not None else {}
     for w, key in zip(work, keys):
         hit = hits.get(key.path)
         if hit is not None:
             w.outputs["p_high"] = hit.score
-            if hit.embedding is not None and with_embeddings:
-                import numpy as np  # only here: a fully cached run without embeddings never imports it
+            for name, blob, wanted in (("embedding", hit.embedding, with_embeddings), ("faults", hit.faults, with_faults)):
+                if blob is not None and wanted:
+                    import numpy as np  # only here: a fully cached run without embeddings never imports it
 
-                w.outputs["embedding"] = np.frombuffer(hit.embedding, dtype=np.float32).copy()
+                    w.outputs[name] = np.frombuffer(blob, dtype=np.float32).copy()
     for check in checks:
         found = cache.get_checks(keys, check.cache_key(model_key)) if (cache is not None and check.cached) else {}
         for w, key in zip(work, keys):
@@ -231,11 +239,13 @@ def _compute(
     total: int,
 ) -> int:
     """Decode the photos of ``todo`` once each, run the network where outputs are missing, and the
-    missing checks; cache what was computed. Returns how many photos went through the network."""
+    missing checks; cache what was computed. Returns how many photos went through the network.
+    The decoding and the network run in the engine of ``settings`` (:mod:`aescore.cull.engines`);
+    the results, cache rows and checks are handled here whatever the engine."""
     if not todo:
         return 0
-    from aescore.inference.core import Job, infer
-    from aescore.inference.loading import open_model
+    from aescore.cull.engines import Engine
+    from aescore.inference.core import Job
 
     model_key = f"{writer.sha}:{writer.recipe}"
     unasked = [c for c in output_checks() if c.name not in {a.name for a in checks}]  # cached from each pass
@@ -248,35 +258,63 @@ def _compute(
     # declares and the runtime gives from the same pass (see pass_outputs), so `learn`,
     # `--similarity`, `rank --reasons` or `report` after a plain `rank` decode nothing again.
     net_want = want.union({"embedding"}, *(c.needs.outputs for c in checks))
+
+    def start_progress() -> Callable[[int], None] | None:
+        return progress(len(todo), total - len(todo)) if progress is not None else None
+
+    if settings.engine is Engine.ray:
+        from aescore.cull.ray_engine import ray_infer
+
+        results = ray_infer(ref, jobs, net_want, settings, start_progress)
+    else:
+        results = _local_infer(ref, jobs, net_want, settings, recipe, start_progress)
+    computed = 0
+    try:
+        for out in results:
+            w = todo[out.index]  # engines yield by job index (the Ray engine in completion order)
+            key = keys[w.index]
+            if out.reason is not None:
+                w.outputs.clear()
+                skip(files[w.index].path, out.reason)
+                if out.lasting:
+                    writer.failure(key, out.reason)
+                continue
+            if out.outputs:
+                computed += 1
+                w.outputs.update(out.outputs)
+                writer.score(key, w.outputs["p_high"], w.outputs.get("embedding"), w.outputs.get("faults"))
+                _cache_output_checks(files[w.index].path, w, unasked, writer, key, model_key)
+            _run_checks(files[w.index].path, w, out.image, writer, key, model_key, out.size)
+            writer.maybe_flush()
+    finally:
+        # On Ctrl-C or an error, stop the engine now (its decode workers, a Ray job), not when the
+        # traceback that holds this frame is dropped.
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()
+    return computed
+
+
+def _local_infer(
+    ref: Any, jobs: list[Any], want: frozenset[str], settings: "Settings", recipe: Preprocess,
+    start_progress: Callable[[], Callable[[int], None] | None],
+) -> Iterator[Any]:
+    """The local engine: the model opened here, once, and the core run in this process with its
+    decode workers; the core's results in input order."""
+    from aescore.inference.core import infer
+    from aescore.inference.loading import open_model
+
     n_network = sum(j.network for j in jobs)
     # The model found once by the caller (aescore.inference.loading.ModelRef): its card is not read again.
     model = open_model(
-        ref, settings.device, settings.runtime, want=net_want, tta_crops=settings.tta_crops, n_photos=n_network,
+        ref, settings.device, settings.runtime, want=want, tta_crops=settings.tta_crops, n_photos=n_network,
     ) if n_network else None
     if model is not None:
-        net_want = net_want | pass_outputs(ref.card, model.runtime, settings.tta_crops)
-    advance = progress(len(todo), total - len(todo)) if progress is not None else None
-    results = infer(
-        model, jobs, preprocess=recipe, want=net_want, tta_crops=settings.tta_crops,
-        batch_size=settings.batch_size, workers=settings.workers, draft=settings.draft, progress=advance,
+        want = want | pass_outputs(ref.card, model.runtime, settings.tta_crops)
+    return infer(
+        model, jobs, preprocess=recipe, want=want, tta_crops=settings.tta_crops,
+        batch_size=settings.batch_size, workers=settings.workers, draft=settings.draft, progress=start_progress(),
     )
-    computed = 0
-    for w, out in zip(todo, results):
-        key = keys[w.index]
-        if out.reason is not None:
-            w.outputs.clear()
-            skip(files[w.index].path, out.reason)
-            if out.lasting:
-                writer.failure(key, out.reason)
-            continue
-        if out.outputs:
-            computed += 1
-            w.outputs.update(out.outputs)
-            writer.score(key, w.outputs["p_high"], w.outputs.get("embedding"))
-            _cache_output_checks(files[w.index].path, w, unasked, writer, key, model_key)
-        _run_checks(files[w.index].path, w, out.image, writer, key, model_key, out.size)
-        writer.maybe_flush()
-    return computed
 
 
 def output_checks() -> list[Check]:
@@ -294,15 +332,20 @@ def pass_outputs(card: dict[str, Any], runtime: Any, tta_crops: int | None) -> f
     """The outputs a forward pass of the model of ``card`` gives at no extra cost under ``runtime``.
 
     Every output the model declares (:func:`model_outputs`: the score, the embedding, the fault
-    probabilities of a reasons head), except the region map where it would cost a pass of its
-    own: ONNX programs have no region-map output (asking for one forces PyTorch, a ~3 s start), and
-    multi-crop TTA leaves it out. Under PyTorch without TTA the map is the head applied at every
-    location of the feature map the pass computes anyway.
+    probabilities of a reasons head, the region map), less what the pass does not give: under
+    ONNX Runtime, the outputs its program lacks (programs exported before issue 26 have no region
+    map); with multi-crop TTA, the region map (crops do not tile the photo). Under PyTorch without
+    TTA the map is the head applied at every location of the feature map the pass computes anyway;
+    the ONNX program computes it the same way, in the graph.
     """
-    from aescore.inference.onnx_runtime import Runtime
+    from aescore.inference.onnx_runtime import Runtime, program_outputs
 
     have = model_outputs(card)
-    if runtime is not Runtime.torch or tta_crops:
+    if runtime is Runtime.onnx and isinstance(card.get("onnx"), dict):
+        # (a head-only personal model has no program of its own: its base's gives what it asks
+        # for, and an output a program lacks simply does not come back, so nothing is cached for it)
+        have = have & (program_outputs(card) | {"p_high"})
+    if tta_crops:
         have = have - {"region_map"}
     return have
 
