@@ -108,6 +108,23 @@ def test_help_shows_no_python_types() -> None:
             assert python_type not in result.stdout, (path, python_type)
 
 
+def test_help_shows_the_extras_in_brackets() -> None:
+    """Rich reads ``[name]`` as markup: an unescaped ``aescore[train]`` would print as ``aescore``,
+    a pip command that installs the wrong thing."""
+    import re
+
+    from typer.testing import CliRunner
+
+    app = cli_main.get_app()
+    for path in _all_command_paths():
+        result = CliRunner().invoke(app, [*path, "--help"], env={"COLUMNS": "400"}, terminal_width=400)
+        assert "'aescore'" not in result.stdout, path
+        for extra in re.findall(r"aescore\[(\w+)\]", result.stdout):
+            assert extra in ("train", "ray", "pretrained", "heif", "raw"), (path, extra)
+    rank = CliRunner().invoke(app, ["rank", "--help"], env={"COLUMNS": "400"}, terminal_width=400).stdout
+    assert "pip install 'aescore[train]'" in rank and "pip install 'aescore[ray]'" in rank
+
+
 def test_option_of_the_sibling_command_is_named() -> None:
     code, _, err = _run(["score", "photos", "--top", "2"])
     assert code == 2

@@ -20,7 +20,7 @@ _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
 
 DEVICE_HELP = (
     "Where the network runs: auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps. "
-    "GPUs score in float16 and need PyTorch (pip install 'aescore[train]'); a run under ONNX Runtime "
+    "GPUs score in float16 and need PyTorch (pip install 'aescore\\[train]'); a run under ONNX Runtime "
     "(score/rank --runtime; without PyTorch, or on a machine without a CUDA GPU) stays on the CPU."
 )
 

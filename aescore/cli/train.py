@@ -83,7 +83,7 @@ def train(
     graph_blocks: Annotated[Optional[int], _option(help="RGNet: region-graph blocks (paper: 3).", metavar="N")] = None,
     lse_r: Annotated[Optional[float], _option(help="RGNet: LSE pooling r (paper: 4).", metavar="R")] = None,
     aspp_rates: Annotated[Optional[str], _option(help="RGNet: DenseASPP dilation rates (paper: 3,6,12,18; Table 3).", metavar="R,R,...")] = None,
-    pretrained: Annotated[Optional[bool], _flag("--pretrained/--no-pretrained", help="Start from ImageNet weights (default: yes, as the papers; needs the internet once; tf_efficientnet_lite0/1/2 read them offline from aescore[pretrained]).", panel=_RECIPE)] = None,
+    pretrained: Annotated[Optional[bool], _flag("--pretrained/--no-pretrained", help="Start from ImageNet weights (default: yes, as the papers; needs the internet once; tf_efficientnet_lite0/1/2 read them offline from aescore\\[pretrained]).", panel=_RECIPE)] = None,
     backbone_weights: Annotated[Optional[Path], _option(help="Local ImageNet backbone weights (.safetensors/.pth) instead of downloading.", metavar="FILE")] = None,
     crop_size: Annotated[Optional[int], _option(help="MPA patch size (224) / RGNet input size (300).", metavar="PX")] = None,
     resize_size: Annotated[Optional[int], _option(help="MPA shorter edge before cropping (256).", metavar="PX")] = None,
