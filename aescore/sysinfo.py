@@ -14,6 +14,17 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def compute_threads() -> int:
+    """Threads for the network's own work: ``OMP_NUM_THREADS`` when set to a positive integer (the
+    usual knob, and what Ray sets in each worker to the CPUs it reserved), else
+    :func:`usable_cores`. Without it, each of several workers on one machine would start a thread
+    per core of the whole machine, and they would fight over the cores."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return usable_cores()
+
+
 def prefer_passive_openmp() -> None:
     """Let idle OpenMP threads sleep instead of spin (``OMP_WAIT_POLICY=PASSIVE``), unless the user chose.
 

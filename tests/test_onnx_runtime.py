@@ -223,3 +223,19 @@ def test_a_killed_decode_worker_is_one_clear_error(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(core, "_decode_one", _die)
     with pytest.raises(AescoreError, match="decoding process ended unexpectedly"):
         list(core.infer(model, [core.Job(str(p)) for p in photos], batch_size=2, workers=2))
+
+
+@pytest.mark.parametrize("value, expected", [("1", 1), ("3", 3), ("", None), ("0", None), ("two", None)])
+def test_the_session_takes_as_many_threads_as_omp_num_threads_says(
+    value: str, expected: int | None, monkeypatch: pytest.MonkeyPatch, shipped_models_only: None
+) -> None:
+    """Several workers on one machine (Ray sets OMP_NUM_THREADS per worker) must not each start a
+    thread per core of the machine; an unset or unusable value means this process's cores."""
+    from aescore.inference.loading import find_model
+    from aescore.inference.onnx_runtime import load_onnx_model
+    from aescore.sysinfo import usable_cores
+
+    monkeypatch.setenv("OMP_NUM_THREADS", value)
+    ref = find_model(None)
+    model = load_onnx_model(ref.path, ref.card)
+    assert model.session.get_session_options().intra_op_num_threads == (expected or usable_cores())

@@ -180,9 +180,10 @@ class OnnxModel:
 
 def load_onnx_model(weights_path: str | os.PathLike[str], card: dict[str, Any]) -> OnnxModel:
     """The card's ONNX program, verified by sha256, in an ONNX Runtime session on the CPU threads
-    this process may use; :class:`WeightsError` when it cannot be used (see :func:`onnx_unusable`)."""
+    this process may use (:func:`aescore.sysinfo.compute_threads`: ``OMP_NUM_THREADS``, which Ray
+    sets per worker, else its cores); :class:`WeightsError` when it cannot be used (see :func:`onnx_unusable`)."""
     from aescore.data.transforms import Preprocess
-    from aescore.sysinfo import usable_cores
+    from aescore.sysinfo import compute_threads
     from aescore.weights import read_verified
 
     why = onnx_unusable(weights_path, card)
@@ -196,7 +197,7 @@ def load_onnx_model(weights_path: str | os.PathLike[str], card: dict[str, Any]) 
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = usable_cores()
+    options.intra_op_num_threads = compute_threads()
     options.inter_op_num_threads = 1
     # Spinning threads would take the cores from the decode threads between batches.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
