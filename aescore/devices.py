@@ -44,7 +44,7 @@ def torch_installed() -> bool:
 
 def cuda_gpu_likely() -> bool:
     """Whether this machine seems to have an NVIDIA GPU that CUDA may use, judged without importing
-    torch: the driver's device list (Linux), else ``nvidia-smi`` on the PATH; never on macOS, and
+    torch: the driver's device list or device file (Linux; WSL2's ``/dev/dxg``), else ``nvidia-smi`` on the PATH; never on macOS, and
     not when ``CUDA_VISIBLE_DEVICES`` hides every GPU. A yes is confirmed by
     ``torch.cuda.is_available()`` before anything relies on it (:func:`cuda_usable`).
 
@@ -60,7 +60,8 @@ def cuda_gpu_likely() -> bool:
         except OSError:
             return False
     if system.startswith("linux"):
-        return os.path.exists("/dev/nvidia0")
+        # /dev/dxg: WSL2, where the Windows driver serves CUDA and neither of the above exists.
+        return os.path.exists("/dev/nvidia0") or os.path.exists("/dev/dxg")
     return shutil.which("nvidia-smi") is not None
 
 

@@ -61,3 +61,18 @@ def test_module_does_not_import_torch_at_import_time() -> None:
     code = "import sys, aescore.devices; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_gpu_is_seen_without_torch_on_linux_and_wsl2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`auto` must find CUDA without importing torch: the driver's device file on Linux, /dev/dxg
+    under WSL2 (which has neither /proc/driver/nvidia nor /dev/nvidia0)."""
+    from aescore import devices
+
+    monkeypatch.setattr(devices.sys, "platform", "linux")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(devices.os.path, "isdir", lambda path: False)
+    for present, expected in ((set(), False), ({"/dev/nvidia0"}, True), ({"/dev/dxg"}, True)):
+        monkeypatch.setattr(devices.os.path, "exists", lambda path, present=present: path in present)
+        assert devices.cuda_gpu_likely() is expected, present
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert devices.cuda_gpu_likely() is False

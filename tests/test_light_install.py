@@ -135,7 +135,9 @@ def test_ctrl_c_stops_the_decode_processes_and_keeps_what_was_scored(tmp_path: P
     env = torch_free_env(tmp_path / "no-torch", _env())
     db = Path(env["XDG_CACHE_HOME"]) / "aescore" / "scores.sqlite"
     proc = subprocess.Popen([sys.executable, "-m", "aescore", "rank", str(folder), "--workers", "2"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            # as from a terminal, even where this test runs in a background job (which ignores SIGINT)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         # Interrupt once the first rows reached the cache (written every 64 photos): mid-run.
         deadline = time.monotonic() + 120

@@ -113,8 +113,8 @@ def test_runtime_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     card = read_card(weights)
     p = frozenset({"p_high", "embedding"})
 
-    def choose(runtime: Runtime, device: str = "auto", want: frozenset[str] = p, tta: int | None = None, n: int = 1, c: dict = card) -> Runtime:
-        return choose_runtime(runtime, weights, c, device, want, tta, n)
+    def choose(runtime: Runtime, device: str = "auto", want: frozenset[str] = p, tta: int | None = None, c: dict = card) -> Runtime:
+        return choose_runtime(runtime, weights, c, device, want, tta)
 
     assert choose(Runtime.torch) is Runtime.torch
     assert choose(Runtime.auto) is Runtime.onnx and choose(Runtime.onnx) is Runtime.onnx
@@ -125,10 +125,11 @@ def test_runtime_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         assert choose(Runtime.auto, **kwargs) is Runtime.torch
         with pytest.raises(ConfigError, match=phrase):
             choose(Runtime.onnx, **kwargs)
-    # No photo count switches runtimes any more: decoding runs in processes under both.
+    # No photo count switches runtimes any more (choose_runtime is not told one): decoding runs in
+    # processes under both.
     for device in ("auto", "cpu"):
-        assert choose(Runtime.auto, device=device, n=10_000) is Runtime.onnx
-        assert choose(Runtime.onnx, device=device, n=10_000) is Runtime.onnx
+        assert choose(Runtime.auto, device=device) is Runtime.onnx
+        assert choose(Runtime.onnx, device=device) is Runtime.onnx
     # A program exported before region maps: PyTorch draws the map when it is installed, else the
     # map is left out; --runtime onnx says what is missing.
     old = {**card, "onnx": {**card["onnx"], "outputs": ["logits", "embedding", "faults"]}}

@@ -190,6 +190,41 @@ def test_rank_with_the_ray_engine_ranks_as_the_local_engine(local_ray: Any, ship
     assert on_ray.summary() == local.summary()
 
 
+def _head_over_the_default(folder: Path) -> Path:
+    """A head-only personal model (random head, faults read) over the bundled default model."""
+    from aescore.models.personal_head import PersonalHead
+    from aescore.weights import default_weights_path, read_card, save_head
+
+    base = default_weights_path()
+    base_card = read_card(base)
+    rng = np.random.default_rng(5)
+    d, f = 1280, 10  # EfficientNet-Lite0's pooled features; the ten fault kinds
+    head = PersonalHead(rng.normal(size=d) * 0.1, rng.random(d) + 0.5, rng.normal(size=d) * 0.05, 0.7, -0.3, 1.3,
+                        rng.normal(size=f), rng.normal(size=f) * 3, rng.random(f) + 0.5)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_head(head, folder / "mine.safetensors", {"name": "mine", "training": {"dataset": "none"}}, base_card=base_card,
+              base_name=str(base_card["name"]), base_path=base)
+    return folder / "mine.safetensors"
+
+
+@ray_group
+def test_a_head_only_personal_model_runs_on_ray_as_locally(local_ray: Any, tmp_path: Path, shipped_models_only: None) -> None:
+    """The runtime is judged on the network that runs (the head's base, which has an ONNX
+    program), on the driver as in the local engine: the same runtime, the same scores."""
+    from aescore.inference.loading import find_model, model_runtime
+    from aescore.inference.onnx_runtime import Runtime
+
+    mine = _head_over_the_default(tmp_path / "models")
+    assert model_runtime(find_model(mine), Runtime.auto, "cpu", frozenset({"p_high"}), None) is Runtime.onnx
+    samples = REPO / "samples"
+    local = cli(["rank", samples, "--jsonl", "--no-cache", "--model", mine])
+    on_ray = cli(["rank", samples, "--jsonl", "--no-cache", "--model", mine, "--engine", "ray", "--workers", "2"])
+    assert local.code == on_ray.code == 0, on_ray.err
+    rows, expected = on_ray.rows(), local.rows()
+    assert [r["path"] for r in rows] == [r["path"] for r in expected] and rows
+    assert [r["score"] for r in rows] == pytest.approx([r["score"] for r in expected], abs=1e-5)
+
+
 # --------------------------------------------------------------------------- faults
 
 

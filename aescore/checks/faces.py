@@ -42,7 +42,7 @@ class FacesCheck(Check):
 
     name = "faces"
     description = "faces found, closed eyes and out-of-focus faces (eyes and focus judged per face, or unknown)"
-    version = 1  # bump when aescore.faces or its models change: cached rows are recomputed
+    version = 2  # 2: the mirror pass and the 0.75 face score. Bump when aescore.faces or its models change: cached rows are recomputed
     needs = Needs(image_size=IMAGE_SIZE)
     report = False  # opt-in, also in the contact sheet: see the module docstring
     fields = (

@@ -307,7 +307,7 @@ def _local_infer(
     n_network = sum(j.network for j in jobs)
     # The model found once by the caller (aescore.inference.loading.ModelRef): its card is not read again.
     model = open_model(
-        ref, settings.device, settings.runtime, want=want, tta_crops=settings.tta_crops, n_photos=n_network,
+        ref, settings.device, settings.runtime, want=want, tta_crops=settings.tta_crops,
     ) if n_network else None
     if model is not None:
         want = want | pass_outputs(ref.card, model.runtime, settings.tta_crops)

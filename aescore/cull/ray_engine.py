@@ -143,16 +143,15 @@ def ray_infer(
     from aescore.cull.pipeline import pass_outputs
     from aescore.data.transforms import Preprocess
     from aescore.inference.core import default_batch_size
-    from aescore.inference.onnx_runtime import choose_runtime
+    from aescore.inference.loading import model_runtime
 
     options = settings.ray
     gpus = options.gpus_per_worker
     # Ray hides the GPUs from actors that reserve none: they run on the CPU whatever "auto" finds here.
     device = "cpu" if gpus <= 0 and settings.device == "auto" else settings.device
     n_network = sum(j.network for j in jobs)
-    runtime = choose_runtime(
-        Runtime(settings.runtime), ref.path, ref.card, "cuda" if gpus > 0 else device, want, settings.tta_crops, n_network,
-    )
+    # Judged on the network that runs (a head-only personal model's base), as the local engine does.
+    runtime = model_runtime(ref, settings.runtime, "cuda" if gpus > 0 else device, want, settings.tta_crops)
     want = want | pass_outputs(ref.card, runtime, settings.tta_crops)
     batch_size = settings.batch_size or default_batch_size("cuda" if gpus > 0 else "cpu")
     decode_workers = max(0, int(options.cpus_per_worker) - 1)
@@ -256,6 +255,8 @@ def _run(
 
     _quiet_console()
     context = ray.data.DataContext.get_current()
+    # Changed for this job only, restored below: a Python caller's own later Ray jobs keep theirs.
+    saved = (context.enable_progress_bars, context.execution_options.preserve_order)
     context.enable_progress_bars = False  # aescore draws its own progress on a terminal
     context.execution_options.preserve_order = False  # results are placed by index
     n_actors = _actor_count(ray, workers, options, math.ceil(len(jobs) / spec.photos_per_call))
@@ -298,6 +299,7 @@ def _run(
         close = getattr(batches, "close", None)
         if close is not None:
             close()  # stops the job's executor at once (Ctrl-C, an error, or a consumer that stopped)
+        context.enable_progress_bars, context.execution_options.preserve_order = saved
     if len(seen) != len(jobs):
         raise RayJobError(f"the Ray job returned {len(seen)} of {len(jobs)} photos")
 

@@ -82,6 +82,7 @@ def detect(rgb: np.ndarray, min_score: float = 0.5, max_side: int = INPUT_SIDE, 
         mp = mp[:, _MIRRORED_KEYPOINTS] * np.array([-1.0, 1.0]) + np.array([w, 0.0])
         boxes, scores, points = np.concatenate([boxes, mb]), np.concatenate([scores, ms]), np.concatenate([points, mp])
     found: list[Detection] = []
+    kept: list[int] = []
     for i in _nms(boxes, scores, NMS_IOU):
         score = float(scores[i])
         if i >= plain:
@@ -90,6 +91,9 @@ def detect(rgb: np.ndarray, min_score: float = 0.5, max_side: int = INPUT_SIDE, 
             twins = [j for j in range(plain) if _iou(boxes[i], boxes[j]) > NMS_IOU]
             if twins:
                 i = max(twins, key=lambda j: scores[j])
+        if any(_iou(boxes[i], boxes[k]) > NMS_IOU for k in kept):
+            continue  # that plain box already stands for a face: the same face, never counted twice
+        kept.append(i)
         l, t, r, b = boxes[i]
         box = (max(0.0, l * sx), max(0.0, t * sy), min(float(width), r * sx), min(float(height), b * sy))
         if box[2] - box[0] < 1 or box[3] - box[1] < 1:

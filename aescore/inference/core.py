@@ -24,7 +24,7 @@ opens a model under one of them. The network is driven through the model contrac
 (:mod:`aescore.models.contract`): one call, whatever the architecture.
 
 Speed: JPEGs are decoded with Pillow's draft mode straight to the size the recipe needs; decoding
-overlaps inference in DataLoader workers; ``torch.inference_mode``; BatchNorm folded into the
+overlaps inference in worker processes (DataLoader's, or the ONNX path's own pool); ``torch.inference_mode``; BatchNorm folded into the
 convolutions (:mod:`aescore.inference.fold`); channels_last; float16 weights on CUDA/MPS. On a
 CPU, call :func:`aescore.sysinfo.prefer_passive_openmp` before importing torch (the CLI does):
 decode workers and spinning OpenMP threads otherwise fight over the cores (docs/performance.md).

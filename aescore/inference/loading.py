@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from aescore.models.contract import Capabilities
     from aescore.models.personal_head import PersonalHead
 
-__all__ = ["ModelRef", "PersonalOnnxModel", "find_base", "find_model", "open_model", "prepare_network"]
+__all__ = ["ModelRef", "PersonalOnnxModel", "find_base", "find_model", "model_runtime", "open_model", "prepare_network"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,19 @@ def find_base(ref: ModelRef) -> ModelRef | None:
     return base
 
 
+def model_runtime(
+    ref: ModelRef, runtime: Runtime | str, device: str, want: frozenset[str], tta_crops: int | None, base: ModelRef | None = None,
+) -> Runtime:
+    """The runtime a run of ``ref`` gets (:func:`~aescore.inference.onnx_runtime.choose_runtime`),
+    judged on the network that runs: a head-only personal model's base (``base``, when already
+    found), since a head has no program of its own. :func:`open_model` and the Ray engine's driver
+    decide by it, so both engines run a model alike."""
+    from aescore.inference.onnx_runtime import choose_runtime
+
+    run_on = base or find_base(ref) or ref
+    return choose_runtime(Runtime(runtime), run_on.path, run_on.card, device, want, tta_crops)
+
+
 def open_model(
     model: "str | os.PathLike[str] | ModelRef | None" = None,
     device: str = "auto",
@@ -118,10 +131,9 @@ def open_model(
     *,
     want: frozenset[str] = frozenset({"p_high"}),
     tta_crops: int | None = None,
-    n_photos: int = 1,
     half: bool = True,
 ) -> "LoadedModel | OnnxModel":
-    """The model ready for a run of ``n_photos`` photos asking for ``want`` (the core's output
+    """The model ready for a run asking for ``want`` (the core's output
     names) with ``tta_crops``: under ONNX Runtime or PyTorch as
     :func:`~aescore.inference.onnx_runtime.choose_runtime` decides (``runtime="onnx"`` that cannot
     run this is a :class:`~aescore.errors.ConfigError`; a run that needs PyTorch where it is not
@@ -129,12 +141,11 @@ def open_model(
     mode, BatchNorm folded, channels_last, on ``device`` (auto: CUDA, MPS, then CPU), in float16
     on a GPU when ``half`` (~2x throughput; scores move by ~1e-3). A head-only personal model
     runs on its base's program or network (the module docstring)."""
-    from aescore.inference.onnx_runtime import choose_runtime, load_onnx_model
+    from aescore.inference.onnx_runtime import load_onnx_model
 
     ref = find_model(model)
     base = find_base(ref)
-    run_on = base or ref  # the runtime is the base network's: a head has none of its own
-    chosen = choose_runtime(Runtime(runtime), run_on.path, run_on.card, device, want, tta_crops, n_photos)
+    chosen = model_runtime(ref, runtime, device, want, tta_crops, base)
     if base is None:
         return load_onnx_model(ref.path, ref.card) if chosen is Runtime.onnx else _open_torch(ref, device, half)
     from aescore.weights import load_head

@@ -91,12 +91,11 @@ def program_outputs(card: dict[str, Any]) -> frozenset[str]:
 
 def choose_runtime(
     runtime: Runtime, weights_path: str | os.PathLike[str], card: dict[str, Any], device: str,
-    want: frozenset[str], tta_crops: int | None, n_photos: int = 0,
+    want: frozenset[str], tta_crops: int | None,
 ) -> Runtime:
     """The runtime for a run (``torch`` or ``onnx``) per the rules of the module docstring.
     Raises :class:`ConfigError` when ``onnx`` was asked for and cannot run this, or when PyTorch
-    is needed and not installed (the message ends in the pip command that adds it).
-    ``n_photos`` is no longer used (kept for callers; issue 26 removed the 64-photo switch)."""
+    is needed and not installed (the message ends in the pip command that adds it)."""
     from aescore.devices import cuda_usable, torch_installed
     from aescore.errors import MissingExtra
 
@@ -199,7 +198,7 @@ def load_onnx_model(weights_path: str | os.PathLike[str], card: dict[str, Any]) 
     options = ort.SessionOptions()
     options.intra_op_num_threads = compute_threads()
     options.inter_op_num_threads = 1
-    # Spinning threads would take the cores from the decode threads between batches.
+    # Spinning threads would take the cores from the decode processes between batches.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # errors only: its warnings are not the user's business
     try:
