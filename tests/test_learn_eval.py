@@ -66,19 +66,19 @@ def test_an_infinite_penalty_is_the_generic_ranking_and_is_chosen_when_the_embed
     """l2 = inf keeps no embedding weight (the generic score alone, same order); on ratings made
     from the generic score only, with pure-noise embeddings, the inner split picks it or a head
     that orders held-out photos as the generic model does."""
-    from aescore.learn.evaluate import select_l2
-    from aescore.learn.features import generic_logit
+    from aescore.learn.evaluate import select_penalties
+    from aescore.models.personal_head import log_odds
 
     rng = np.random.default_rng(3)
     x = rng.normal(size=(120, 256))
     generic = rng.random(120)
     r = np.digitize(generic, [0.25, 0.5, 0.75]) + 1  # a photographer who agrees with the generic model
-    g = generic_logit(generic)
+    g = log_odds(generic)
     head = fit_ranker(x, g, r, float("inf"))
     assert not head.weight.any() and head.generic_weight > 0
     assert (np.argsort(head.score(x, g)) == np.argsort(g)).all()
     shoots = [f"s{i % 12}" for i in range(120)]
-    assert select_l2(x, g, r, shoots, np.zeros(120), seed=0) >= 1e3
+    assert select_penalties(x, g, r, shoots, np.zeros(120), seed=0)[0] >= 1e3
     h = held_out(x, generic, r, shoots, np.zeros(120))
     assert h.personal_accuracy.value >= h.generic_accuracy.value - 0.02
 

@@ -15,7 +15,6 @@ This module imports no Ray: choosing and checking an engine costs nothing.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from dataclasses import dataclass
 from enum import Enum
@@ -63,7 +62,9 @@ def check_engine_options(engine: Engine | str, ray: RayOptions, device: str, run
         raise ConfigError("engine", f"must be one of {', '.join(e.value for e in Engine)}") from None
     if chosen is not Engine.ray:
         return chosen
-    if importlib.util.find_spec("ray") is None:
+    from aescore.devices import package_installed
+
+    if not package_installed("ray"):
         raise ConfigError("engine", RAY_MISSING)
     if workers is not None and workers < 1:
         raise ConfigError("workers", "must be >= 1 under the ray engine (the number of Ray workers)")

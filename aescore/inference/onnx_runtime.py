@@ -75,9 +75,9 @@ def onnx_unusable(weights_path: str | os.PathLike[str], card: dict[str, Any]) ->
         return f"{path.name} was exported from other weights than the card's (export it again)"
     if not path.is_file():
         return f"{path} not found"
-    import importlib.util  # here, not at the top: the CLI imports this module for --help
+    from aescore.devices import package_installed
 
-    if importlib.util.find_spec("onnxruntime") is None:
+    if not package_installed("onnxruntime"):
         return "the onnxruntime package is not installed (pip install onnxruntime)"
     return None
 

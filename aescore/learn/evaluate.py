@@ -174,11 +174,6 @@ def select_penalties(
     return best
 
 
-def select_l2(x: np.ndarray, g: np.ndarray | None, r: np.ndarray, shoots: list[str], times: np.ndarray, seed: int) -> float:
-    """The embedding's L2 strength of :func:`select_penalties` for a head without fault inputs."""
-    return select_penalties(x, g, r, shoots, times, seed)[0]
-
-
 def fit_personal(
     x: np.ndarray, g: np.ndarray | None, r: np.ndarray, shoots: list[str], times: np.ndarray, seed: int = 0, f: np.ndarray | None = None,
 ) -> LinearRanker:

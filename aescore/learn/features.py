@@ -115,14 +115,6 @@ def unreadable_photos(paths: Sequence[str], on_skip: Callable[[str, str], None] 
     return bad
 
 
-def generic_logit(p: np.ndarray) -> np.ndarray:
-    """Log-odds of generic scores: the input the head sees
-    (:func:`aescore.models.personal_head.log_odds`, clipped at 1e-6 from 0 and 1)."""
-    from aescore.models.personal_head import log_odds
-
-    return log_odds(p)
-
-
 class Shoots(NamedTuple):
     """Per photo: ``keys`` (the shoot: capture date, else folder) and ``times`` (capture time or
     mtime, POSIX seconds) for ordering photos inside a shoot."""

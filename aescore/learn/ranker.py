@@ -40,11 +40,6 @@ class LinearRanker(PersonalHead):
     l2: float
     l2_faults: float = math.inf
 
-    def head(self) -> PersonalHead:
-        """The head alone (what a personal model file holds)."""
-        return PersonalHead(self.mean, self.scale, self.weight, self.generic_weight, self.g_mean, self.g_scale,
-                            self.fault_weight, self.fault_mean, self.fault_scale)
-
 
 #: The smallest spread a log-odds input (generic score, faults) is standardised by. A base that is
 #: sure of a fault in every training photo (its log-odds clipped, or nearly so) gives a column of
