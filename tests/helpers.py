@@ -397,8 +397,7 @@ def _write_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> Non
 
 # --------------------------------------------------------------------------- without PyTorch
 
-#: The training stack: what the light install (``pip install aescore``, issue 26) does not have.
-TRAINING_PACKAGES = ("torch", "torchvision", "timm")
+from aescore.errors import TRAINING_PACKAGES  # noqa: E402 - the training stack the light install lacks
 
 _BLOCKER = '''\
 """Installed by tests/helpers.py: this interpreter behaves as if PyTorch, torchvision and timm
