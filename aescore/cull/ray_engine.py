@@ -18,7 +18,7 @@ retries); a batch's rows are produced only when the batch finishes, so nothing i
 doubled, and the driver checks both (:class:`RayJobError`).
 
 The runtime (ONNX Runtime or PyTorch) is chosen once, on the driver, by the local engine's rule
-(:func:`~aescore.inference.onnx_runtime.choose_runtime`) for the actors' device — the CPU unless
+(:func:`~aescore.inference.loading.model_runtime`) for the actors' device — the CPU unless
 they reserve GPUs (``gpus_per_worker``: PyTorch) — and every actor opens that one, so on a CPU
 machine both engines give the same scores.
 """

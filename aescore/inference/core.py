@@ -112,9 +112,12 @@ class DecodeDataset:
         return len(self.jobs)
 
     def __getitem__(self, index: int) -> tuple[int, Any, Any, str | None, bool, tuple[int, int] | None]:
+        return self.decode(index, self.jobs[index])
+
+    def decode(self, index: int, job: Job) -> tuple[int, Any, Any, str | None, bool, tuple[int, int] | None]:
+        """The item of ``job`` (labelled ``index``): what a decode worker computes for one job."""
         from aescore.data.images import decode_rgb, is_lasting_failure
 
-        job = self.jobs[index]
         try:
             img, size = decode_rgb(job.path, min_shorter=self.min_shorter)
             x = self.make_input(img, tta_key(job.path)) if job.network else None
@@ -398,11 +401,9 @@ def _start_decoder(make_input: Callable[[Any, str], Any], min_shorter: int | Non
 
 
 def _decode_one(index: int, job: Job) -> tuple[int, Any, Any, str | None, bool, tuple[int, int] | None]:
-    """One job decoded in a worker: :meth:`DecodeDataset.__getitem__`'s item for ``index``."""
+    """One job decoded in a worker (:meth:`DecodeDataset.decode`)."""
     assert _WORKER_DATASET is not None
-    _WORKER_DATASET.jobs = [job]
-    item = _WORKER_DATASET[0]
-    return (index, *item[1:])
+    return _WORKER_DATASET.decode(index, job)
 
 
 def stack_inputs(xs: Sequence[Any]) -> Any:
