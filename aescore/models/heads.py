@@ -11,6 +11,7 @@ from typing import Any, Callable, Protocol, Sequence, cast
 import torch
 from torch import nn
 
+from aescore.data.fault_kinds import FAULT_KINDS
 from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from aescore.models.base import ScoringModule
 from aescore.models.contract import Capabilities, ModelInputs, ModelOutputs
@@ -113,6 +114,75 @@ def pool_faults(whole: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
     return torch.maximum(whole, crops.mean(1))
 
 
+#: Where :func:`tone_stats` reads the cumulative luminance histogram (sRGB-encoded values in
+#: [0, 1]): at the clipping ends and every 1/16 between.
+LUMA_LEVELS: tuple[float, ...] = (0.004, 0.02, *(k / 16 for k in range(1, 16)), 0.98, 0.996)
+#: Rec. 709 luma weights: the luminance a tone curve and a histogram are read on.
+_LUMA_WEIGHTS = (0.2126, 0.7152, 0.0722)
+TONE_FEATURES = len(LUMA_LEVELS)
+#: The fault kinds the exposure branch corrects (:class:`ToneBranch`).
+TONE_KINDS: tuple[str, ...] = ("underexposure", "overexposure", "colour_cast")
+
+
+def tone_stats(whole: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """What a photographer reads off a histogram, from the whole-frame view ``[B, 3, H, W]``
+    (normalised by ``mean`` / ``std``): ``[B, TONE_FEATURES]``, the share of pixels whose
+    luminance lies below each of :data:`LUMA_LEVELS` — clipped shadows (below 0.004), where the
+    midtones sit, clipped highlights (1 - the share below 0.996).
+
+    Comparisons and means only, so the ONNX program computes it too. The view is the network's
+    own 224-px whole frame, not the full-resolution decode: clipped areas a photographer would
+    notice cover many of its pixels, and the model contract and decode stay as they were.
+    Luminance only: per-channel histograms and colourfulness were tried and dropped (they taught
+    the branch that strong colour is a cast: docs/models.md).
+    """
+    m = whole.new_tensor(mean).view(1, 3, 1, 1)
+    s = whole.new_tensor(std).view(1, 3, 1, 1)
+    rgb = (whole * s + m).clamp(0, 1).flatten(2)  # [B, 3, N]
+    luma = (rgb * whole.new_tensor(_LUMA_WEIGHTS).view(1, 3, 1)).sum(1)  # [B, N]
+    levels = whole.new_tensor(LUMA_LEVELS).view(1, -1, 1)
+    return (luma.unsqueeze(1) < levels).float().mean(2)  # [B, L]
+
+
+class ToneBranch(nn.Module):
+    """The exposure branch (issue 28): the photo's luminance histogram (:func:`tone_stats`) joined
+    to the network's own verdict -> a correction of each fault logit (the reasons).
+
+    ``z = relu(W [tone_stats; d] + b)``; ``faults[k] += F_k z`` for the kinds of
+    :data:`TONE_KINDS` only (under- and overexposure, colour cast: the ones a histogram speaks of,
+    and the ones the network confuses with each other), with ``d`` the pooled log-odds of good of
+    the views. So the reasons head learns where the tones sit and what is clipped, next to how
+    good the network finds the photo, and names a spoiled exposure as such. The score is left as
+    the network gives it: three designs that also corrected the score (docs/models.md) moved it
+    no closer to a photographer's judgement on photographs the model never saw, and pushed more
+    good photographs under 0.5. ``F`` starts at zero: the network with a fresh branch gives
+    exactly what it gave without it.
+    """
+
+    def __init__(self, num_faults: int, hidden: int, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+        if num_faults != len(FAULT_KINDS):
+            raise ValueError(f"the exposure branch corrects the {len(FAULT_KINDS)} kinds of FAULT_KINDS, not {num_faults}")
+        self.kinds = tuple(FAULT_KINDS.index(k) for k in TONE_KINDS)
+        # [len(kinds), F]: sends each output to its kind (kept in the state, so a network built on
+        # the meta device gets it with its weights)
+        self.register_buffer("place", torch.nn.functional.one_hot(torch.tensor(self.kinds), num_faults).float())
+        self.hidden = nn.Linear(TONE_FEATURES + 1, hidden)
+        self.faults = nn.Linear(hidden, len(self.kinds))
+        nn.init.zeros_(self.faults.weight)
+        nn.init.zeros_(self.faults.bias)
+
+    def forward_stats(self, tones: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """``[B, F]`` fault-logit corrections (zero outside :data:`TONE_KINDS`) from precomputed
+        :func:`tone_stats` ``[B, T]`` and the pooled log-odds ``[B]``."""
+        out = self.faults(torch.relu(self.hidden(torch.cat([tones, d.unsqueeze(1)], 1))))  # [B, len(kinds)]
+        return out @ cast(torch.Tensor, self.place).to(out.dtype)
+
+    def forward(self, whole: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        return self.forward_stats(tone_stats(whole, self.mean, self.std), d)
+
+
 class ConvBnPairs(Protocol):
     """A plain-torch module that names its (conv, BatchNorm) pairs (:mod:`aescore.models.plain`'s
     blocks and backbones, :class:`StageTail`): what ``fold_batchnorm_`` folds."""
@@ -167,8 +237,14 @@ class FaultViews:
     a photo shows, which is what a photographer's taste is mostly about (docs/models.md,
     "Personal models"); the tail costs about a tenth of the network pass on 2 CPU cores, since the
     early, high-resolution stages dominate and are shared; it runs only when the embedding is
-    asked for. The subclass supplies ``_trunk(x)`` (stem and stages ``< k``) and ``_tail(h)``
-    (the backbone's later stages -> feature map).
+    asked for.
+
+    **Exposure branch** (``tone_branch = n > 0``, issue 28): a :class:`ToneBranch` of ``n`` hidden
+    units reads the whole frame's luminance histogram and the pooled score, and corrects the
+    pooled fault logits (the score, the embedding and the region map stay the network's).
+
+    The subclass supplies ``_trunk(x)`` (stem and stages ``< k``) and ``_tail(h)`` (the
+    backbone's later stages -> feature map).
     """
 
     @staticmethod
@@ -183,6 +259,7 @@ class FaultViews:
     # Set in __init__ (not here: a class attribute would hide the nn.Module registered under it).
     content_from: int
     content: StageTail | None
+    tone: "ToneBranch | None"
 
     def _trunk(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -216,4 +293,6 @@ class FaultViews:
             logits = pool_quality(logits, self.head(feats_crops).view(b, k, -1))
             if faults is not None:
                 faults = pool_faults(faults, self.fault_head(feats_crops).view(b, k, -1))
+        if self.tone is not None and faults is not None:  # the exposure branch corrects the pooled reasons
+            faults = faults + self.tone(x, logits[:, 1] - logits[:, 0])
         return ModelOutputs(logits, emb, region_map, faults)
