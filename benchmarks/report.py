@@ -228,6 +228,18 @@ def render_faces(d: dict[str, Any]) -> str:
             f"measured: **{d['decision']}**.{_load_note(d)}")
 
 
+def render_models(d: dict[str, Any]) -> str:
+    """Benchmark 8 table: two models' rank runs side by side."""
+    med, runs, s = d["median_seconds"], d["seconds"], d["setup"]
+    rows = [(f"`{s['a']}`", f"{med['a']:.2f} s", f"{med['a_cpu']:.2f} s"),
+            (f"`{s['b']}`", f"{med['b']:.2f} s", f"{med['b_cpu']:.2f} s"),
+            ("ratio", f"{_fmt(d['ratio_b_over_a'])}", f"{_fmt(d['ratio_b_over_a_cpu'])}")]
+    runs_text = "; ".join(f"{k.replace('_', ' ')} {', '.join(f'{t:.2f}' for t in v)}" for k, v in runs.items() if v)
+    return (_table(["model", "median wall", "median CPU"], rows)
+            + f"\n\n{s['photos']} photos, {', '.join(str(v) for v in s['sizes_mp'])} MP, {s['rounds']} alternating round(s), "
+            f"runtime {s['runtime']}. Runs (s): {runs_text}.{_load_note(d)}")
+
+
 def render_summary(results: dict[str, dict[str, Any]]) -> str:
     """One row per goal, from whichever results are present."""
     rows: list[tuple[str, str, Any]] = []
@@ -265,7 +277,7 @@ def render_summary(results: dict[str, dict[str, Any]]) -> str:
 RENDER: dict[str, Callable[[dict[str, Any]], str]] = {
     "rank": render_rank, "warm_cache": render_warm_cache, "train_step": render_train_step,
     "region_graph": render_region_graph, "startup": render_startup, "report": render_report,
-    "faces": render_faces,
+    "faces": render_faces, "models": render_models,
 }
 
 

@@ -29,7 +29,7 @@ Sets:
 Copies of ``heldout`` and ``wallpapers`` photos (each photo gets every one; in linear light unless
 named): ``ev-1.5``, ``ev-2``, ``ev-3`` (a gain of 2^EV), ``curve`` (the sRGB values raised to the
 power 2.2: mid grey falls to 0.22, as at about -2.5 EV, black and white stay: midtones crushed by a
-tone curve), ``ev+1``, ``ev+1.5``, ``ev+2`` (gain, highlights clip), ``cast`` and ``cast+`` (white
+tone curve), ``ev+1``, ``ev+1.5``, ``ev+2`` (gain, highlights clip), ``cast1.15`` and ``cast1.3`` (white
 balance off by a gain of 1.15 / 1.3 toward warm, cool, green or magenta, one drawn per photo from
 ``np.random.default_rng([seed, index])``, luminance of grey kept).
 
@@ -111,8 +111,8 @@ COPIES: tuple[Copy, ...] = (
     Copy("ev+1", "bright", "overexposure", gain(1.0)),
     Copy("ev+1.5", "bright", "overexposure", gain(1.5)),
     Copy("ev+2", "bright", "overexposure", gain(2.0)),
-    Copy("cast", "cast", "colour_cast", cast(1.15)),
-    Copy("cast+", "cast", "colour_cast", cast(1.3)),
+    Copy("cast1.15", "cast", "colour_cast", cast(1.15)),
+    Copy("cast1.3", "cast", "colour_cast", cast(1.3)),
 )
 GROUPS = ("dark", "bright", "cast")
 

@@ -134,7 +134,9 @@ def main() -> None:
     card["name"] = args.name
     card["summary"] = (f"Technical-quality model on an ImageNet-pretrained {backbone}: the whole frame plus two "
                        "native-resolution detail crops, a good/flawed head and a reasons head naming the fault. "
-                       "Trained on synthetic faults of real photos, not on AVA.")
+                       "Trained on synthetic faults of real photos, not on AVA."
+                       + (" An exposure branch reads the whole frame's luminance histogram for the exposure and colour "
+                          "reasons (the score is the network's)." if card["arch_args"].get("tone_branch") else ""))
     training = dict(card.get("training") or {})
     training["data"] = (f"{trained} photographs of ../shared/photos (one per ImageNet class, about 500x375 px; those of "
                         "scripts/heldout-photos.txt held out), each step pairs of a good version (the photo, or a "

@@ -1,5 +1,6 @@
 """Add the exposure branch (issue 28) to a trained default model: the photo's luminance histogram
-joined to its score, correcting the fault logits (the reasons); nothing else of the network moves.
+joined to its score and fault logits, correcting three of them (the exposure and colour reasons);
+nothing else of the network moves.
 
     PYTHONPATH=. python scripts/train_tone_branch.py --base weights/aescore-technical-lite0.safetensors \\
         --photos ../shared/photos --exclude scripts/heldout-photos.txt --out runs/tone
@@ -18,8 +19,9 @@ Two steps, both resumable (run the same command again):
    (``--dev-share``, by file name): the dev photos' pairs choose the epoch, never the validation
    sets of docs/models.md.
 2. **Branch** (seconds): :class:`~aescore.models.heads.ToneBranch` fitted on the train photos'
-   pairs (:func:`branch_loss`: the default model's reasons term on the corrected fault logits),
-   AdamW on batches of pairs; the epoch with the lowest dev loss is kept. The network with its branch is written to
+   pairs (:func:`branch_loss`: the default model's reasons term on the corrected fault logits,
+   the pairs weighted back to the recipe's own mix of faults: :func:`natural_weights`), AdamW on
+   batches of pairs; the epoch with the lowest dev loss is kept. The network with its branch is written to
    ``OUT/model.safetensors`` with a card (the base's, with the training block extended).
 """
 
@@ -101,14 +103,34 @@ def load_features(folder: Path) -> dict[str, torch.Tensor]:
     return {k: torch.from_numpy(np.concatenate([c[k] for c in chunks])) for k in chunks[0].files}
 
 
+def natural_weights(labels: torch.Tensor, focus: tuple[str, ...], focus_share: float) -> torch.Tensor:
+    """Per pair, the weight that brings the cached mix of faults back to the recipe's own: pairs
+    whose faults all lie in ``focus`` were drawn ``focus_share`` more often than the recipe draws
+    them, and a branch fitted on that mix learns that a faulty photo is most likely badly exposed
+    (it then takes the first reason from noise, haze or tilt). With ``q`` the share of such pairs
+    here, the recipe's share is ``p = (q - focus_share) / (1 - focus_share)``; they weigh ``p / q``,
+    the others ``(1 - p) / (1 - q)``."""
+    idx = [FAULT_KINDS.index(k) for k in focus]
+    others = [k for k in range(len(FAULT_KINDS)) if k not in idx]
+    only_focus = labels[:, others].sum(1) == 0
+    q = float(only_focus.float().mean())
+    if focus_share <= 0 or not 0 < q < 1:
+        return torch.ones(len(labels))
+    p = min(max((q - focus_share) / (1 - focus_share), 0.0), 1.0)
+    return torch.where(only_focus, torch.tensor(p / q), torch.tensor((1 - p) / (1 - q)))
+
+
 def branch_loss(branch: ToneBranch, f: dict[str, torch.Tensor]) -> torch.Tensor:
     """Binary cross-entropy of the corrected fault logits of pairs ``f`` ([P, 2, ...]: good, no
-    fault; faulty, its labels): the default model's reasons term (scripts/train_default_model.py
-    ``losses``). The branch corrects the reasons only (:class:`~aescore.models.heads.ToneBranch`)."""
+    fault; faulty, its labels), each pair weighted by ``f["weight"]`` (:func:`natural_weights`):
+    the default model's reasons term (scripts/train_default_model.py ``losses``). The branch
+    corrects the reasons only (:class:`~aescore.models.heads.ToneBranch`)."""
     p = f["d"].shape[0]
-    faults = f["faults"] + branch.forward_stats(f["tones"].flatten(0, 1), f["d"].flatten(0, 1)).view(p, 2, -1)
+    faults = f["faults"] + branch.forward_stats(f["tones"].flatten(0, 1), f["d"].flatten(0, 1),
+                                                f["faults"].flatten(0, 1)).view(p, 2, -1)
     target = torch.stack([torch.zeros_like(f["labels"]), f["labels"]], 1)
-    return F.binary_cross_entropy_with_logits(faults, target)
+    per_pair = F.binary_cross_entropy_with_logits(faults, target, reduction="none").mean((1, 2))
+    return (per_pair * f["weight"]).sum() / f["weight"].sum()
 
 
 def fit(branch: ToneBranch, train: dict[str, torch.Tensor], dev: dict[str, torch.Tensor], epochs: int, lr: float,
@@ -142,7 +164,7 @@ def reason_figures(branch: ToneBranch | None, f: dict[str, torch.Tensor]) -> dic
     branch (or the base alone: ``branch`` None)."""
     faults = f["faults"][:, 1]
     if branch is not None:
-        faults = faults + branch.forward_stats(f["tones"][:, 1], f["d"][:, 1])
+        faults = faults + branch.forward_stats(f["tones"][:, 1], f["d"][:, 1], faults)
     single = f["labels"].sum(1) == 1
     truth, top = f["labels"].argmax(1), faults.argmax(1)
     out = {"copies": float(single.sum()), "top1": float((truth[single] == top[single]).float().mean())}
@@ -197,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     train, dev = load_features(args.out / "features" / "train"), load_features(args.out / "features" / "dev")
+    for f in (train, dev):
+        f["weight"] = natural_weights(f["labels"], focus, args.focus_share)
     assert model.tone is not None
     best, log = fit(model.tone, train, dev, args.epochs, args.lr, args.weight_decay, args.batch, args.seed)
     model.tone.load_state_dict(best)

@@ -132,3 +132,11 @@ def test_bench_faces(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert out["setup"]["photos"] == 4 and out["setup"]["synthetic_people"] == 2 and out["setup"]["real_people"] == 0
     assert out["decision"] in ("default", "opt-in")
     assert "4 scored (0 cached, 4 computed)" in out["summaries"]["with_faces"]  # both runs really scored from scratch
+
+
+def test_bench_models(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = run_bench("bench_models", ["--quick", "--workdir", str(workdir)], capsys)
+    med = out["median_seconds"]
+    assert med["a"] > 0 and med["b"] > 0 and med["a_cpu"] > 0
+    assert out["ratio_b_over_a"] == pytest.approx(med["b"] / med["a"], abs=0.002)
+    assert out["setup"]["photos"] == 2 and out["setup"]["a"] == "aescore-technical-lite0"

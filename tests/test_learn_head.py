@@ -134,12 +134,12 @@ def test_learn_and_score_without_torch_then_torch_agrees(tmp_path: Path) -> None
     assert learned.returncode == 0, learned.stderr
     assert "Traceback" not in learned.stderr
     out = json.loads(learned.stdout)
-    assert out["photos"] == 32 and out["base_model"] == "aescore-technical-lite0"
+    assert out["photos"] == 32 and out["base_model"] == "aescore-technical-lite0-exposure"
     assert out["features"] and set(out["features"]) <= {"embedding", "generic score", "fault probabilities"}
     weights = Path(out["path"])
     card = json.loads(weights.with_suffix(".json").read_text())
     assert weights.stat().st_size < 50_000  # the head alone, not the base network's 27 MB
-    assert card["head_only"]["base_model"] == "aescore-technical-lite0"
+    assert card["head_only"]["base_model"] == "aescore-technical-lite0-exposure"
     assert card["training"]["head"]["features"] == [
         {"embedding": "embedding", "generic score": "generic_score", "fault probabilities": "faults"}[f] for f in out["features"]]
 
@@ -177,7 +177,7 @@ def test_a_head_with_faults_scores_as_learn_computed_it_under_both_runtimes(tmp_
     assert head.n_faults == 10 and np.abs(head.fault_weight).max() > 0
     base = resolve_model(None)
     save_head(head, user_models_dir() / "faulty.safetensors", {"name": "faulty", "training": {"dataset": "none"}},
-              base_card=read_card(base), base_name="aescore-technical-lite0")
+              base_card=read_card(base), base_name=read_card(base)["name"])
     expected = dict(zip(emb.paths, sigmoid(head.score_outputs(emb.embeddings, emb.generic, emb.faults))))
     for runtime in ("onnx", "torch"):
         got = cli("score", *emb.paths, "--model", "faulty", "--no-cache", "--json", "--runtime", runtime, "--device", "cpu", "--workers", "0")

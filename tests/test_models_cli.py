@@ -47,7 +47,7 @@ def test_models_json_is_one_object(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     code, out, _ = run(["models", "--json"], capsys)
     report = json.loads(out)
     assert code == 0 and isinstance(report, dict)
-    assert report["default"]["source"] == "shipped" and report["default"]["name"] == "aescore-technical-lite0"
+    assert report["default"]["source"] == "shipped" and report["default"]["name"] == "aescore-technical-lite0-exposure"
     assert report["config_file"] == str(w.config_path()) and report["clashes"] == []
     mine = next(m for m in report["models"] if m["path"] == str(best))
     assert mine["name"] == "portraits" and mine["stem"] == "best" and mine["default"] is False
@@ -79,8 +79,8 @@ def test_set_and_reset_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     code, _, err = run(["models", "--set-default", "nope"], capsys)
     assert code == 2 and err.count("\n") == 1 and "unknown model 'nope'" in err
     code, _, err = run(["models", "--reset-default"], capsys)
-    assert code == 0 and "shipped one again: aescore-technical-lite0" in err
-    assert w.default_weights_path().stem == "aescore-technical-lite0"
+    assert code == 0 and "shipped one again: aescore-technical-lite0-exposure" in err
+    assert w.default_weights_path().stem == "aescore-technical-lite0-exposure"
     code, _, err = run(["models", "--set-default", "portraits", "--reset-default"], capsys)
     assert code == 2 and "exclude each other" in err
 

@@ -24,8 +24,9 @@ from aescore.inference.stars import (
     star_scale_for,
 )
 
-DEFAULT = "aescore-technical-lite0"
+DEFAULT = "aescore-technical-lite0-exposure"
 SCALE = STAR_SCALES[DEFAULT]
+BEFORE = "aescore-technical-lite0"  # the default until issue 28: the same network and scores
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +42,9 @@ def _photos(scores: list[float]) -> list[Photo]:
 
 
 def test_default_model_has_one_calibrated_scale_in_order() -> None:
-    assert set(STAR_SCALES) == {DEFAULT}
+    assert set(STAR_SCALES) == {DEFAULT, BEFORE}
+    before = STAR_SCALES[BEFORE]  # calibrated each on the same scores: the same cut-offs
+    assert (before.flawed, before.four, before.five) == (SCALE.flawed, SCALE.four, SCALE.five) and before.sha256 != SCALE.sha256
     assert 0 < SCALE.flawed <= SCALE.four <= SCALE.five < 1
     card = json.loads((Path(__file__).resolve().parents[1] / "weights" / f"{DEFAULT}.json").read_text(encoding="utf-8"))
     assert SCALE.sha256 == card["sha256"]  # calibrated on exactly the shipped weights

@@ -77,7 +77,7 @@ def test_a_fresh_branch_changes_nothing_and_a_trained_one_only_the_exposure_reas
         for p in toned.tone.parameters():
             p.normal_(0, 0.5, generator=g)
         got = outputs(toned, whole, *_VIEWS, crops=crops)
-        df = toned.tone(whole, ref.logits[:, 1] - ref.logits[:, 0])  # the branch reads the pooled log-odds
+        df = toned.tone(whole, ref.logits[:, 1] - ref.logits[:, 0], ref.faults)  # the branch reads the pooled outputs
     torch.testing.assert_close(got.faults, ref.faults + df)
     moved = {FAULT_KINDS[k] for k in range(len(FAULT_KINDS)) if float(df[:, k].abs().max()) > 0}
     assert moved == set(TONE_KINDS)
@@ -150,7 +150,8 @@ def test_branch_fit_learns_what_the_histogram_shows(script: Any) -> None:
     labels = torch.zeros(n, len(FAULT_KINDS))
     labels[under, FAULT_KINDS.index("underexposure")] = 1
     labels[~under, FAULT_KINDS.index("overexposure")] = 1
-    f = {"d": torch.zeros(n, 2), "faults": torch.zeros(n, 2, len(FAULT_KINDS)), "tones": tones, "labels": labels}
+    f = {"d": torch.zeros(n, 2), "faults": torch.zeros(n, 2, len(FAULT_KINDS)), "tones": tones, "labels": labels,
+         "weight": torch.ones(n)}
     train, dev = {k: v[:192] for k, v in f.items()}, {k: v[192:] for k, v in f.items()}
     from aescore.models.heads import ToneBranch
 
@@ -181,7 +182,7 @@ def test_script_writes_a_model_whose_outputs_are_base_plus_branch(script: Any, t
     whole, crops = torch.randn(1, 3, 64, 80, generator=g).clamp(-1, 1), torch.randn(1, 2, 3, 48, 48, generator=g)
     with torch.no_grad():
         got, ref = outputs(model, whole, "faults", crops=crops), outputs(base, whole, "faults", crops=crops)
-        df = model.tone(whole, ref.logits[:, 1] - ref.logits[:, 0])
+        df = model.tone(whole, ref.logits[:, 1] - ref.logits[:, 0], ref.faults)
     assert torch.equal(got.logits, ref.logits)
     torch.testing.assert_close(got.faults, ref.faults + df)
     # run again: the features are kept, only the branch is fitted anew
@@ -214,3 +215,39 @@ def test_onnx_program_computes_the_branch(tmp_path: Path) -> None:
         ref = outputs(base, whole, "faults", crops=crops)
     np.testing.assert_allclose(logits, ref.logits.numpy(), atol=1e-4)
     assert float(np.abs(faults - ref.faults.numpy()).max()) > 1e-3
+
+
+def test_natural_weights_bring_the_mix_back_to_the_recipe(script: Any) -> None:
+    """60 % of the pairs drawn from the focus on top of a recipe that gives it 20 %: 68 % of the
+    cached pairs are focus-only; weighted, they count for the recipe's 20 % again."""
+    focus = ("underexposure", "overexposure", "colour_cast")
+    labels = torch.zeros(100, len(FAULT_KINDS))
+    labels[:68, FAULT_KINDS.index("underexposure")] = 1  # focus only
+    labels[68:, FAULT_KINDS.index("noise")] = 1
+    labels[68:70, FAULT_KINDS.index("colour_cast")] = 1  # a focus family with another: not focus-only
+    w = script.natural_weights(labels, focus, 0.6)
+    assert float(w[:68].sum() / w.sum()) == pytest.approx(0.2)
+    assert torch.equal(script.natural_weights(labels, focus, 0.0), torch.ones(100))
+
+
+def test_shipped_default_scores_as_lite0_and_corrects_only_the_exposure_reasons(shipped_models_only: None) -> None:
+    """The bundled default is aescore-technical-lite0 with the exposure branch: through the ONNX
+    programs both ship, the same scores and embeddings on real photos, reasons differing only in
+    the branch's three kinds."""
+    from aescore.inference.core import Job, infer
+    from aescore.inference.loading import open_model
+    from aescore.weights import default_weights_path
+
+    default = default_weights_path()
+    before = default.parent / "aescore-technical-lite0.safetensors"
+    assert default != before and json.loads(default.with_suffix(".json").read_text())["arch_args"]["tone_branch"] > 0
+    photos = sorted((REPO / "samples").glob("*.jpg"))[:3]
+    want = frozenset({"p_high", "faults", "embedding"})
+    runs = [list(infer(open_model(str(w), "cpu", "onnx"), [Job(str(p)) for p in photos], want=want, workers=0))
+            for w in (before, default)]
+    others = [k for k in range(len(FAULT_KINDS)) if FAULT_KINDS[k] not in TONE_KINDS]
+    for old, new in zip(*runs):
+        assert new.outputs["p_high"] == pytest.approx(old.outputs["p_high"], abs=1e-6)  # two programs, the same weights
+        np.testing.assert_allclose(new.outputs["embedding"], old.outputs["embedding"], atol=1e-5)
+        np.testing.assert_allclose(np.asarray(new.outputs["faults"])[others], np.asarray(old.outputs["faults"])[others], atol=1e-6)
+    assert any(np.abs(np.asarray(n.outputs["faults"]) - np.asarray(o.outputs["faults"])).max() > 1e-3 for o, n in zip(*runs))

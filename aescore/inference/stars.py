@@ -92,6 +92,15 @@ STAR_SCALES: Mapping[str, StarScale] = {
             source="scripts/calibrate_stars.py: 30 validation wallpapers (scripts/validation-photos.txt) "
             "and 120 faulty copies (blur, -1.5 EV, noise, JPEG q15); docs/models.md",
         ),
+        StarScale(  # the same network and scores with the exposure branch (issue 28): calibrated again, the same cut-offs
+            model="aescore-technical-lite0-exposure",
+            sha256="40b80976dc5c544bb7d69021cba3b158a8a05c3c582fb4b42f139470704141c5",
+            flawed=0.15,
+            four=0.74,
+            five=0.87,
+            source="scripts/calibrate_stars.py --model aescore-technical-lite0-exposure: the same 30 wallpapers and "
+            "120 copies; docs/models.md",
+        ),
     )
 }
 """The calibrated absolute scales, by model name: the one place their cut-offs are recorded.

@@ -146,13 +146,14 @@ def tone_stats(whole: torch.Tensor, mean: Sequence[float], std: Sequence[float])
 
 class ToneBranch(nn.Module):
     """The exposure branch (issue 28): the photo's luminance histogram (:func:`tone_stats`) joined
-    to the network's own verdict -> a correction of each fault logit (the reasons).
+    to the network's own verdict -> a correction of three fault logits (the reasons).
 
-    ``z = relu(W [tone_stats; d] + b)``; ``faults[k] += F_k z`` for the kinds of
+    ``z = relu(W [tone_stats; d; faults] + b)``; ``faults[k] += F_k z`` for the kinds of
     :data:`TONE_KINDS` only (under- and overexposure, colour cast: the ones a histogram speaks of,
-    and the ones the network confuses with each other), with ``d`` the pooled log-odds of good of
-    the views. So the reasons head learns where the tones sit and what is clipped, next to how
-    good the network finds the photo, and names a spoiled exposure as such. The score is left as
+    and the ones the network confuses with each other), with ``d`` the pooled log-odds of good and
+    ``faults`` the pooled fault logits of the views. So the reasons learn where the tones sit and
+    what is clipped, next to what the network already sees (a fault it is sure of keeps its first
+    place), and name a spoiled exposure as such. The score is left as
     the network gives it: three designs that also corrected the score (docs/models.md) moved it
     no closer to a photographer's judgement on photographs the model never saw, and pushed more
     good photographs under 0.5. ``F`` starts at zero: the network with a fresh branch gives
@@ -167,20 +168,21 @@ class ToneBranch(nn.Module):
         self.kinds = tuple(FAULT_KINDS.index(k) for k in TONE_KINDS)
         # [len(kinds), F]: sends each output to its kind (kept in the state, so a network built on
         # the meta device gets it with its weights)
-        self.register_buffer("place", torch.nn.functional.one_hot(torch.tensor(self.kinds), num_faults).float())
-        self.hidden = nn.Linear(TONE_FEATURES + 1, hidden)
+        # (from a Python list, not one_hot: on the meta device one_hot would import torch._dynamo)
+        self.register_buffer("place", torch.tensor([[float(j == k) for j in range(num_faults)] for k in self.kinds]))
+        self.hidden = nn.Linear(TONE_FEATURES + 1 + num_faults, hidden)
         self.faults = nn.Linear(hidden, len(self.kinds))
         nn.init.zeros_(self.faults.weight)
         nn.init.zeros_(self.faults.bias)
 
-    def forward_stats(self, tones: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    def forward_stats(self, tones: torch.Tensor, d: torch.Tensor, faults: torch.Tensor) -> torch.Tensor:
         """``[B, F]`` fault-logit corrections (zero outside :data:`TONE_KINDS`) from precomputed
-        :func:`tone_stats` ``[B, T]`` and the pooled log-odds ``[B]``."""
-        out = self.faults(torch.relu(self.hidden(torch.cat([tones, d.unsqueeze(1)], 1))))  # [B, len(kinds)]
+        :func:`tone_stats` ``[B, T]``, the pooled log-odds ``[B]`` and fault logits ``[B, F]``."""
+        out = self.faults(torch.relu(self.hidden(torch.cat([tones, d.unsqueeze(1), faults], 1))))  # [B, len(kinds)]
         return out @ cast(torch.Tensor, self.place).to(out.dtype)
 
-    def forward(self, whole: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        return self.forward_stats(tone_stats(whole, self.mean, self.std), d)
+    def forward(self, whole: torch.Tensor, d: torch.Tensor, faults: torch.Tensor) -> torch.Tensor:
+        return self.forward_stats(tone_stats(whole, self.mean, self.std), d, faults)
 
 
 class ConvBnPairs(Protocol):
@@ -240,8 +242,8 @@ class FaultViews:
     asked for.
 
     **Exposure branch** (``tone_branch = n > 0``, issue 28): a :class:`ToneBranch` of ``n`` hidden
-    units reads the whole frame's luminance histogram and the pooled score, and corrects the
-    pooled fault logits (the score, the embedding and the region map stay the network's).
+    units reads the whole frame's luminance histogram, the pooled score and fault logits, and
+    corrects three fault logits (the score, the embedding and the region map stay the network's).
 
     The subclass supplies ``_trunk(x)`` (stem and stages ``< k``) and ``_tail(h)`` (the
     backbone's later stages -> feature map).
@@ -294,5 +296,5 @@ class FaultViews:
             if faults is not None:
                 faults = pool_faults(faults, self.fault_head(feats_crops).view(b, k, -1))
         if self.tone is not None and faults is not None:  # the exposure branch corrects the pooled reasons
-            faults = faults + self.tone(x, logits[:, 1] - logits[:, 0])
+            faults = faults + self.tone(x, logits[:, 1] - logits[:, 0], faults)
         return ModelOutputs(logits, emb, region_map, faults)

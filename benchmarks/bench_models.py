@@ -1,0 +1,84 @@
+"""Benchmark 8: two models' ``rank`` runs side by side in one run (issue 28: the exposure branch
+must keep rank speed within 5 % of the default before it).
+
+Times ``aescore rank --model A`` and ``--model B`` as whole processes in alternating rounds (the
+order flips every round), each from scratch (``--no-cache``), on the camera-size JPEGs of
+``bench_rank.py`` — wall time, and the CPU time the process used (user + system, from
+``getrusage``: on a shared machine it moves less with the neighbours' load than wall time does).
+The CLI's default runtime (ONNX Runtime without a CUDA GPU). ``ratio`` is B / A of the medians.
+
+Usage: python benchmarks/bench_models.py [--a aescore-technical-lite0] [--b DEFAULT] [--photos 24] [--rounds 3] [--quick] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench_rank import CAMERA_SIZES, QUICK_SIZES, make_folder  # noqa: E402
+from common import aescore_cmd, check_ok, default_workdir, emit, log, machine_info, ratio, run_timed  # noqa: E402
+
+
+def rank_once(file_list: Path, env: dict[str, str], model: str | None) -> tuple[float, float]:
+    """One ``aescore rank`` from scratch -> (wall s, CPU s of the process)."""
+    argv = [*aescore_cmd(), "rank", "--files-from", str(file_list), "--no-cache", "--device", "cpu",
+            *(["--model", model] if model else [])]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall, proc = run_timed(argv, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    check_ok(proc, f"aescore rank --model {model or '(default)'}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark; print and return the JSON result."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--a", default="aescore-technical-lite0", help="the reference model (default: the default before issue 28)")
+    ap.add_argument("--b", default=None, help="the model compared with it (default: the default model)")
+    ap.add_argument("--photos", type=int, default=None, help="camera JPEGs (default 24; 2 with --quick)")
+    ap.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 3; 1 with --quick)")
+    ap.add_argument("--quick", action="store_true", help="small photos, one round: a smoke test, not a measurement")
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args(argv)
+    machine = machine_info()
+    n = args.photos or (2 if args.quick else 24)
+    rounds = args.rounds or (1 if args.quick else 3)
+    workdir = args.workdir or default_workdir("models-quick" if args.quick else "models")
+    paths = make_folder(workdir / "photos", n, args.quick)
+    file_list = workdir / "files.txt"
+    file_list.write_text("".join(f"{p}\n" for p in paths), encoding="utf-8")
+    env = dict(os.environ, XDG_CACHE_HOME=str(workdir / "xdg-cache"), XDG_CONFIG_HOME=str(workdir / "xdg-config"))
+    models = {"a": args.a, "b": args.b}
+    times: dict[str, list[float]] = {"a": [], "b": [], "a_cpu": [], "b_cpu": []}
+    for key in models:  # warm-up: page cache, each model's sha256 remembered
+        rank_once(file_list, env, models[key])
+    for r in range(rounds):
+        for key in (("a", "b") if r % 2 == 0 else ("b", "a")):
+            wall, cpu = rank_once(file_list, env, models[key])
+            times[key].append(round(wall, 3))
+            times[key + "_cpu"].append(round(cpu, 3))
+            log(f"round {r + 1}/{rounds}: {models[key] or '(default)'} {wall:.2f}s wall, {cpu:.2f}s CPU")
+    med = {k: round(statistics.median(v), 3) for k, v in times.items()}
+    return emit({
+        "benchmark": "models",
+        "quick": args.quick,
+        "machine": machine,
+        "setup": {"photos": len(paths), "rounds": rounds, "a": args.a, "b": args.b or "(the default model)",
+                  "sizes_mp": sorted({round(w * h / 1e6, 1) for w, h in (QUICK_SIZES if args.quick else CAMERA_SIZES)}),
+                  "runtime": "auto (the CLI's default)"},
+        "seconds": times,
+        "median_seconds": med,
+        "ratio_b_over_a": ratio(med["b"], med["a"]),
+        "ratio_b_over_a_cpu": ratio(med["b_cpu"], med["a_cpu"]),
+    })
+
+
+if __name__ == "__main__":
+    main()
