@@ -442,3 +442,17 @@ def run_torch_free(args: list[str], folder: Path, *, env: dict[str, str] | None 
 
     return subprocess.run([sys.executable, "-m", "aescore", *args], env=torch_free_env(folder, env), cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def load_script(name: str) -> Any:
+    """``scripts/<name>.py`` imported as a module (registered in ``sys.modules`` as ``name``, so
+    its dataclasses and pickling work): the training and evaluation scripts' functions, tested."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(name, module)
+    spec.loader.exec_module(module)
+    return module

@@ -4,9 +4,7 @@ from the checkpoint (RNG states included). At a tiny size: a small random backbo
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +13,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from helpers import pattern
+from helpers import load_script, pattern
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def script() -> Any:
-    spec = importlib.util.spec_from_file_location("train_default_model", REPO / "scripts" / "train_default_model.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("train_default_model", module)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("train_default_model")
 
 
 @pytest.fixture(scope="module")

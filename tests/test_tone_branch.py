@@ -3,9 +3,7 @@ and plain twin alike, ONNX too), the focused fault pairs and the branch's traini
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ from aescore.models import create_model
 from aescore.models.heads import LUMA_LEVELS, TONE_FEATURES, TONE_KINDS, tone_stats
 from aescore.models.plain import PlainFaultNet, build_plain_model, plain_supported
 from aescore.weights import load_weights, save_weights
-from tests.helpers import outputs, pattern, randomise_batchnorm
+from tests.helpers import load_script, outputs, pattern, randomise_batchnorm
 
 REPO = Path(__file__).resolve().parents[1]
 _VIEWS = ("embedding", "faults", "region_map")
@@ -130,12 +128,7 @@ def test_focused_pairs_draw_their_faults_from_the_focus(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def script() -> Any:
-    spec = importlib.util.spec_from_file_location("train_tone_branch", REPO / "scripts" / "train_tone_branch.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("train_tone_branch", module)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("train_tone_branch")
 
 
 def test_branch_fit_learns_what_the_histogram_shows(script: Any) -> None:

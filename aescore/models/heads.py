@@ -261,7 +261,7 @@ class FaultViews:
     # Set in __init__ (not here: a class attribute would hide the nn.Module registered under it).
     content_from: int
     content: StageTail | None
-    tone: "ToneBranch | None"
+    tone: ToneBranch | None
 
     def _trunk(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
