@@ -69,9 +69,7 @@ def base_with_branch(base: Path, hidden: int) -> tuple[FaultNet, dict]:
 def features(model: FaultNet, data: FaultPairs, out: Path, pairs: int) -> None:
     """Step 1 of the module docstring: chunks of ``CHUNK`` pairs of ``data`` under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    seen: dict[str, torch.Tensor] = {}
     assert model.tone is not None
-    model.tone.register_forward_hook(lambda m, args, _: seen.update(whole=args[0]))
     for chunk in range(-(-pairs // CHUNK)):
         path = out / f"chunk{chunk:04d}.npz"
         if path.exists():
@@ -81,10 +79,10 @@ def features(model: FaultNet, data: FaultPairs, out: Path, pairs: int) -> None:
         loader = torch.utils.data.DataLoader(data, batch_size=8, sampler=range(min(CHUNK, pairs - chunk * CHUNK)), num_workers=1)
         rows: dict[str, list[np.ndarray]] = {k: [] for k in ("d", "faults", "tones", "labels")}
         for gw, gc, bw, bc, labels in loader:
-            b = gw.shape[0]
-            outs = model.forward_outputs(ModelInputs(torch.cat([gw, bw]), torch.cat([gc, bc])), ("faults",))
+            b, whole = gw.shape[0], torch.cat([gw, bw])
+            outs = model.forward_outputs(ModelInputs(whole, torch.cat([gc, bc])), ("faults",))
             assert outs.faults is not None
-            tones = tone_stats(seen["whole"], model.tone.mean, model.tone.std)
+            tones = tone_stats(whole, model.tone.mean, model.tone.std)  # what the branch reads of this input
             # [pair, good/bad, ...]: the branch's corrections are zero, so these are the base's outputs
             for key, value in (("d", outs.logits[:, 1] - outs.logits[:, 0]), ("faults", outs.faults), ("tones", tones)):
                 rows[key].append(torch.stack([value[:b], value[b:]], 1).numpy().astype(np.float32))

@@ -11,8 +11,8 @@ the fault, run on the whole frame and on detail crops at native resolution.
   the fine-tuned stages. Training keeps the first ``k`` stages at ImageNet's weights (``--freeze``),
   so the branch sees what the ImageNet network saw. See :class:`~aescore.models.heads.FaultViews`.
 * With ``tone_branch = n`` the *exposure branch* (:class:`~aescore.models.heads.ToneBranch`, issue
-  28): the whole frame's luminance histogram and the pooled score -> corrections of the exposure
-  and colour fault logits; the score stays the network's.
+  28): the whole frame's luminance histogram, the pooled score and fault logits -> corrections of
+  the exposure and colour fault logits; the score stays the network's.
 * Each photo is seen twice over (the recipe's :meth:`~aescore.data.transforms.Preprocess.detail_views`):
   the whole frame at a small size, for exposure, colour, haze, framing and strong blur, and K crops
   at native resolution where the photo has the most structure, for noise, JPEG blocking and the

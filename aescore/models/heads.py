@@ -133,8 +133,8 @@ def tone_stats(whole: torch.Tensor, mean: Sequence[float], std: Sequence[float])
     Comparisons and means only, so the ONNX program computes it too. The view is the network's
     own 224-px whole frame, not the full-resolution decode: clipped areas a photographer would
     notice cover many of its pixels, and the model contract and decode stay as they were.
-    Luminance only: per-channel histograms and colourfulness were tried and dropped (they taught
-    the branch that strong colour is a cast: docs/models.md).
+    Luminance only: the designs that also read per-channel histograms and colourfulness pushed
+    more good, strongly coloured photos under 0.5 (docs/models.md).
     """
     m = whole.new_tensor(mean).view(1, 3, 1, 1)
     s = whole.new_tensor(std).view(1, 3, 1, 1)
@@ -153,10 +153,9 @@ class ToneBranch(nn.Module):
     and the ones the network confuses with each other), with ``d`` the pooled log-odds of good and
     ``faults`` the pooled fault logits of the views. So the reasons learn where the tones sit and
     what is clipped, next to what the network already sees (a fault it is sure of keeps its first
-    place), and name a spoiled exposure as such. The score is left as
-    the network gives it: three designs that also corrected the score (docs/models.md) moved it
-    no closer to a photographer's judgement on photographs the model never saw, and pushed more
-    good photographs under 0.5. ``F`` starts at zero: the network with a fresh branch gives
+    place), and name a spoiled exposure as such. The score is left as the network gives it: four
+    designs that also corrected the score (docs/models.md) moved it no closer to a photographer's
+    judgement on photographs the model never saw, and pushed more good photographs under 0.5. ``F`` starts at zero: the network with a fresh branch gives
     exactly what it gave without it.
     """
 
@@ -166,9 +165,9 @@ class ToneBranch(nn.Module):
         if num_faults != len(FAULT_KINDS):
             raise ValueError(f"the exposure branch corrects the {len(FAULT_KINDS)} kinds of FAULT_KINDS, not {num_faults}")
         self.kinds = tuple(FAULT_KINDS.index(k) for k in TONE_KINDS)
-        # [len(kinds), F]: sends each output to its kind (kept in the state, so a network built on
-        # the meta device gets it with its weights)
-        # (from a Python list, not one_hot: on the meta device one_hot would import torch._dynamo)
+        # [len(kinds), F]: sends each output to its kind. Kept in the state, so a network built on
+        # the meta device gets it with its weights; from a Python list, since one_hot on the meta
+        # device would import torch._dynamo.
         self.register_buffer("place", torch.tensor([[float(j == k) for j in range(num_faults)] for k in self.kinds]))
         self.hidden = nn.Linear(TONE_FEATURES + 1 + num_faults, hidden)
         self.faults = nn.Linear(hidden, len(self.kinds))
