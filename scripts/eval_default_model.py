@@ -168,14 +168,19 @@ def motion(a: Array, rng: np.random.Generator) -> tuple[Array, str]:
     return to_srgb(out), f"length={length:.1f}px angle={np.degrees(angle):.0f}deg"
 
 
+def exposure_gain(a: Array, ev: float) -> Array:
+    """An exposure change of ``ev`` stops: linear light times 2^ev, clipped."""
+    return to_srgb(to_linear(a) * np.float32(2.0**ev))
+
+
 def underexposure(a: Array, rng: np.random.Generator) -> tuple[Array, str]:
     ev = rng.uniform(-1.2, -0.8)
-    return to_srgb(to_linear(a) * np.float32(2.0**ev)), f"ev={ev:+.2f}"
+    return exposure_gain(a, ev), f"ev={ev:+.2f}"
 
 
 def overexposure(a: Array, rng: np.random.Generator) -> tuple[Array, str]:
     ev = rng.uniform(0.8, 1.2)
-    return to_srgb(to_linear(a) * np.float32(2.0**ev)), f"ev={ev:+.2f}"
+    return exposure_gain(a, ev), f"ev={ev:+.2f}"
 
 
 def haze(a: Array, rng: np.random.Generator) -> tuple[Array, str]:
@@ -187,12 +192,18 @@ CAST_DIRECTIONS = {"warm": (1.0, 0.0, -1.0), "cool": (-1.0, 0.0, 1.0), "green": 
                    "magenta": (0.5, -1.0, 0.5)}  # log-gain directions of R, G, B
 
 
+def white_balance(a: Array, direction: str, gain: float) -> Array:
+    """White balance off by ``gain`` along ``direction`` of :data:`CAST_DIRECTIONS`, in linear
+    light, the luminance of grey kept."""
+    gains = np.exp(np.log(gain) * np.asarray(CAST_DIRECTIONS[direction], np.float64))
+    gains /= gains @ np.array([0.2126, 0.7152, 0.0722])  # keep the luminance of grey
+    return to_srgb(to_linear(a) * gains.astype(np.float32))
+
+
 def colour_cast(a: Array, rng: np.random.Generator) -> tuple[Array, str]:
     gain = rng.uniform(1.10, 1.20)
     name = list(CAST_DIRECTIONS)[int(rng.integers(len(CAST_DIRECTIONS)))]
-    gains = np.exp(np.log(gain) * np.asarray(CAST_DIRECTIONS[name], np.float64))
-    gains /= gains @ np.array([0.2126, 0.7152, 0.0722])  # keep the luminance of grey
-    return to_srgb(to_linear(a) * gains.astype(np.float32)), f"{name} gain={gain:.2f}"
+    return white_balance(a, name, gain), f"{name} gain={gain:.2f}"
 
 
 @dataclass(frozen=True)
@@ -251,7 +262,8 @@ def save(img: Image.Image, path: Path) -> str:
 
 def score(model: Any, items: list[Item], want: frozenset[str], workers: int, what: str) -> None:
     """Fill ``p_high`` (and ``faults``) of ``items`` through :func:`aescore.inference.core.infer`,
-    and ``laplacian`` from the same files."""
+    and ``laplacian`` from the same files where it is not known yet (a file scored by a second
+    model keeps the first one's)."""
     from aescore.inference.core import Job, infer
 
     todo = [it for it in items if np.isnan(it.p_high)]
@@ -270,8 +282,9 @@ def score(model: Any, items: list[Item], want: frozenset[str], workers: int, wha
         f = out.outputs.get("faults")
         it.faults = None if f is None else [float(v) for v in np.asarray(f)]
     for it in todo:
-        with Image.open(it.path) as im:
-            it.laplacian = laplacian_sharpness(im.convert("RGB"))
+        if np.isnan(it.laplacian):
+            with Image.open(it.path) as im:
+                it.laplacian = laplacian_sharpness(im.convert("RGB"))
 
 
 def read_list(path: Path) -> list[list[str]]:

@@ -51,7 +51,7 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -62,20 +62,19 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from eval_default_model import Item, auc, json_safe, log, pair_right, pct, read_list, save, score, table, to_linear, to_srgb, to_uint8  # noqa: E402
+from eval_default_model import (  # noqa: E402
+    CAST_DIRECTIONS, Item, auc, exposure_gain, json_safe, log, pair_right, pct, read_list, save, score, table, to_uint8, white_balance,
+)
 
 from aescore.data.fault_kinds import FAULT_KINDS  # noqa: E402
 
 Array = np.ndarray
 COLOUR_TAGS = ("sunset", "foliage", "underwater", "night_light", "flowers", "strong_colour")
-CAST_DIRECTIONS = {"warm": (1.0, 0.0, -1.0), "cool": (-1.0, 0.0, 1.0), "green": (-0.5, 1.0, -0.5),
-                   "magenta": (0.5, -1.0, 0.5)}  # log-gain directions of R, G, B
-_LUMA = np.array([0.2126, 0.7152, 0.0722])
 
 
 def gain(ev: float) -> Callable[[Array, np.random.Generator], Array]:
-    """An exposure change of ``ev`` stops: linear light times 2^ev, clipped."""
-    return lambda a, rng: to_srgb(to_linear(a) * np.float32(2.0**ev))
+    """An exposure change of ``ev`` stops (:func:`eval_default_model.exposure_gain`)."""
+    return lambda a, rng: exposure_gain(a, ev)
 
 
 def curve(a: Array, rng: np.random.Generator) -> Array:
@@ -87,10 +86,7 @@ def cast(strength: float) -> Callable[[Array, np.random.Generator], Array]:
     """White balance off by a gain of ``strength`` along a direction drawn from ``rng``."""
 
     def fn(a: Array, rng: np.random.Generator) -> Array:
-        name = list(CAST_DIRECTIONS)[int(rng.integers(len(CAST_DIRECTIONS)))]
-        gains = np.exp(np.log(strength) * np.asarray(CAST_DIRECTIONS[name]))
-        gains /= gains @ _LUMA
-        return to_srgb(to_linear(a) * gains.astype(np.float32))
+        return white_balance(a, list(CAST_DIRECTIONS)[int(rng.integers(len(CAST_DIRECTIONS)))], strength)
 
     return fn
 
@@ -127,7 +123,6 @@ class Image_:
     copy: str = ""
     tags: tuple[str, ...] = ()
     ev: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def load(path: Path, max_shorter: int) -> Image.Image:
@@ -176,7 +171,7 @@ def build(args: argparse.Namespace, tmp: Path) -> list[Image_]:
         for i, row in enumerate(rows):
             tags = tuple(t for t in row[3].split(",") if t and t != "-") if len(row) > 3 else ()
             img = load(args.colour / row[0], args.max_shorter)
-            images.append(Image_(save(img, tmp / f"c{i:04d}_orig.jpg"), row[0], "colour", "", tags, extra={"source": row[1]}))
+            images.append(Image_(save(img, tmp / f"c{i:04d}_orig.jpg"), row[0], "colour", "", tags))
         log(f"colour: {len(rows)} photos")
     if "brackets" in args.sets and args.brackets:
         for i, row in enumerate(read_list(args.brackets_list)):
@@ -209,8 +204,7 @@ def measure(images: list[Image_], scored: list[Item]) -> dict[str, Any]:
                          "pairwise": float(np.mean([pair_right(orig[im.photo].p_high, it.p_high) for im, it in sel])),
                          "top1": float(np.mean([top_reason(it) == reason for _, it in sel])),
                          "laplacian": float(np.mean([pair_right(orig[im.photo].laplacian, it.laplacian) for im, it in sel]))}
-        sel = [it for im, it in copies]
-        rows["all"] = {"pairs": len(sel),
+        rows["all"] = {"pairs": len(copies),
                        "pairwise": float(np.mean([pair_right(orig[im.photo].p_high, it.p_high) for im, it in copies])),
                        "top1": float(np.mean([top_reason(it) == spec[im.copy].reason for im, it in copies]))}
         res[set_] = rows
@@ -298,9 +292,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="aescore-exposure-") as tmpdir:
         images = build(args, Path(tmpdir))
         names, results, cards = [], [], []
+        first: list[Item] = []
         for name in args.model:
             model = open_model(name, "cpu", "torch")
             items = [Item(im.path, im.photo, "original" if not im.copy else "copy") for im in images]
+            for it, known in zip(items, first):  # the same files: the Laplacian is read once
+                it.laplacian = known.laplacian
+            first = first or items
             score(model, items, frozenset({"p_high", "faults"}), args.workers, Path(name).stem)
             names.append(str(model.card.get("name") or Path(name).stem) + f" ({str(model.card.get('sha256', ''))[:8]})")
             results.append(measure(images, items))
