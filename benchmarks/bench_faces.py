@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import sys
 from pathlib import Path
@@ -34,7 +33,7 @@ from typing import Any, Sequence
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_rank import CAMERA_SIZES, QUICK_SIZES, make_folder  # noqa: E402
-from common import REPO, aescore_cmd, check_ok, default_workdir, emit, log, machine_info, ratio, run_timed, synthetic_photo, write_jpeg  # noqa: E402
+from common import REPO, default_workdir, emit, log, machine_info, rank_once, rank_setup, ratio, synthetic_photo, write_jpeg  # noqa: E402
 
 PORTRAIT = REPO / "tests" / "data" / "astronaut.jpg"
 LABELS = REPO / "scripts" / "validate_faces_labels.json"
@@ -103,19 +102,6 @@ def make_real(source: Path, folder: Path, n: int, quick: bool) -> list[Path]:
     return paths
 
 
-def rank_once(file_list: Path, env: dict[str, str], faces: bool) -> tuple[float, float, str]:
-    """One ``aescore rank`` from scratch -> (wall s, CPU s of the process, its summary line)."""
-    argv = [*aescore_cmd(), "rank", "--files-from", str(file_list), "--no-cache", "--device", "cpu",
-            *(["--check", "faces"] if faces else [])]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    wall, proc = run_timed(argv, env=env)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    check_ok(proc, "aescore rank" + (" --check faces" if faces else ""))
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    summary = (proc.stderr or "").strip().splitlines()[-1] if proc.stderr else ""
-    return wall, cpu, summary
-
-
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark; print and return the JSON result."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -134,17 +120,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     people = make_people(workdir / "people", n, args.quick)
     real = make_real(args.real, workdir / "real", args.real_count, args.quick) if args.real else []
     paths = [*plain, *people, *real]
-    file_list = workdir / "files.txt"
-    file_list.write_text("".join(f"{p}\n" for p in paths), encoding="utf-8")
-    env = dict(os.environ, XDG_CACHE_HOME=str(workdir / "xdg-cache"), XDG_CONFIG_HOME=str(workdir / "xdg-config"))
+    file_list, env = rank_setup(workdir, paths)
     log(f"{len(plain)} photos without faces, {len(people)} synthetic people photos, {len(real)} real ones")
     times: dict[str, list[float]] = {"without_faces": [], "with_faces": [], "without_faces_cpu": [], "with_faces_cpu": []}
     summaries: dict[str, str] = {}
-    rank_once(file_list, env, False)  # warm-up: page cache, the model's sha256 remembered
+    rank_once(file_list, env)  # warm-up: page cache, the model's sha256 remembered
     for r in range(rounds):
         for faces in ((False, True) if r % 2 == 0 else (True, False)):
             key = "with_faces" if faces else "without_faces"
-            wall, cpu, summaries[key] = rank_once(file_list, env, faces)
+            wall, cpu, summaries[key] = rank_once(file_list, env, ["--check", "faces"] if faces else [])
             times[key].append(round(wall, 3))
             times[key + "_cpu"].append(round(cpu, 3))
             log(f"round {r + 1}/{rounds}: {key} {wall:.2f}s wall, {cpu:.2f}s CPU")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import sys
 from pathlib import Path
@@ -23,18 +22,7 @@ from typing import Any, Sequence
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_rank import CAMERA_SIZES, QUICK_SIZES, make_folder  # noqa: E402
-from common import aescore_cmd, check_ok, default_workdir, emit, log, machine_info, ratio, run_timed  # noqa: E402
-
-
-def rank_once(file_list: Path, env: dict[str, str], model: str | None) -> tuple[float, float]:
-    """One ``aescore rank`` from scratch -> (wall s, CPU s of the process)."""
-    argv = [*aescore_cmd(), "rank", "--files-from", str(file_list), "--no-cache", "--device", "cpu",
-            *(["--model", model] if model else [])]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    wall, proc = run_timed(argv, env=env)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    check_ok(proc, f"aescore rank --model {model or '(default)'}")
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+from common import default_workdir, emit, log, machine_info, rank_once, rank_setup, ratio  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -52,16 +40,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     rounds = args.rounds or (1 if args.quick else 3)
     workdir = args.workdir or default_workdir("models-quick" if args.quick else "models")
     paths = make_folder(workdir / "photos", n, args.quick)
-    file_list = workdir / "files.txt"
-    file_list.write_text("".join(f"{p}\n" for p in paths), encoding="utf-8")
-    env = dict(os.environ, XDG_CACHE_HOME=str(workdir / "xdg-cache"), XDG_CONFIG_HOME=str(workdir / "xdg-config"))
+    file_list, env = rank_setup(workdir, paths)
     models = {"a": args.a, "b": args.b}
+    extra = {k: ["--model", m] if m else [] for k, m in models.items()}
     times: dict[str, list[float]] = {"a": [], "b": [], "a_cpu": [], "b_cpu": []}
     for key in models:  # warm-up: page cache, each model's sha256 remembered
-        rank_once(file_list, env, models[key])
+        rank_once(file_list, env, extra[key])
     for r in range(rounds):
         for key in (("a", "b") if r % 2 == 0 else ("b", "a")):
-            wall, cpu = rank_once(file_list, env, models[key])
+            wall, cpu, _ = rank_once(file_list, env, extra[key])
             times[key].append(round(wall, 3))
             times[key + "_cpu"].append(round(cpu, 3))
             log(f"round {r + 1}/{rounds}: {models[key] or '(default)'} {wall:.2f}s wall, {cpu:.2f}s CPU")

@@ -152,6 +152,30 @@ def check_ok(proc: subprocess.CompletedProcess, what: str) -> None:
         raise RuntimeError(f"{what} exited with {proc.returncode}:\n{tail}")
 
 
+def rank_setup(workdir: Path, paths: Sequence[Path]) -> tuple[Path, dict[str, str]]:
+    """``workdir/files.txt`` listing ``paths`` (for ``rank --files-from``) and an environment whose
+    cache and config folders are the workdir's (the user's are never touched)."""
+    file_list = workdir / "files.txt"
+    file_list.write_text("".join(f"{p}\n" for p in paths), encoding="utf-8")
+    return file_list, dict(os.environ, XDG_CACHE_HOME=str(workdir / "xdg-cache"), XDG_CONFIG_HOME=str(workdir / "xdg-config"))
+
+
+def rank_once(file_list: Path, env: dict[str, str], extra: Sequence[str] = ()) -> tuple[float, float, str]:
+    """One ``aescore rank --files-from LIST --no-cache --device cpu [extra]`` from scratch, as a
+    whole process -> (wall s, CPU s it used: user + system from ``getrusage``, its summary line);
+    raises when it failed."""
+    import resource
+
+    argv = [*aescore_cmd(), "rank", "--files-from", str(file_list), "--no-cache", "--device", "cpu", *extra]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall, proc = run_timed(argv, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    check_ok(proc, " ".join(["aescore rank", *extra]))
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    summary = (proc.stderr or "").strip().splitlines()[-1] if proc.stderr else ""
+    return wall, cpu, summary
+
+
 def default_workdir(name: str) -> Path:
     """``$TMPDIR/aescore-bench/<name>``: generated inputs are kept there between runs."""
     return Path(tempfile.gettempdir()) / "aescore-bench" / name
