@@ -286,8 +286,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     args.sets = [s for s in args.sets.split(",") if s]
+    from aescore.errors import AescoreError
     from aescore.inference.loading import open_model
+    from aescore.weights import read_card, resolve_model
 
+    try:  # every model first: a wrong name is one line, before minutes of work
+        for name in args.model:
+            read_card(resolve_model(name))
+    except AescoreError as err:
+        p.error(str(err))
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="aescore-exposure-") as tmpdir:
         images = build(args, Path(tmpdir))

@@ -43,6 +43,7 @@ from aescore.data.fault_kinds import FAULT_KINDS
 from aescore.data.fault_pairs import FaultPairs
 from aescore.data.faults import POSITIVES
 from aescore.data.transforms import Preprocess
+from aescore.errors import AescoreError
 from aescore.inference.discover import IMAGE_EXTENSIONS
 from aescore.models import create_model
 from aescore.models.contract import ModelInputs
@@ -55,7 +56,10 @@ CHUNK = 200  # pairs per features file
 
 def base_with_branch(base: Path, hidden: int) -> tuple[FaultNet, dict]:
     """The base model (timm network, eval mode) with a fresh exposure branch, and the base's card."""
-    trained, card = load_weights(base, plain=False)  # the sha256 checked
+    try:
+        trained, card = load_weights(base, plain=False)  # the sha256 checked
+    except AescoreError as err:  # a missing or damaged model: one line
+        raise SystemExit(f"error: {err}") from None
     if card.get("architecture") != "faultnet" or card.get("arch_args", {}).get("tone_branch"):
         raise SystemExit(f"{base}: not a faultnet without an exposure branch")
     model = create_model("faultnet", **card["arch_args"], tone_branch=hidden)
