@@ -76,6 +76,21 @@ def freeze(model: nn.Module, stages: int) -> None:
             m.eval()
 
 
+def init_from(model: nn.Module, path: Path) -> None:
+    """Load a trained faultnet's network into ``model`` (a later stage of the recipe starts from
+    the shipped weights): every tensor but the content tail's and the exposure branch's, which
+    the published model adds back (``publish_default_model.py``, ``train_tone_branch.py``)."""
+    from safetensors.torch import load_file
+
+    state = {k: v for k, v in load_file(str(path)).items() if not k.startswith(("content.", "tone."))}
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # tensors of other shapes: another backbone
+        raise ValueError("not this network's weights (tensors of other shapes)") from err
+    if missing or unexpected:
+        raise ValueError(f"not this network's weights ({len(missing)} tensors missing, {len(unexpected)} unexpected)")
+
+
 def losses(model: nn.Module, batch: list[torch.Tensor], cross: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
     """The three loss terms of the module docstring on one batch of pairs; with ``cross`` the
     ranking term also covers every good photo against the faulty copy of every *other* photo of
@@ -137,6 +152,9 @@ def main(argv: list[str] | None = None, *, on_step: Callable[[StepDone], None] |
     ap.add_argument("--photos", required=True, help="folder of real photographs")
     ap.add_argument("--exclude", help="text file of photo file names to hold out (one per line)")
     ap.add_argument("--backbone", default="tf_efficientnet_lite0")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start from this trained faultnet .safetensors (its content tail and exposure branch are "
+                         "left out: they are added again when publishing) instead of ImageNet's weights")
     ap.add_argument("--no-pretrained", dest="pretrained", action="store_false",
                     help="start from random weights (tests; the default model starts from ImageNet's)")
     ap.add_argument("--steps", type=int, default=1200)
@@ -173,7 +191,15 @@ def main(argv: list[str] | None = None, *, on_step: Callable[[StepDone], None] |
     paths = sorted(str(p) for p in Path(args.photos).iterdir()
                    if p.suffix.lower() in IMAGE_EXTENSIONS and p.name not in held)
     (out / "train-photos.txt").write_text("".join(Path(p).name + "\n" for p in paths))
-    model = create_model("faultnet", backbone=args.backbone, pretrained=args.pretrained)
+    try:
+        model = create_model("faultnet", backbone=args.backbone, pretrained=args.pretrained)
+    except AescoreError as err:  # e.g. the package of ImageNet weights is missing: one line, with the pip command
+        ap.error(str(err))
+    if args.init is not None:
+        try:
+            init_from(model, args.init)
+        except (OSError, ValueError) as err:
+            ap.error(f"--init {args.init}: {err}")
     recipe = Preprocess.from_card(model.default_preprocess)
     if not paths:
         raise SystemExit(f"no photographs in {args.photos}")

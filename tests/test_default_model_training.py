@@ -126,3 +126,27 @@ def test_default_model_recipe_resumes_exactly(script: Any, photos: Path, tmp_pat
 
     saved = load_checkpoint(tmp_path / "b" / "last.pt")
     assert saved["step"] == 4 and {"torch", "numpy", "python"} <= set(saved["rng"])
+
+
+def test_a_later_stage_starts_from_trained_weights_without_their_branches(script: Any, photos: Path, tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """``--init``: a trained network with an exposure branch (left out) is where the next stage starts;
+    at a learning rate of 0 the stage ends with exactly the weights it started from."""
+    from safetensors.torch import load_file
+
+    from aescore.models import create_model
+    from aescore.weights import save_weights
+
+    assert script.main(_args(photos, tmp_path / "a", "--steps", "2")) == 0
+    trained = load_file(str(tmp_path / "a" / "model.safetensors"))
+    branched = create_model("faultnet", backbone="resnet10t", tone_branch=4)
+    assert branched.load_state_dict(trained, strict=False).missing_keys  # the branch's tensors, new
+    save_weights(branched, tmp_path / "init.safetensors", {"name": "init", "training": {"dataset": "none"}})
+    assert script.main(_args(photos, tmp_path / "b", "--steps", "1", "--lr", "0", "--init", str(tmp_path / "init.safetensors"))) == 0
+    again = load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert again.keys() == trained.keys() and all(torch.equal(again[k], trained[k]) for k in trained)
+    other = create_model("faultnet", backbone="resnet18")
+    save_weights(other, tmp_path / "other.safetensors", {"name": "other", "training": {"dataset": "none"}})
+    with pytest.raises(SystemExit) as exc:
+        script.main(_args(photos, tmp_path / "c", "--steps", "1", "--init", str(tmp_path / "other.safetensors")))
+    assert exc.value.code == 2 and "--init" in capsys.readouterr().err

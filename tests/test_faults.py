@@ -165,10 +165,30 @@ def test_toned_positive_splits_shadows_and_highlights_toward_opposite_hues() -> 
     assert abs(_luma(pos.image).mean() - luma.mean()) < 0.03 and _hf(pos.image) > 0.9 * _hf(img)
 
 
+@pytest.mark.parametrize("seed", range(6))  # both the whole-frame and the one-hue-band form
+def test_vivid_positive_raises_colour_but_keeps_grey_hue_and_luminance(seed: int) -> None:
+    a = F._arr(_photo())
+    a[:40, :60] = 0.5  # a grey card
+    img = F._img(a)
+    pos = F.make_positive(img, np.random.default_rng(seed), "vivid")
+    assert pos.labels == () and pos.recipe[0].startswith("positive.vivid")
+    b = F._arr(pos.image)
+    assert np.abs(b[:40, :60] - a[:40, :60]).max() <= 1 / 255  # neutral stays neutral: no cast
+    da, db = a - (a @ F.LUMA)[..., None], b - (b @ F.LUMA)[..., None]
+    chroma_a, chroma_b = np.abs(da).max(-1), np.abs(db).max(-1)
+    coloured = chroma_a > 0.12
+    assert (chroma_b[coloured] >= chroma_a[coloured] - 2 / 255).all()  # never less colourful
+    assert (chroma_b[coloured] > 1.2 * chroma_a[coloured]).sum() >= 50  # and more, somewhere (a band: its hues)
+    assert np.abs(_luma(pos.image) - _luma(img)).max() < 0.02  # luminance kept (no clipping)
+    cos = (da * db).sum(-1)[coloured] / (np.linalg.norm(da, axis=-1) * np.linalg.norm(db, axis=-1))[coloured]
+    assert cos.min() > 0.99  # hue kept: chroma scaled, not rotated
+
+
 def test_opt_in_positives_are_drawn_only_when_asked() -> None:
     img = _photo()
     default = {F.make_positive(img, np.random.default_rng(i)).recipe[0].split(":")[0] for i in range(20)}
-    assert default == {f"positive.{k}" for k in F.POSITIVE_KINDS} and "toned" not in F.POSITIVE_KINDS
+    assert default == {f"positive.{k}" for k in F.POSITIVE_KINDS}
+    assert not {"toned", "vivid"} & set(F.POSITIVE_KINDS)
     asked = F.make_positive(img, np.random.default_rng(0), kinds=("toned",))
     assert asked.recipe[0].startswith("positive.toned")
 

@@ -55,7 +55,7 @@ from aescore.data.degrade import _arr, _convolve, _disk_kernel, _img, _line_kern
 
 from aescore.data.fault_kinds import FAULT_KINDS  # the one vocabulary, shared with the reasons head
 
-# The positives the shipped default model trained on; the others of POSITIVES (``toned``) are
+# The positives the shipped default model trained on; the others of POSITIVES (``toned``, ``vivid``) are
 # opt-in: ``make_positive(kinds=...)``, ``train_default_model.py --positives``.
 POSITIVE_KINDS: tuple[str, ...] = ("shallow_dof", "low_key", "high_key")
 REF_SHORTER = 375.0  # pixel-sized strengths are given at this shorter side and scaled with the image
@@ -533,8 +533,35 @@ def toned(img: Image.Image, rng: np.random.Generator) -> FaultCopy:
     return FaultCopy(_img(np.clip(out, 0, 1)), (), (f"positive.toned:k={strength:.2f},sat={sat:.2f}",))
 
 
+def vivid(img: Image.Image, rng: np.random.Generator) -> FaultCopy:
+    """Strong natural colour (issue 28: foliage, flowers, a sunset sky): the chroma of the whole
+    frame (half the time) or of one hue band 60-120 degrees wide (a photographer's HSL slider:
+    one colour dominates, the others stay) raised 1.4-2.2x around each pixel's luminance. Hue and
+    luminance are kept; nearly neutral pixels (chroma below 0.04, fading in up to 0.16) stay as
+    they are, so grey stays grey (unlike a ``colour_cast``, which tints it); no channel clips:
+    each pixel's gain stops where a channel would leave [0, 1]."""
+    a = _arr(img)
+    luma = (a @ LUMA)[..., None]
+    d = a - luma
+    k = rng.uniform(1.4, 2.2)
+    weight = np.clip((d.max(-1) - d.min(-1) - 0.04) / 0.12, 0, 1).astype(np.float32)
+    band = rng.random() < 0.5
+    if band:  # hue in opponent coordinates; a feathered band around a random centre
+        hue = np.arctan2(d @ np.array([0.0, 0.866, -0.866], np.float32), d @ np.array([1.0, -0.5, -0.5], np.float32))
+        centre, width = rng.uniform(-np.pi, np.pi), np.radians(rng.uniform(60, 120))
+        off = np.abs(np.angle(np.exp(1j * (hue - centre))))
+        weight *= np.clip(1.5 - off / (width / 2), 0, 1).astype(np.float32)  # 1 inside, fading over half a band
+    # The largest chroma gain that keeps every channel in [0, 1] at this pixel's luminance.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        room = np.where(d > 0, (1 - luma) / d, np.where(d < 0, -luma / d, np.inf)).min(-1)
+    gain = np.minimum(1 + (k - 1) * weight, np.maximum(room, 1.0)).astype(np.float32)[..., None]
+    out = luma + gain * d
+    how = f"band={np.degrees(centre):.0f}" if band else "all"
+    return FaultCopy(_img(np.clip(out, 0, 1)), (), (f"positive.vivid:k={k:.2f},{how}",))
+
+
 POSITIVES: dict[str, Callable[[Image.Image, np.random.Generator], FaultCopy]] = {
-    "shallow_dof": shallow_dof, "low_key": low_key, "high_key": high_key, "toned": toned,
+    "shallow_dof": shallow_dof, "low_key": low_key, "high_key": high_key, "toned": toned, "vivid": vivid,
 }
 
 
