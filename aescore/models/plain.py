@@ -27,7 +27,7 @@ from torch import nn
 
 from aescore.models.contract import Capabilities
 from aescore.models.heads import (
-    ConvBnPairs, FaultViews, PooledLinearHead, StageTail, ToneBranch, faultnet_preprocess, input_stats, mpa_default_preprocess,
+    ConvBnPairs, FaultViews, PooledLinearHead, StageTail, ToneBranch, crop_grey, faultnet_preprocess, input_stats, mpa_default_preprocess,
 )
 from aescore.data.fault_kinds import FAULT_KINDS
 
@@ -418,7 +418,7 @@ class PlainFaultNet(FaultViews, PlainMPANet):
     backbone: PlainResNet | PlainEfficientNetLite  # PlainMPANet's (FaultViews declares any nn.Module)
 
     def __init__(self, backbone: str = "tf_efficientnet_lite0", num_classes: int = 2, num_faults: int = len(FAULT_KINDS),
-                 content_from: int = 0, tone_branch: int = 0) -> None:
+                 content_from: int = 0, tone_branch: int = 0, crop_norm: bool = False) -> None:
         super().__init__(backbone, num_classes)
         self.fault_head = nn.Linear(self.num_features, num_faults)
         self.default_preprocess = faultnet_preprocess(*input_stats(backbone))
@@ -432,6 +432,7 @@ class PlainFaultNet(FaultViews, PlainMPANet):
             # weights come from the file: the content tail's keys are content.*)
             self.content = PlainEfficientNetLite(self.backbone.cfg).tail(self.content_from)
         self.tone = ToneBranch(num_faults, tone_branch, *input_stats(backbone)) if tone_branch else None
+        self.crop_norm_grey = crop_grey(*input_stats(backbone)) if crop_norm else None
 
     def _conv_bn_owners(self) -> list[PlainResNet | PlainEfficientNetLite | StageTail]:
         return [self.backbone] + ([self.content] if self.content is not None else [])
@@ -458,7 +459,8 @@ def _base_name(backbone: str) -> str:
 # arguments they accept and the registry's default backbone (a card may leave it out).
 _ARCHS: dict[str, tuple[type[PlainMPANet], frozenset[str], str]] = {
     "mpa_resnet18": (PlainMPANet, frozenset({"backbone", "num_classes"}), "resnet18"),
-    "faultnet": (PlainFaultNet, frozenset({"backbone", "num_classes", "num_faults", "content_from", "tone_branch"}),
+    "faultnet": (PlainFaultNet, frozenset({"backbone", "num_classes", "num_faults", "content_from", "tone_branch",
+                                              "crop_norm"}),
                  "tf_efficientnet_lite0"),
 }
 
@@ -493,6 +495,7 @@ def plain_supported(architecture: str, arch_args: Mapping[str, Any]) -> bool:
         isinstance(backbone, str) and _base_name(backbone) in RESNETS.keys() | EFFICIENTNET_LITES.keys()
         and all(_positive_int(arch_args[k]) for k in ("num_classes", "num_faults") if k in arch_args)
         and (arch_args.get("tone_branch", 0) == 0 or _positive_int(arch_args["tone_branch"]))
+        and isinstance(arch_args.get("crop_norm", False), bool)
         and (content_from == 0 or (_positive_int(content_from) and _base_name(backbone) in EFFICIENTNET_LITES
                                    and content_from < len(_LITE_STAGES)))
     )
