@@ -29,6 +29,7 @@ peak at ``--steps``. Data: epochs of 100 steps, each with its own draw of photos
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import shlex
@@ -91,10 +92,24 @@ def init_from(model: nn.Module, path: Path) -> None:
         raise ValueError(f"not this network's weights ({len(missing)} tensors missing, {len(unexpected)} unexpected)")
 
 
-def losses(model: nn.Module, batch: list[torch.Tensor], cross: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
+def whole_frame_drift(model: nn.Module, teacher: nn.Module, whole: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of the whole-frame view's log-odds and fault logits between
+    ``model`` and the frozen ``teacher`` (``--keep-whole``): a later stage that changes how the
+    detail crops are read (``--crop-norm``) keeps the whole frame judged as before
+    ("learning without forgetting"), since its weights are shared with the crops'."""
+    out = model.forward_outputs(ModelInputs(whole), ("faults",))  # type: ignore[operator]
+    with torch.no_grad():
+        ref = teacher.forward_outputs(ModelInputs(whole), ("faults",))  # type: ignore[operator]
+    d, d_ref = out.logits[:, 1] - out.logits[:, 0], ref.logits[:, 1] - ref.logits[:, 0]
+    return F.mse_loss(d, d_ref) + F.mse_loss(out.faults, ref.faults)
+
+
+def losses(model: nn.Module, batch: list[torch.Tensor], cross: bool = False,
+           teacher: nn.Module | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """The three loss terms of the module docstring on one batch of pairs; with ``cross`` the
     ranking term also covers every good photo against the faulty copy of every *other* photo of
-    the batch (what the cross-photo AUC measures: a good dark photo above a faulty bright one)."""
+    the batch (what the cross-photo AUC measures: a good dark photo above a faulty bright one);
+    with a ``teacher``, :func:`whole_frame_drift` is added."""
     gw, gc, bw, bc, labels = batch
     b, device = gw.shape[0], gw.device
     out = model.forward_outputs(ModelInputs(torch.cat([gw, bw]), torch.cat([gc, bc])), ("faults",))  # type: ignore[operator]
@@ -110,8 +125,12 @@ def losses(model: nn.Module, batch: list[torch.Tensor], cross: bool = False) -> 
     with torch.no_grad():
         acc = (d[:b] > d[b:]).float().mean().item()
         top_ok = [labels[i, out.faults[b + i].argmax()].item() > 0 for i in range(b)]
-    return ce + rank + bce, {"ce": ce.item(), "rank": rank.item(), "bce": bce.item(), "pair_acc": acc,
-                             "top_fault_ok": sum(top_ok) / b}
+    parts = {"ce": ce.item(), "rank": rank.item(), "bce": bce.item(), "pair_acc": acc, "top_fault_ok": sum(top_ok) / b}
+    loss = ce + rank + bce
+    if teacher is not None:
+        drift = whole_frame_drift(model, teacher, torch.cat([gw, bw]))
+        loss, parts["drift"] = loss + drift, drift.item()
+    return loss, parts
 
 
 def schedule(total: int) -> Callable[[int, float], float]:
@@ -163,6 +182,9 @@ def main(argv: list[str] | None = None, *, on_step: Callable[[StepDone], None] |
     ap.add_argument("--freeze", type=int, default=3, help="backbone stages kept frozen after the stem")
     ap.add_argument("--crop-norm", action="store_true",
                     help="colour-blind detail crops: each crop's colour and brightness removed (arch arg crop_norm)")
+    ap.add_argument("--keep-whole", action="store_true",
+                    help="with --init: hold the whole-frame view's log-odds and reasons to the --init network's "
+                         "(a squared-difference term), so that only what the detail crops change is learned")
     ap.add_argument("--cross-pairs", action="store_true",
                     help="rank every good photo of a batch above every other photo's faulty copy too")
     ap.add_argument("--positives", default=",".join(POSITIVE_KINDS),
@@ -198,17 +220,24 @@ def main(argv: list[str] | None = None, *, on_step: Callable[[StepDone], None] |
                              **({"crop_norm": True} if args.crop_norm else {}))
     except AescoreError as err:  # e.g. the package of ImageNet weights is missing: one line, with the pip command
         ap.error(str(err))
+    if args.keep_whole and args.init is None:
+        ap.error("--keep-whole needs --init (the network whose whole-frame judgement is kept)")
+    teacher: nn.Module | None = None
     if args.init is not None:
         try:
             init_from(model, args.init)
         except (OSError, ValueError) as err:
             ap.error(f"--init {args.init}: {err}")
+        if args.keep_whole:
+            teacher = copy.deepcopy(model).eval().requires_grad_(False)
     recipe = Preprocess.from_card(model.default_preprocess)
     if not paths:
         raise SystemExit(f"no photographs in {args.photos}")
     data = FaultPairs(paths, recipe, length=args.pairs * STEPS_PER_EPOCH, seed=args.seed, positive_kinds=positives)
     heads = [p for n, p in model.named_parameters() if n.startswith(("head.", "fault_head."))]
     model.to(device)
+    if teacher is not None:
+        teacher.to(device)
     model.train()
     freeze(model, args.freeze)  # after train(): it puts every BatchNorm back in eval mode
     body = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(("head.", "fault_head."))]
@@ -242,7 +271,7 @@ def main(argv: list[str] | None = None, *, on_step: Callable[[StepDone], None] |
                       for batch in pair_batches(data, args.pairs, args.workers, args.seed, step))
     try:
         with stop.installed():
-            stats = fit_steps(trainer, device_batches, lambda net, batch: losses(net, batch, cross=args.cross_pairs),
+            stats = fit_steps(trainer, device_batches, lambda net, batch: losses(net, batch, cross=args.cross_pairs, teacher=teacher),
                               start_step=step, max_steps=limit, stop=stop, on_step=after_step)
     except AescoreError as err:  # a NaN/inf loss: one line, nothing saved from the broken state
         print(f"error: {err}", file=sys.stderr)

@@ -150,3 +150,19 @@ def test_a_later_stage_starts_from_trained_weights_without_their_branches(script
     with pytest.raises(SystemExit) as exc:
         script.main(_args(photos, tmp_path / "c", "--steps", "1", "--init", str(tmp_path / "other.safetensors")))
     assert exc.value.code == 2 and "--init" in capsys.readouterr().err
+
+
+def test_keep_whole_holds_the_whole_frame_to_the_starting_network(script: Any, photos: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """``--keep-whole``: the drift term is 0 at the first step (the network is its own teacher),
+    then grows as the weights move; it needs ``--init``."""
+    import json
+
+    assert script.main(_args(photos, tmp_path / "a", "--steps", "1")) == 0
+    init = str(tmp_path / "a" / "model.safetensors")
+    assert script.main(_args(photos, tmp_path / "b", "--steps", "3", "--lr", "1e-2", "--init", init, "--keep-whole", "--crop-norm")) == 0
+    rows = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["drift"] == 0 and rows[-1]["drift"] > 0
+    with pytest.raises(SystemExit) as exc:
+        script.main(_args(photos, tmp_path / "c", "--steps", "1", "--keep-whole"))
+    assert exc.value.code == 2 and "--keep-whole needs --init" in capsys.readouterr().err
