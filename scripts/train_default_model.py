@@ -24,6 +24,11 @@ the score margin, the good copy must win) + binary cross-entropy of the pooled f
 a step) and every BatchNorm keeps ImageNet's statistics (batches of 16 are too small to
 re-estimate them). Learning rate: linear warm-up over 30 steps, then a cosine decay to 5 % of the
 peak at ``--steps``. Data: epochs of 100 steps, each with its own draw of photos and faults.
+
+Later stages (issue 28, docs/models.md "Training the network further"): ``--init W`` starts from a
+trained network instead of ImageNet's, ``--crop-norm`` makes the detail crops colour-blind (arch
+arg ``crop_norm``) and ``--keep-whole`` holds the whole-frame view to the ``--init`` network
+(:func:`whole_frame_drift`).
 """
 
 from __future__ import annotations
