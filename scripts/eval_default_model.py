@@ -85,6 +85,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from aescore.engine.pairwise import laplacian_sharpness  # noqa: E402
 from aescore.data.fault_kinds import FAULT_KINDS  # noqa: E402
+from aescore.data.transforms import REC709_LUMA  # noqa: E402
 
 SETS = ("own", "reasons", "fullres", "cross")
 TAGS = ("shallow_dof", "night", "high_key", "long_exposure")
@@ -196,7 +197,7 @@ def white_balance(a: Array, direction: str, gain: float) -> Array:
     """White balance off by ``gain`` along ``direction`` of :data:`CAST_DIRECTIONS`, in linear
     light, the luminance of grey kept."""
     gains = np.exp(np.log(gain) * np.asarray(CAST_DIRECTIONS[direction], np.float64))
-    gains /= gains @ np.array([0.2126, 0.7152, 0.0722])  # keep the luminance of grey
+    gains /= gains @ np.array(REC709_LUMA)  # keep the luminance of grey
     return to_srgb(to_linear(a) * gains.astype(np.float32))
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from aescore.data.images import PILLOW_EXTENSIONS, load_rgb
+from aescore.data.transforms import REC709_LUMA
 from aescore.errors import ConfigError, DataError, ImageDecodeError, UsageError
 from aescore.fsutil import atomic_path, atomic_write_text
 
@@ -155,7 +156,7 @@ def overexposure(img: Image.Image, severity: int, rng: np.random.Generator) -> I
     """
     clip = _pick(rng, _OVER_CLIP, severity)
     lin = _to_linear(_arr(img))
-    lum = lin @ np.array([0.2126, 0.7152, 0.0722], np.float32)
+    lum = lin @ np.array(REC709_LUMA, np.float32)
     q = float(np.quantile(lum, 1.0 - clip))
     gain = float(np.clip(1.0 / max(q, 1e-6), 2.0**0.8, 2.0**4))
     return _img(_to_srgb(lin * np.float32(gain)))
@@ -191,7 +192,7 @@ def colour_cast(img: Image.Image, severity: int, rng: np.random.Generator) -> Im
     # A direction in the opponent-colour plane (red-cyan, green-magenta axes), max |component| = 1.
     d = np.cos(phi) * np.array([1.0, -0.5, -0.5]) + np.sin(phi) * np.array([0.0, 0.866, -0.866])
     gains = 1.0 + strength * d / np.abs(d).max()
-    gains /= gains @ np.array([0.2126, 0.7152, 0.0722])
+    gains /= gains @ np.array(REC709_LUMA)
     return _img(_to_srgb(_to_linear(_arr(img)) * gains.astype(np.float32)))
 
 

@@ -54,12 +54,13 @@ from scipy import ndimage
 from aescore.data.degrade import _arr, _convolve, _disk_kernel, _img, _line_kernel, _to_linear, _to_srgb
 
 from aescore.data.fault_kinds import FAULT_KINDS  # the one vocabulary, shared with the reasons head
+from aescore.data.transforms import REC709_LUMA
 
 # The positives the shipped default model trained on; the others of POSITIVES (``toned``, ``vivid``) are
 # opt-in: ``make_positive(kinds=...)``, ``train_default_model.py --positives``.
 POSITIVE_KINDS: tuple[str, ...] = ("shallow_dof", "low_key", "high_key")
 REF_SHORTER = 375.0  # pixel-sized strengths are given at this shorter side and scaled with the image
-LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
+LUMA = np.array(REC709_LUMA, np.float32)
 # Camera order for combinations: framing, optics, light, sensor, compression.
 _ORDER = ("tilt", "crop", "defocus", "motion", "underexposure", "overexposure", "haze", "colour_cast",
           "noise", "jpeg")

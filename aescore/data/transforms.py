@@ -45,6 +45,9 @@ from aescore.errors import WeightsError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: Rec. 709 luma weights of R, G, B: the luminance exposure is judged on (the fault generators,
+#: the exposure branch's histogram, the evaluation copies keep or read it).
+REC709_LUMA = (0.2126, 0.7152, 0.0722)
 
 
 class EvalMode(str, Enum):

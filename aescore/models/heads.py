@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from aescore.data.fault_kinds import FAULT_KINDS
-from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from aescore.data.transforms import IMAGENET_MEAN, IMAGENET_STD, REC709_LUMA
 from aescore.models.base import ScoringModule
 from aescore.models.contract import Capabilities, ModelInputs, ModelOutputs
 from aescore.models.regions import Backbone, linear_region_logits
@@ -117,8 +117,6 @@ def pool_faults(whole: torch.Tensor, crops: torch.Tensor) -> torch.Tensor:
 #: Where :func:`tone_stats` reads the cumulative luminance histogram (sRGB-encoded values in
 #: [0, 1]): at the clipping ends and every 1/16 between.
 LUMA_LEVELS: tuple[float, ...] = (0.004, 0.02, *(k / 16 for k in range(1, 16)), 0.98, 0.996)
-#: Rec. 709 luma weights: the luminance a tone curve and a histogram are read on.
-_LUMA_WEIGHTS = (0.2126, 0.7152, 0.0722)
 TONE_FEATURES = len(LUMA_LEVELS)
 #: The fault kinds the exposure branch corrects (:class:`ToneBranch`).
 TONE_KINDS: tuple[str, ...] = ("underexposure", "overexposure", "colour_cast")
@@ -139,7 +137,7 @@ def tone_stats(whole: torch.Tensor, mean: Sequence[float], std: Sequence[float])
     m = whole.new_tensor(mean).view(1, 3, 1, 1)
     s = whole.new_tensor(std).view(1, 3, 1, 1)
     rgb = (whole * s + m).clamp(0, 1).flatten(2)  # [B, 3, N]
-    luma = (rgb * whole.new_tensor(_LUMA_WEIGHTS).view(1, 3, 1)).sum(1)  # [B, N]
+    luma = (rgb * whole.new_tensor(REC709_LUMA).view(1, 3, 1)).sum(1)  # [B, N]
     levels = whole.new_tensor(LUMA_LEVELS).view(1, -1, 1)
     return (luma.unsqueeze(1) < levels).float().mean(2)  # [B, L]
 
