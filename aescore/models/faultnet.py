@@ -36,7 +36,7 @@ from torch import nn
 
 from aescore.models._registry import register_model
 from aescore.models.backbones import input_stats
-from aescore.models.heads import FaultViews, StageTail, ToneBranch, crop_grey, faultnet_preprocess
+from aescore.models.heads import FaultViews, StageTail, faultnet_preprocess
 from aescore.models.layers import init_he_
 from aescore.models.mpa import MPANet
 from aescore.data.fault_kinds import FAULT_KINDS
@@ -84,8 +84,7 @@ class FaultNet(FaultViews, MPANet):
             self.content = StageTail(nn.Sequential(*copy.deepcopy(list(bb.blocks)[self.content_from:])),
                                      copy.deepcopy(bb.conv_head), copy.deepcopy(bb.bn2), act=False)
             self.content.requires_grad_(False)
-        self.tone = ToneBranch(num_faults, tone_branch, *input_stats(backbone)) if tone_branch else None
-        self.crop_norm_grey = crop_grey(*input_stats(backbone)) if crop_norm else None
+        self._add_tone_and_crop_norm(backbone, num_faults, tone_branch, crop_norm)
 
     def train(self, mode: bool = True) -> "FaultNet":
         """As ``nn.Module.train``, but the content tail stays in eval mode: its BatchNorm statistics

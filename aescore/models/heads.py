@@ -288,6 +288,12 @@ class FaultViews:
     # a buffer: nothing to save, and the plain twin is built on the meta device.
     crop_norm_grey: tuple[float, float, float] | None
 
+    def _add_tone_and_crop_norm(self, backbone: str, num_faults: int, tone_branch: int, crop_norm: bool) -> None:
+        """Set :attr:`tone` and :attr:`crop_norm_grey` from the arch args (both networks, one way)."""
+        stats = input_stats(backbone)
+        self.tone = ToneBranch(num_faults, tone_branch, *stats) if tone_branch else None
+        self.crop_norm_grey = crop_grey(*stats) if crop_norm else None
+
     def _trunk(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 

@@ -27,7 +27,7 @@ from torch import nn
 
 from aescore.models.contract import Capabilities
 from aescore.models.heads import (
-    ConvBnPairs, FaultViews, PooledLinearHead, StageTail, ToneBranch, crop_grey, faultnet_preprocess, input_stats, mpa_default_preprocess,
+    ConvBnPairs, FaultViews, PooledLinearHead, StageTail, faultnet_preprocess, input_stats, mpa_default_preprocess,
 )
 from aescore.data.fault_kinds import FAULT_KINDS
 
@@ -431,8 +431,7 @@ class PlainFaultNet(FaultViews, PlainMPANet):
             # The same layers as the backbone's later stages, in a network of their own (their
             # weights come from the file: the content tail's keys are content.*)
             self.content = PlainEfficientNetLite(self.backbone.cfg).tail(self.content_from)
-        self.tone = ToneBranch(num_faults, tone_branch, *input_stats(backbone)) if tone_branch else None
-        self.crop_norm_grey = crop_grey(*input_stats(backbone)) if crop_norm else None
+        self._add_tone_and_crop_norm(backbone, num_faults, tone_branch, crop_norm)
 
     def _conv_bn_owners(self) -> list[PlainResNet | PlainEfficientNetLite | StageTail]:
         return [self.backbone] + ([self.content] if self.content is not None else [])
