@@ -288,6 +288,11 @@ def score(model: Any, items: list[Item], want: frozenset[str], workers: int, wha
                 it.laplacian = laplacian_sharpness(im.convert("RGB"))
 
 
+def row_tags(row: list[str], column: int) -> tuple[str, ...]:
+    """The comma-separated tags in ``row[column]`` of a list file (``-`` or no such column: none)."""
+    return tuple(t for t in (row[column] if len(row) > column else "-").split(",") if t and t != "-")
+
+
 def read_list(path: Path) -> list[list[str]]:
     """Non-comment, non-empty lines of a list file, split on tabs."""
     rows = []
@@ -434,7 +439,7 @@ def fullres_items(args: argparse.Namespace, tmp: Path) -> tuple[list[Item], list
     Image.MAX_IMAGE_PIXELS = None
     for i, row in enumerate(rows):
         rel, package = row[0], row[1] if len(row) > 1 else ""
-        tags = tuple(t for t in (row[2] if len(row) > 2 else "-").split(",") if t and t != "-")
+        tags = row_tags(row, 2)
         with Image.open(args.wallpapers / rel) as im:
             img = im.convert("RGB")
         full = img.size

@@ -63,7 +63,8 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from eval_default_model import (  # noqa: E402
-    CAST_DIRECTIONS, Item, auc, exposure_gain, json_safe, log, pair_right, pct, read_list, save, score, table, to_uint8, white_balance,
+    CAST_DIRECTIONS, Item, auc, exposure_gain, json_safe, log, pair_right, pct, read_list, row_tags, save, score, table, to_uint8,
+    white_balance,
 )
 
 from aescore.data.fault_kinds import FAULT_KINDS  # noqa: E402
@@ -91,26 +92,28 @@ def cast(strength: float) -> Callable[[Array, np.random.Generator], Array]:
     return fn
 
 
+#: The groups of copies and the fault kind each group's copies should be named as.
+GROUPS = {"dark": "underexposure", "bright": "overexposure", "cast": "colour_cast"}
+
+
 @dataclass(frozen=True)
 class Copy:
     name: str
-    group: str  # dark, bright or cast
-    reason: str  # the fault kind it should be named as
+    group: str  # a key of GROUPS
     fn: Callable[[Array, np.random.Generator], Array]
 
 
 COPIES: tuple[Copy, ...] = (
-    Copy("ev-1.5", "dark", "underexposure", gain(-1.5)),
-    Copy("ev-2", "dark", "underexposure", gain(-2.0)),
-    Copy("ev-3", "dark", "underexposure", gain(-3.0)),
-    Copy("curve", "dark", "underexposure", curve),
-    Copy("ev+1", "bright", "overexposure", gain(1.0)),
-    Copy("ev+1.5", "bright", "overexposure", gain(1.5)),
-    Copy("ev+2", "bright", "overexposure", gain(2.0)),
-    Copy("cast1.15", "cast", "colour_cast", cast(1.15)),
-    Copy("cast1.3", "cast", "colour_cast", cast(1.3)),
+    Copy("ev-1.5", "dark", gain(-1.5)),
+    Copy("ev-2", "dark", gain(-2.0)),
+    Copy("ev-3", "dark", gain(-3.0)),
+    Copy("curve", "dark", curve),
+    Copy("ev+1", "bright", gain(1.0)),
+    Copy("ev+1.5", "bright", gain(1.5)),
+    Copy("ev+2", "bright", gain(2.0)),
+    Copy("cast1.15", "cast", cast(1.15)),
+    Copy("cast1.3", "cast", cast(1.3)),
 )
-GROUPS = ("dark", "bright", "cast")
 
 
 @dataclass
@@ -159,7 +162,7 @@ def build(args: argparse.Namespace, tmp: Path) -> list[Image_]:
     if {"wallpapers", "colour"} & set(args.sets):
         rows = read_list(args.exposure_list)[: args.limit or None]
         for i, row in enumerate(rows):
-            tags = tuple(t for t in row[2].split(",") if t and t != "-") if len(row) > 2 else ()
+            tags = row_tags(row, 2)
             img = load(args.wallpapers / row[0], args.max_shorter)
             if "wallpapers" in args.sets:
                 images += with_copies(img, row[0], "wallpapers", tags, i, args.seed, tmp)
@@ -169,7 +172,7 @@ def build(args: argparse.Namespace, tmp: Path) -> list[Image_]:
     if "colour" in args.sets and args.colour:
         rows = read_list(args.colour_list)[: args.limit or None]
         for i, row in enumerate(rows):
-            tags = tuple(t for t in row[3].split(",") if t and t != "-") if len(row) > 3 else ()
+            tags = row_tags(row, 3)
             img = load(args.colour / row[0], args.max_shorter)
             images.append(Image_(save(img, tmp / f"c{i:04d}_orig.jpg"), row[0], "colour", "", tags))
         log(f"colour: {len(rows)} photos")
@@ -199,14 +202,14 @@ def measure(images: list[Image_], scored: list[Item]) -> dict[str, Any]:
         rows: dict[str, Any] = {}
         for key in (*GROUPS, *spec):
             sel = [(im, it) for im, it in copies if key in (im.copy, spec[im.copy].group)]
-            reason = spec[key].reason if key in spec else {"dark": "underexposure", "bright": "overexposure", "cast": "colour_cast"}[key]
+            reason = GROUPS[spec[key].group if key in spec else key]
             rows[key] = {"pairs": len(sel),
                          "pairwise": float(np.mean([pair_right(orig[im.photo].p_high, it.p_high) for im, it in sel])),
                          "top1": float(np.mean([top_reason(it) == reason for _, it in sel])),
                          "laplacian": float(np.mean([pair_right(orig[im.photo].laplacian, it.laplacian) for im, it in sel]))}
         rows["all"] = {"pairs": len(copies),
                        "pairwise": float(np.mean([pair_right(orig[im.photo].p_high, it.p_high) for im, it in copies])),
-                       "top1": float(np.mean([top_reason(it) == spec[im.copy].reason for im, it in copies]))}
+                       "top1": float(np.mean([top_reason(it) == GROUPS[spec[im.copy].group] for im, it in copies]))}
         res[set_] = rows
     good = [it for im, it in by if not im.copy and im.set in ("wallpapers", "colour")]
     neg = [it for im, it in by if im.copy and im.set == "wallpapers"]
