@@ -64,6 +64,12 @@ from aescore.weights import load_checkpoint, save_checkpoint, save_weights
 STEPS_PER_EPOCH = 100
 
 
+def training_photos(folder: str, exclude: str | None) -> list[str]:
+    """The photographs of ``folder`` (sorted paths), less the file names listed in ``exclude``."""
+    held = set(Path(exclude).read_text().split()) if exclude else set()
+    return sorted(str(p) for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.name not in held)
+
+
 def early_modules(model: nn.Module, stages: int) -> list[nn.Module]:
     """The stem and the first ``stages`` stages of the backbone (timm EfficientNet or ResNet)."""
     bb = model.backbone  # type: ignore[attr-defined]
@@ -216,9 +222,7 @@ def main(argv: list[str] | None = None, *, on_step: Callable[[StepDone], None] |
     torch.manual_seed(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    held = set(Path(args.exclude).read_text().split()) if args.exclude else set()
-    paths = sorted(str(p) for p in Path(args.photos).iterdir()
-                   if p.suffix.lower() in IMAGE_EXTENSIONS and p.name not in held)
+    paths = training_photos(args.photos, args.exclude)
     (out / "train-photos.txt").write_text("".join(Path(p).name + "\n" for p in paths))
     try:
         model = create_model("faultnet", backbone=args.backbone, pretrained=args.pretrained,

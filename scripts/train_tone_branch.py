@@ -44,12 +44,14 @@ from aescore.data.fault_pairs import FaultPairs
 from aescore.data.faults import POSITIVES
 from aescore.data.transforms import Preprocess
 from aescore.errors import AescoreError
-from aescore.inference.discover import IMAGE_EXTENSIONS
 from aescore.models import create_model
 from aescore.models.contract import ModelInputs
 from aescore.models.faultnet import FaultNet
 from aescore.models.heads import ToneBranch, tone_stats
 from aescore.weights import load_weights, save_weights
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_default_model import training_photos  # noqa: E402  (the same photos as the network's recipe)
 
 CHUNK = 200  # pairs per features file
 
@@ -140,8 +142,7 @@ def fit(branch: ToneBranch, train: dict[str, torch.Tensor], dev: dict[str, torch
     """Step 2: AdamW on batches of ``batch`` pairs; returns the state of the epoch with the lowest
     dev loss and the log."""
     gen = torch.Generator().manual_seed(seed)
-    params = [p for n, p in branch.named_parameters()]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.AdamW(branch.parameters(), lr=lr, weight_decay=weight_decay)
     n = train["d"].shape[0]
     best, best_loss, log = {k: v.clone() for k, v in branch.state_dict().items()}, float("inf"), []
     for epoch in range(epochs):
@@ -180,7 +181,8 @@ def reason_figures(branch: ToneBranch | None, f: dict[str, torch.Tensor]) -> dic
 def split(paths: list[str], dev_share: float) -> tuple[list[str], list[str]]:
     """Train and dev photos, by the sha1 of the file name (stable whatever the folder holds)."""
     dev = [p for p in paths if int(hashlib.sha1(Path(p).name.encode()).hexdigest()[:8], 16) / 2**32 < dev_share]
-    return [p for p in paths if p not in set(dev)], dev
+    held = set(dev)
+    return [p for p in paths if p not in held], dev
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,8 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--focus takes kinds of {', '.join(FAULT_KINDS)}; --positives of {', '.join(POSITIVES)}")
 
     torch.manual_seed(args.seed)
-    held = set(Path(args.exclude).read_text().split()) if args.exclude else set()
-    paths = sorted(str(p) for p in Path(args.photos).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.name not in held)
+    paths = training_photos(args.photos, args.exclude)
     train_paths, dev_paths = split(paths, args.dev_share)
     model, card = base_with_branch(args.base, args.hidden)
     recipe = Preprocess.from_card(card["preprocess"])
