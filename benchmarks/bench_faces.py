@@ -33,7 +33,9 @@ from typing import Any, Sequence
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_rank import CAMERA_SIZES, QUICK_SIZES, make_folder  # noqa: E402
-from common import REPO, default_workdir, emit, log, machine_info, rank_once, rank_setup, ratio, synthetic_photo, write_jpeg  # noqa: E402
+from common import (  # noqa: E402
+    REPO, emit, log, machine_info, rank_once, rank_round_options, rank_round_sizes, rank_setup, ratio, synthetic_photo, write_jpeg,
+)
 
 PORTRAIT = REPO / "tests" / "data" / "astronaut.jpg"
 LABELS = REPO / "scripts" / "validate_faces_labels.json"
@@ -105,17 +107,12 @@ def make_real(source: Path, folder: Path, n: int, quick: bool) -> list[Path]:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark; print and return the JSON result."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--photos", type=int, default=None, help="synthetic photos without faces, and as many with (default 24 each; 2 with --quick)")
-    ap.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 3; 1 with --quick)")
+    rank_round_options(ap, "synthetic photos without faces, and as many with (default 24 each; 2 with --quick)")
     ap.add_argument("--real", type=Path, default=None, help="also photos of people from this folder, enlarged to camera size")
     ap.add_argument("--real-count", type=int, default=12, help="how many of --real's photos (default 12)")
-    ap.add_argument("--quick", action="store_true", help="small photos, one round: a smoke test, not a measurement")
-    ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args(argv)
     machine = machine_info()
-    n = args.photos or (2 if args.quick else 24)
-    rounds = args.rounds or (1 if args.quick else 3)
-    workdir = args.workdir or default_workdir("faces-quick" if args.quick else "faces")
+    n, rounds, workdir = rank_round_sizes(args, "faces")
     plain = make_folder(workdir / "photos", n, args.quick)
     people = make_people(workdir / "people", n, args.quick)
     real = make_real(args.real, workdir / "real", args.real_count, args.quick) if args.real else []

@@ -16,13 +16,12 @@ import argparse
 import os
 import statistics
 import sys
-from pathlib import Path
 from typing import Any, Sequence
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_rank import CAMERA_SIZES, QUICK_SIZES, make_folder  # noqa: E402
-from common import default_workdir, emit, log, machine_info, rank_once, rank_setup, ratio  # noqa: E402
+from common import emit, log, machine_info, rank_once, rank_round_options, rank_round_sizes, rank_setup, ratio  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -30,15 +29,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--a", default="aescore-technical-lite0", help="the reference model (default: the default before issue 28)")
     ap.add_argument("--b", default=None, help="the model compared with it (default: the default model)")
-    ap.add_argument("--photos", type=int, default=None, help="camera JPEGs (default 24; 2 with --quick)")
-    ap.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 3; 1 with --quick)")
-    ap.add_argument("--quick", action="store_true", help="small photos, one round: a smoke test, not a measurement")
-    ap.add_argument("--workdir", type=Path, default=None)
+    rank_round_options(ap, "camera JPEGs (default 24; 2 with --quick)")
     args = ap.parse_args(argv)
     machine = machine_info()
-    n = args.photos or (2 if args.quick else 24)
-    rounds = args.rounds or (1 if args.quick else 3)
-    workdir = args.workdir or default_workdir("models-quick" if args.quick else "models")
+    n, rounds, workdir = rank_round_sizes(args, "models")
     paths = make_folder(workdir / "photos", n, args.quick)
     file_list, env = rank_setup(workdir, paths)
     models = {"a": args.a, "b": args.b}

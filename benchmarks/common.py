@@ -7,6 +7,7 @@ Timings are medians over repeats after warm-up, because the build machines are s
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -150,6 +151,22 @@ def check_ok(proc: subprocess.CompletedProcess, what: str) -> None:
     if proc.returncode != 0:
         tail = (proc.stderr or "")[-2000:]
         raise RuntimeError(f"{what} exited with {proc.returncode}:\n{tail}")
+
+
+def rank_round_options(ap: argparse.ArgumentParser, photos_help: str) -> None:
+    """``--photos``, ``--rounds``, ``--quick`` and ``--workdir`` of the benchmarks that time whole
+    ``rank`` processes in alternating rounds (:func:`rank_round_sizes` reads them)."""
+    ap.add_argument("--photos", type=int, default=None, help=photos_help)
+    ap.add_argument("--rounds", type=int, default=None, help="alternating rounds (default 3; 1 with --quick)")
+    ap.add_argument("--quick", action="store_true", help="small photos, one round: a smoke test, not a measurement")
+    ap.add_argument("--workdir", type=Path, default=None)
+
+
+def rank_round_sizes(args: argparse.Namespace, name: str) -> tuple[int, int, Path]:
+    """(photos, rounds, workdir) from :func:`rank_round_options`: 24 photos and 3 rounds, or 2 and 1
+    with ``--quick``; the workdir ``default_workdir(name)`` (``name-quick`` with ``--quick``)."""
+    return (args.photos or (2 if args.quick else 24), args.rounds or (1 if args.quick else 3),
+            args.workdir or default_workdir(f"{name}-quick" if args.quick else name))
 
 
 def rank_setup(workdir: Path, paths: Sequence[Path]) -> tuple[Path, dict[str, str]]:
