@@ -91,10 +91,15 @@ def freeze(model: nn.Module, stages: int) -> None:
 def init_from(model: nn.Module, path: Path) -> None:
     """Load a trained faultnet's network into ``model`` (a later stage of the recipe starts from
     the shipped weights): every tensor but the content tail's and the exposure branch's, which
-    the published model adds back (``publish_default_model.py``, ``train_tone_branch.py``)."""
-    from safetensors.torch import load_file
+    the published model adds back (``publish_default_model.py``, ``train_tone_branch.py``). Read
+    through :func:`aescore.weights.load_weights` (card, sha256 and tensors checked)."""
+    from aescore.weights import load_weights
 
-    state = {k: v for k, v in load_file(str(path)).items() if not k.startswith(("content.", "tone."))}
+    try:
+        trained, _ = load_weights(path)
+    except AescoreError as err:  # missing, damaged or not a model file: the loader's one line
+        raise ValueError(str(err)) from None
+    state = {k: v for k, v in trained.state_dict().items() if not k.startswith(("content.", "tone."))}
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as err:  # tensors of other shapes: another backbone

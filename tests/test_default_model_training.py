@@ -150,6 +150,11 @@ def test_a_later_stage_starts_from_trained_weights_without_their_branches(script
     with pytest.raises(SystemExit) as exc:
         script.main(_args(photos, tmp_path / "c", "--steps", "1", "--init", str(tmp_path / "other.safetensors")))
     assert exc.value.code == 2 and "--init" in capsys.readouterr().err
+    (tmp_path / "damaged.safetensors").write_bytes(b"\0" * 64)  # no card, not a model: one line, no traceback
+    with pytest.raises(SystemExit) as exc:
+        script.main(_args(photos, tmp_path / "d", "--steps", "1", "--init", str(tmp_path / "damaged.safetensors")))
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--init" in err and "card not found" in err and "Traceback" not in err
 
 
 def test_keep_whole_holds_the_whole_frame_to_the_starting_network(script: Any, photos: Path, tmp_path: Path,
