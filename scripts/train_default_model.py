@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None, *, on_step: Callable[[StepDone], None] |
     ap.add_argument("--exclude", help="text file of photo file names to hold out (one per line)")
     ap.add_argument("--backbone", default="tf_efficientnet_lite0")
     ap.add_argument("--init", type=Path, default=None,
-                    help="start from this trained faultnet .safetensors (its content tail and exposure branch are "
+                    help="start from this trained faultnet .safetensors and its card (its content tail and exposure branch are "
                          "left out: they are added again when publishing) instead of ImageNet's weights")
     ap.add_argument("--no-pretrained", dest="pretrained", action="store_false",
                     help="start from random weights (tests; the default model starts from ImageNet's)")
